@@ -1,0 +1,80 @@
+"""Compressed-domain reader: I-frame RGB, motion vectors and residuals from FFmpeg, through PyAV.
+
+>>> import edgekit.bitstream as bs
+>>> with bs.open("clip.mp4") as reader:
+...     for f in reader:
+...         f.kind, f.mv.shape, f.residual.shape
+
+``open(source, *, residual=True, rgb="iframes", accumulate=False, transcode=None, format=None,
+threads="auto", timeout_s=10.0, max_pixels=MAX_PIXELS, fast_mv=True)``
+
+source
+    A path, a URL FFmpeg opens (rtsp/http/file), ``bytes``, a binary file-like object, or an iterable
+    of encoded chunks of a raw H.264 Annex-B or MPEG-4 Part 2 elementary stream (as a camera encoder
+    emits it; the stream type is detected from its start codes, or give ``format="h264"|"m4v"``).
+    A live source that stalls for ``timeout_s`` raises ``SourceTimeoutError``.
+
+Every yielded :class:`CompressedFrame` is in display order and holds:
+
+**Motion vectors** ``mv``: float32 (2, ceil(H/8), ceil(W/8)), one vector per 8x8 block (the finest
+partition FFmpeg exports; a 16x16 macroblock fills 2x2 cells), ``mv[0]`` = dx, ``mv[1]`` = dy in
+pixels with the codec's sub-pixel precision kept (1/2 px MPEG-4, 1/4 px H.264). The sign is that of
+forward optical flow: where the block's content moved *from* the reference *to* the current frame,
+``dst - src = -motion_x / motion_scale`` in FFmpeg's terms. Intra blocks have no vector: mv is 0 and
+``intra`` is True there. I-frames have mv = 0 and intra all True.
+
+**B-frames.** A B-frame block may be predicted from the past reference (FFmpeg ``source = -1``), the
+future one (``source = +1``) or both. ``mv`` takes the past-reference vector where the block has one.
+For a block predicted only from the future reference, ``mv = src - dst`` (the future vector negated):
+still the forward-in-time displacement of the content, from this frame to the future reference, so a
+rightward motion is positive in every frame kind; its magnitude spans the distance to the future
+reference rather than to the past one. References are taken to be the nearest I/P frames in display
+order (true for MPEG-4 Part 2, and for H.264 encoded with ``ref=1`` and no B-pyramid, as
+:func:`transcode` produces); FFmpeg does not say which reference index a vector uses.
+
+**GOPs.** Every I-frame (scheduled or scene-cut) starts a new GOP; ``gop_index`` counts them. B-frames
+that precede an I-frame in display order belong to the GOP before it.
+
+**Representations** (``accumulate=``):
+
+- ``False`` (per frame): ``mv`` as above, relative to the frame's own reference. ``residual[c, p] =
+  cur_c[p] - pred_c[p]`` with the motion-compensated prediction ``pred[p] = ref[p - round(d(p))]``
+  (past reference for L0 vectors, future for L1-only, the rounded average of both for
+  bi-predicted blocks, the co-located reference pixel for intra blocks), clamped at the frame edge.
+- ``True`` (CoViAR accumulation): every pixel is traced back to the GOP's I-frame. With ``src(p)``
+  its accumulated source position (``src = p`` on the I-frame; for a P/B pixel, ``src(p) =
+  src_ref(p - round(d(p)))`` through the reference its block uses; intra blocks keep the co-located
+  position of the past reference), ``residual[c, p] = cur_c[p] - I_c[src(p)]`` and ``mv`` is
+  ``p - src(p)`` sampled at each 8x8 block's centre pixel: the total displacement since the I-frame.
+  For a pure translation this is the sum of the per-frame vectors.
+
+**Residual** ``residual``: int16 (3, H, W) in the **YUV** space of the decoded frame (channels Y, U,
+V; chroma computed at 4:2:0 resolution and repeated 2x2), exact integers in [-255, 255]; zeros on
+I-frames. FFmpeg does not export the coded residual, so it is recomputed from decoded pixels. YUV is
+used rather than CoViAR's RGB because it needs no colour conversion of every frame: this is what lets
+MV + residual + I-RGB run faster than decoding every frame to RGB (``benchmarks/extract.py``).
+
+**RGB** ``rgb``: uint8 (H, W, 3) on I-frames (``rgb="iframes"``), on every frame (``"all"``), or
+never (``None``).
+
+**Cost follows what is asked.** ``residual=False, rgb=None`` (MV-only) converts nothing and predicts
+nothing, and with ``fast_mv=True`` tells FFmpeg to skip the loop filter and the IDCT, which leave the
+motion vectors bit-identical. Per-frame MV-only reading yields each frame as soon as it is decoded;
+modes that need a B-frame's future reference hold back at most one run of B-frames.
+
+**Codecs.** FFmpeg 8 exports motion vectors for H.264, MPEG-4 Part 2, MPEG-1/2 and H.263, not for
+HEVC, VP9 or AV1: those raise ``UnsupportedCodecError`` unless ``transcode="mpeg4"`` or ``"h264"`` is
+given, which re-encodes on the fly (GOP 12, no B-frames) before reading.
+
+**Errors.** Every bad input raises an ``edgekit.errors.SourceError`` subclass with a one-line message.
+Damaged frames mid-stream are skipped and counted in ``reader.stats.damaged_frames`` (frames the
+decoder flags corrupt, packets it rejects, packets that yield no picture); reading goes on with the
+next decodable frame. In a raw elementary stream FFmpeg's parser may merge a damaged picture into its
+neighbour, which then cannot be counted.
+"""
+
+from edgekit.bitstream.reader import (MAX_PIXELS, CompressedFrame, Reader, ReaderStats, StreamInfo,
+                                      kernels, open)
+from edgekit.bitstream.transcode import transcode
+
+__all__ = ["open", "transcode", "Reader", "CompressedFrame", "StreamInfo", "ReaderStats", "kernels", "MAX_PIXELS"]

@@ -1,0 +1,1 @@
+"""Inference backends behind one small ``Backend`` protocol, plus device profiles."""

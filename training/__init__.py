@@ -1,0 +1,4 @@
+"""edgekit training: datasets, synthetic benchmark, flow teacher, models, losses, train/eval.
+
+Uses torch; the runtime package ``edgekit`` never imports anything from here.
+"""
