@@ -1,0 +1,121 @@
+"""edgekit.sampling and edgekit.preprocess: the frame choice and tensor preparation shared by
+training and the runtime, checked on real decoded side data."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+
+import edgekit.bitstream as bs
+from edgekit import preprocess as pp
+from edgekit import sampling
+from edgekit.spec import MV_SCALE, InputSpec
+from media import moving_square_clip, object_cells
+
+
+def test_segment_positions_test_mode_takes_span_centres():
+    assert sampling.segment_positions(30, 3, train=False).tolist() == [5, 15, 25]
+    assert sampling.segment_positions(2, 3, train=False).tolist() == [0, 1, 1]  # short clips repeat
+
+
+def test_segment_positions_train_mode_draws_one_per_span_deterministically():
+    a = sampling.segment_positions(100, 4, train=True, rng=np.random.default_rng(7))
+    b = sampling.segment_positions(100, 4, train=True, rng=np.random.default_rng(7))
+    assert a.tolist() == b.tolist()
+    assert all(25 * i <= p < 25 * (i + 1) for i, p in enumerate(a))
+
+
+def test_sample_frames_uses_p_frames_for_motion_and_i_frames_for_rgb():
+    kinds = ("I" + "P" * 11) * 3
+    mv = sampling.sample_frames(kinds, "mv_residual", 3, train=False)
+    assert all(kinds[i] == "P" for i in mv) and len(set(mv.tolist())) == 3
+    assert sampling.sample_frames(kinds, "iframe", 3, train=False).tolist() == [0, 12, 24]
+
+
+def test_windows_cover_the_stream():
+    assert sampling.windows(100, 50, 25) == [(0, 50), (25, 75), (50, 100)]
+    assert sampling.windows(20, 50, 25) == [(0, 20)]
+    assert sampling.windows(110, 50, 50) == [(0, 50), (50, 100)]  # a 10-frame tail is dropped
+    assert sampling.windows(130, 50, 50) == [(0, 50), (50, 100), (80, 130)]  # a 30-frame tail is not
+
+
+def _brute_area(x, start, length, n_out):
+    s, n, out = length / n_out, len(x), []
+    for i in range(n_out):
+        a, b = start + i * s, start + (i + 1) * s
+        w = np.clip(np.minimum(b, np.arange(n) + 1) - np.maximum(a, np.arange(n)), 0, None)
+        out.append((w * x).sum() / w.sum())
+    return np.array(out)
+
+
+@pytest.mark.parametrize("start,length,n_out", [(0, 37, 10), (3.3, 20.5, 7), (0, 37, 100), (0.5, 2, 5)])
+def test_area_resize_equals_brute_force_overlap_average(start, length, n_out):
+    x = np.random.default_rng(0).random(37).astype(np.float32)
+    np.testing.assert_allclose(pp._area_axis(x[None], 1, start, length, n_out)[0],
+                               _brute_area(x, start, length, n_out), atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    path = tmp_path_factory.mktemp("pp") / "clip.mp4"
+    meta = moving_square_clip(path, "mpeg4", size=(320, 240), frames=24, motion=(4, -2))
+    with bs.open(path) as r:
+        return path, meta, list(r)
+
+
+def test_mv_input_is_in_model_pixels(clip):
+    _, meta, frames = clip
+    f = frames[5]
+    x = pp.mv_input(f.mv, (240, 320), (112, 112), scale=1.0)
+    rows, cols = object_cells(meta, 5, f.mv.shape[1:], inset=16)
+    # the square's cells, mapped to the 112x112 grid
+    ys = slice(rows.start * 8 * 112 // 240 + 2, rows.stop * 8 * 112 // 240 - 2)
+    xs = slice(cols.start * 8 * 112 // 320 + 2, cols.stop * 8 * 112 // 320 - 2)
+    assert np.median(x[0][ys, xs]) == pytest.approx(4 * 112 / 320, abs=0.05)
+    assert np.median(x[1][ys, xs]) == pytest.approx(-2 * 112 / 240, abs=0.05)
+
+
+def test_crop_applies_alike_to_mv_grid_and_residual(clip):
+    _, _, frames = clip
+    f = frames[7]
+    crop = (0.25, 0.25, 0.5, 0.5)
+    spec = InputSpec("x", "mv_residual", (1, 1, 5, 56, 56))
+    full = pp.frame_input(InputSpec("x", "mv_residual", (1, 1, 5, 112, 112)), f, (240, 320))
+    part = pp.frame_input(spec, f, (240, 320), crop=crop)
+    # the centre half at half the output size == the centre of the full-frame input at full size,
+    # scaled: vectors double relative to the output grid when the crop halves the field of view
+    np.testing.assert_allclose(part[2:], full[2:, 28:84, 28:84], atol=1e-4)
+    np.testing.assert_allclose(part[:2], full[:2, 28:84, 28:84], atol=1e-4)
+
+
+def test_residual_rgb_matches_decoded_rgb_difference(clip):
+    path, _, frames = clip
+    with av.open(str(path)) as c:
+        rgb = [f.to_ndarray(format="rgb24").astype(np.float32) for f in c.decode(video=0)]
+    f = frames[3]  # per-frame residual; the background is static so prediction is co-located
+    want = np.moveaxis(rgb[3] - rgb[2], -1, 0)[:, :40, :40]
+    got = pp.residual_rgb(f.residual)[:, :40, :40]
+    assert np.abs(got - want).mean() < 2.0
+
+
+@pytest.mark.parametrize("stream,layout,shape", [
+    ("mv_residual", "BSCHW", (1, 3, 5, 112, 112)),
+    ("mv", "BSCHW", (1, 3, 2, 64, 64)),
+    ("residual", "BSCHW", (1, 3, 3, 64, 64)),
+    ("iframe", "BSCHW", (1, 2, 3, 96, 96)),
+    ("gop_clip", "BCTHW", (1, 3, 4, 56, 56)),
+])
+def test_prepare_builds_the_declared_shape_from_real_frames(clip, stream, layout, shape):
+    _, _, frames = clip
+    spec = InputSpec("x", stream, shape, layout=layout)
+    kinds = [f.kind for f in frames]
+    if layout == "BCTHW":
+        chosen = [frames[i] for i in range(12, 12 + shape[2])]  # a GOP: I then P frames
+    else:
+        chosen = [frames[i] for i in sampling.sample_frames(kinds, stream, shape[1], train=False)]
+    iframes = {f.gop_index: f.rgb for f in frames if f.kind == "I"}
+    x = pp.prepare(spec, chosen, (240, 320), iframes)
+    assert x.shape == shape and x.dtype == np.float32 and np.isfinite(x).all()
+    if stream == "mv_residual":
+        assert np.abs(x[0, :, 0]).max() > 4 * 112 / 320 * MV_SCALE * 0.9  # the motion is there
