@@ -61,15 +61,16 @@ def resize(planes: np.ndarray, out_hw: tuple[int, int], crop=FULL) -> np.ndarray
 
 
 def mv_input(mv: np.ndarray, frame_hw: tuple[int, int], out_hw: tuple[int, int], crop=FULL,
-             scale: float = 1.0) -> np.ndarray:
+             scale: float = 1.0, stride: int = 8) -> np.ndarray:
     """(2, h, w) float32 motion in pixels of the model input grid, times ``scale``.
 
-    mv: (2, ceil(H/8), ceil(W/8)) float32 from edgekit.bitstream; frame_hw: (H, W) of the video."""
+    mv: (2, gh, gw) vectors in pixels of the (H, W) = ``frame_hw`` video, one per ``stride`` x
+    ``stride`` cell (8 for edgekit.bitstream MVs, 4 for the synthetic ground-truth flow)."""
     H, W = frame_hw
     gh, gw = mv.shape[1:]
-    # the grid covers gh*8 x gw*8 pixels; express the crop in grid units
-    grid_crop = (crop[0] * H / (gh * 8), crop[1] * W / (gw * 8), crop[2] * H / (gh * 8), crop[3] * W / (gw * 8))
-    out = resize(mv, out_hw, grid_crop)
+    # the grid covers gh*stride x gw*stride pixels; express the crop in grid units
+    sy, sx = H / (gh * stride), W / (gw * stride)
+    out = resize(mv, out_hw, (crop[0] * sy, crop[1] * sx, crop[2] * sy, crop[3] * sx))
     out[0] *= scale * out_hw[1] / (crop[3] * W)
     out[1] *= scale * out_hw[0] / (crop[2] * H)
     return out
@@ -92,17 +93,14 @@ def rgb_input(rgb: np.ndarray, out_hw, crop=FULL, mean=(0.485, 0.456, 0.406), st
     return (x - np.asarray(mean, np.float32)[:, None, None]) / np.asarray(std, np.float32)[:, None, None]
 
 
-def flow_input(flow: np.ndarray, out_hw, crop=FULL, scale: float = 1.0) -> np.ndarray:
-    """(2, h, w) float32 from a dense (2, h0, w0) flow in pixels of a (h0, w0) grid (any resolution)."""
-    h0, w0 = flow.shape[1:]
-    out = resize(flow, out_hw, crop)
-    out[0] *= scale * out_hw[1] / (crop[3] * w0)
-    out[1] *= scale * out_hw[0] / (crop[2] * h0)
-    return out
+def flow_input(flow: np.ndarray, frame_hw, out_hw, crop=FULL, scale: float = 1.0, stride: int = 1) -> np.ndarray:
+    """(2, h, w) float32 from a dense flow (2, h0, w0) in pixels of the ``frame_hw`` video, sampled
+    every ``stride`` pixels (1 for a full-resolution teacher flow)."""
+    return mv_input(flow, frame_hw, out_hw, crop, scale, stride)
 
 
 def frame_input(spec: InputSpec, frame, frame_hw, iframe_rgb: np.ndarray | None = None, crop=FULL,
-                flow: np.ndarray | None = None) -> np.ndarray:
+                flow: np.ndarray | None = None, flow_stride: int = 1) -> np.ndarray:
     """(C, h, w) float32 of one CompressedFrame for ``spec``'s stream (one segment / one time step)."""
     n, hw = spec.normalization, spec.size
     if spec.stream == "iframe":
@@ -116,16 +114,26 @@ def frame_input(spec: InputSpec, frame, frame_hw, iframe_rgb: np.ndarray | None 
         return np.concatenate([mv_input(frame.mv, frame_hw, hw, crop, n["mv_scale"]),
                                residual_input(_residual(frame, frame_hw), hw, crop, n["residual_scale"])])
     if spec.stream == "gop_clip":
-        # MFCD-Net: (R_acc + I) / 2 in RGB; the I-frame itself for the first step
-        i_rgb = rgb_input(iframe_rgb, hw, crop, (0, 0, 0), (1, 1, 1)) * 255
-        r = resize(residual_rgb(_residual(frame, frame_hw)), hw, crop)
-        x = i_rgb if frame.kind == "I" else (r + i_rgb) / 2
-        return (x / 255 - np.asarray(n["rgb_mean"], np.float32)[:, None, None]) / np.asarray(n["rgb_std"], np.float32)[:, None, None]
+        i_in = rgb_input(iframe_rgb, hw, crop, n["rgb_mean"], n["rgb_std"])
+        if frame.kind == "I":
+            return i_in
+        return gop_step(residual_input(_residual(frame, frame_hw), hw, crop, 1.0), i_in, n)
     if spec.stream == "flow":
         if flow is None:
             raise ValueError("the flow stream needs a flow array")
-        return flow_input(flow, hw, crop, n["flow_scale"])
+        return flow_input(flow, frame_hw, hw, crop, n["flow_scale"], flow_stride)
     raise ValueError(f"unknown stream {spec.stream!r}")
+
+
+def gop_step(residual_in: np.ndarray, iframe_in: np.ndarray, norm: dict, residual_scale: float = 1.0) -> np.ndarray:
+    """One MFCD-Net GOP-clip step, (R_acc + I) / 2 in normalised RGB, from already prepared inputs:
+    ``residual_in`` a resized YUV residual times ``residual_scale``, ``iframe_in`` a normalised RGB
+    input. Every operation is linear, so it commutes with resizing (the cache relies on this)."""
+    mean = np.asarray(norm["rgb_mean"], np.float32)[:, None, None]
+    std = np.asarray(norm["rgb_std"], np.float32)[:, None, None]
+    i255 = (iframe_in * std + mean) * 255
+    r = residual_rgb(residual_in / np.float32(residual_scale))
+    return ((r + i255) / 2 / 255 - mean) / std
 
 
 def _residual(frame, frame_hw):
@@ -146,10 +154,10 @@ def stack(spec: InputSpec, steps: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def prepare(spec: InputSpec, frames: Sequence, frame_hw: tuple[int, int], iframes: Mapping[int, np.ndarray],
-            crop=FULL, flows: Sequence[np.ndarray] | None = None) -> np.ndarray:
+            crop=FULL, flows: Sequence[np.ndarray] | None = None, flow_stride: int = 1) -> np.ndarray:
     """One model input of ``spec.shape`` from the chosen frames (one per segment or time step).
 
     iframes: GOP index -> the GOP's I-frame RGB (needed by "iframe" and "gop_clip" streams)."""
-    steps = [frame_input(spec, f, frame_hw, iframes.get(f.gop_index), crop, flows[i] if flows else None)
-             for i, f in enumerate(frames)]
+    steps = [frame_input(spec, f, frame_hw, iframes.get(f.gop_index), crop, flows[i] if flows else None,
+                         flow_stride) for i, f in enumerate(frames)]
     return stack(spec, steps)
