@@ -1,0 +1,125 @@
+"""Tiny REAL models for backend and package tests: a torch conv net exported to ONNX and quantized.
+
+The net follows the edgekit 2D convention: input ``mv_residual`` of shape (1, S, C, H, W) = BSCHW,
+segments folded into the batch, conv -> relu -> conv -> global pool -> linear per segment, then the
+segment consensus (mean) -> ``logits`` (1, K). Exported with ``torch.onnx.export`` (opset 17, static
+shapes) and quantized to INT8 QDQ with ``onnxruntime.quantization.quantize_static`` (symmetric int8
+activations, per-channel int8 weights). Built once per test process (memoised) and written to a
+``MODEL_DIR`` layout with :func:`make_model_dir`.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+SHAPE = (1, 3, 5, 32, 32)  # BSCHW: 3 segments of stacked MV (2) + residual (3) at 32x32
+LABELS = ("walk", "run", "jump", "wave")
+INPUT_NAME = "mv_residual"
+
+
+def _build_net(seed: int):
+    import torch
+    from torch import nn
+
+    class TinySegmentNet(nn.Module):
+        def __init__(self, num_classes: int):
+            super().__init__()
+            self.conv1 = nn.Conv2d(5, 8, 3, padding=1)
+            self.conv2 = nn.Conv2d(8, 16, 3, stride=2, padding=1)
+            self.fc = nn.Linear(16, num_classes)
+
+        def forward(self, mv_residual):
+            b, s, c, h, w = SHAPE
+            x = mv_residual.reshape(b * s, c, h, w)
+            x = torch.relu(self.conv1(x))
+            x = torch.relu(self.conv2(x))
+            x = nn.functional.adaptive_avg_pool2d(x, 1).flatten(1)  # (B*S, 16)
+            x = self.fc(x).reshape(b, s, -1)
+            return x.mean(dim=1)  # segment consensus -> (B, K)
+
+    torch.manual_seed(seed)
+    return TinySegmentNet(len(LABELS)).eval()
+
+
+def random_input(seed: int) -> np.ndarray:
+    """One float32 input of :data:`SHAPE`, deterministic by seed."""
+    return np.random.default_rng(seed).standard_normal(SHAPE).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_model(seed: int = 0):
+    """(torch module, FP32 ONNX bytes, INT8 QDQ ONNX bytes), built once per process."""
+    import warnings
+
+    import torch
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    net = _build_net(seed)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.from_numpy(random_input(0)),), buffer, input_names=[INPUT_NAME],
+                          output_names=["logits"], opset_version=17, do_constant_folding=True, dynamo=False)
+    fp32 = buffer.getvalue()
+
+    class Calibration(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{INPUT_NAME: random_input(100 + i)} for i in range(4)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        src.write_bytes(fp32)
+        quantize_static(str(src), str(dst), Calibration(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+        int8 = dst.read_bytes()
+    return net, fp32, int8
+
+
+def torch_logits(x: np.ndarray, seed: int = 0) -> np.ndarray:
+    """The torch model's own output for ``x`` (the reference the backends are checked against)."""
+    import torch
+
+    net = tiny_model(seed)[0]
+    with torch.no_grad():
+        return net(torch.from_numpy(x)).numpy()
+
+
+def model_json(**overrides) -> dict:
+    """The ``model.json`` of a MODEL_DIR holding the tiny model."""
+    from edgekit.spec import InputSpec
+
+    meta = {
+        "model": "tiny-segment-net",
+        "labels": list(LABELS),
+        "inputs": [InputSpec(INPUT_NAME, "mv_residual", SHAPE).to_dict()],
+        "outputs": ["logits"],
+        "preprocessing": {"representation": "accumulated", "window_s": 2.0, "stride_s": 1.0, "segments": 3},
+        "fusion": {"softmax": True},
+        "producer": {"torch": "2.13.0", "quantize": "onnxruntime.quantization QDQ"},
+        "metrics": {"top1_fp32": 0.5, "top1_int8": 0.5},
+    }
+    meta.update(overrides)
+    return meta
+
+
+def make_model_dir(path: Path, *, fp32: bool = True, int8: bool = True, seed: int = 0, **overrides) -> Path:
+    """Write a MODEL_DIR (``model.json`` + ``fp32.onnx`` and/or ``int8.onnx``) at ``path``."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    _, fp32_bytes, int8_bytes = tiny_model(seed)
+    (path / "model.json").write_text(json.dumps(model_json(**overrides), indent=1))
+    if fp32:
+        (path / "fp32.onnx").write_bytes(fp32_bytes)
+    if int8:
+        (path / "int8.onnx").write_bytes(int8_bytes)
+    return path
