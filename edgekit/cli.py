@@ -15,6 +15,15 @@ EXAMPLES = {
   edgekit inspect clip.mp4 --json             # the same as one JSON object
   edgekit inspect clip.mp4 --render sheet.png # I-frame | MV colour wheel | residual, for 4 frames
   edgekit inspect rtsp://camera/stream --timeout 5""",
+    "recognize": """examples:
+  edgekit recognize clip.mp4                              # the bundled default model, on the CPU
+  edgekit recognize clip.mp4 --json                       # one JSON object: label, score, topk, windows, latency_ms
+  edgekit recognize rtsp://camera/stream --package my.edgepkg --device openvino
+  edgekit recognize clip.mp4 --stream                     # print each window as soon as it is decided""",
+    "demo": """examples:
+  edgekit demo            # recognize the bundled sample clip with the bundled default model
+  edgekit demo --json
+  edgekit demo --device openvino""",
     "sample": """examples:
   edgekit sample clip.mp4                          # 48 frames, a square moving right 4 px/frame
   edgekit sample clip.mp4 --motion up --codec h264 --bframes 2
@@ -54,6 +63,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--transcode", choices=["mpeg4", "h264"], help="re-encode codecs without MVs (HEVC, VP9, AV1)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds a live source may stall (default 10)")
     p.set_defaults(run=_inspect)
+
+    p = add("recognize", "Recognize actions in a video from its compressed-domain side data.")
+    p.add_argument("source", help="path, URL (rtsp/http) or '-' for a raw H.264/MPEG-4 stream on stdin")
+    p.add_argument("--package", help="an .edgepkg (default: the bundled default model)")
+    p.add_argument("--device", default="cpu", help="cpu (ONNX Runtime) or openvino (default cpu)")
+    p.add_argument("--stream", action="store_true", help="print each window as soon as it is decided")
+    p.add_argument("--threads", type=int, help="inference threads (default: the backend's choice)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds a live source may stall (default 10)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(run=_recognize)
+
+    p = add("demo", "Run the default model on the bundled sample clip: per-window predictions and latency.")
+    p.add_argument("--device", default="cpu", help="cpu or openvino (default cpu)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_demo)
+
+    from edgekit import package as pkg
+
+    p = sub.add_parser("export", help="Write a device package (.edgepkg) from a quantized model directory.",
+                       description="Write a device package (.edgepkg) from a quantized model directory.",
+                       epilog=pkg.EXPORT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    pkg.add_export_arguments(p)
+    p.set_defaults(run=pkg.cli_export)
+
+    p = sub.add_parser("package", help="Work with .edgepkg packages.", description="Work with .edgepkg packages.")
+    package_sub = p.add_subparsers(dest="package_command", required=True, metavar="SUBCOMMAND")
+    p = package_sub.add_parser("inspect", help="Show and verify a package: model, labels, inputs, target, checksums.",
+                               description="Show and verify a package: model, labels, inputs, target, checksums.",
+                               epilog=pkg.INSPECT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    pkg.add_inspect_arguments(p)
+    p.set_defaults(run=pkg.cli_package_inspect)
 
     p = add("sample", "Write a sample clip with known motion (no download needed).")
     p.add_argument("out", help="output file (.mp4, .m4v, .h264, .avi, .mkv)")
@@ -106,6 +146,62 @@ def _inspect(args) -> int:
     print(f"  damaged      {summary['damaged_frames']} frames ({summary['decode_errors']} decode errors)")
     if args.render:
         print(f"  wrote        {summary['render']['path']} (frames {summary['render']['frames']})")
+    return 0
+
+
+def _recognizer(package, device, threads=None):
+    from edgekit.recognizer import Recognizer
+
+    options = {"threads": threads} if threads else {}
+    return Recognizer(package, device, **options) if package else Recognizer.default(device, **options)
+
+
+def _print_prediction(pred, title: str) -> None:
+    print(f"{title}: {pred.label} ({pred.score:.2f})   top-3: "
+          + ", ".join(f"{lab} {sc:.2f}" for lab, sc in pred.topk[:3]))
+    for w in pred.windows:
+        print(f"  {w.start_s:6.2f}-{w.end_s:6.2f} s  {w.label:<14} {w.score:.2f}")
+    lat = pred.latency_ms
+    per_window = {k: lat[k] / max(len(pred.windows), 1) for k in ("decode", "preprocess", "inference")}
+    print(f"  latency: total {lat['total']:.0f} ms for {pred.duration_s:.1f} s of video "
+          f"({pred.duration_s * 1000 / max(lat['total'], 1e-9):.0f}x real time); per window: "
+          + ", ".join(f"{k} {v:.1f} ms" for k, v in per_window.items()))
+
+
+def _recognize(args) -> int:
+    import sys as _sys
+
+    source = _sys.stdin.buffer if args.source == "-" else args.source
+    with _recognizer(args.package, args.device, args.threads) as rec:
+        if args.stream and not args.json:
+            for w in rec.stream(source, timeout_s=args.timeout):
+                print(f"{w.start_s:6.2f}-{w.end_s:6.2f} s  {w.label:<14} {w.score:.2f}", flush=True)
+            return 0
+        pred = rec.recognize(source, timeout_s=args.timeout)
+    if args.json:
+        print(json.dumps(pred.to_dict()))
+    else:
+        _print_prediction(pred, pred.source)
+    return 0
+
+
+def _demo(args) -> int:
+    from edgekit.recognizer import ASSETS
+
+    clip = ASSETS / "demo.mp4"
+    truth = json.loads((ASSETS / "demo.json").read_text())
+    with _recognizer(None, args.device) as rec:
+        pred = rec.recognize(clip)
+    out = pred.to_dict()
+    out["package"] = str(rec.package.path)
+    out["truth"] = truth["segments"]
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    print(f"edgekit demo: {rec.package.manifest['model']} ({rec.package.manifest['precision']}) on "
+          f"{rec.backend.name}/{rec.backend.device}; sample clip of {len(truth['segments'])} actions")
+    print("  truth: " + ", ".join(f"{t['start_s']:.1f}-{t['end_s']:.1f} s {t['label']}" for t in truth["segments"]))
+    _print_prediction(pred, "prediction")
     return 0
 
 

@@ -1,0 +1,46 @@
+"""Late fusion: logits of streams or windows -> scores -> predictions with labels and times."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis, float64 for stability."""
+    z = np.asarray(logits, np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def fuse(scores: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
+    """Weighted mean of score vectors (streams, or windows over time); weights default to equal."""
+    s = np.stack([np.asarray(x, np.float64) for x in scores])
+    w = np.ones(len(s)) if weights is None else np.asarray(weights, np.float64)
+    return (w[:, None] * s).sum(0) / w.sum()
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Scores of one window or one video: ``label``/``score`` the top class, ``topk`` the best k
+    (label, score) pairs, ``start_s``/``end_s`` the time span it covers."""
+
+    label: str
+    score: float
+    topk: tuple[tuple[str, float], ...]
+    start_s: float
+    end_s: float
+
+    @classmethod
+    def from_scores(cls, scores: np.ndarray, labels: Sequence[str], start_s: float, end_s: float,
+                    k: int = 5) -> "Prediction":
+        order = np.argsort(-scores)[:k]
+        topk = tuple((labels[i], float(scores[i])) for i in order)
+        return cls(topk[0][0], topk[0][1], topk, float(start_s), float(end_s))
+
+    def to_dict(self) -> dict:
+        return {"start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3), "label": self.label,
+                "score": self.score, "topk": [{"label": lab, "score": s} for lab, s in self.topk]}
