@@ -1,0 +1,27 @@
+"""``edge-mvr``: the default edge model, a quarter-width ResNet-18 on stacked MV+R segments.
+
+Why this shape:
+
+- Input: stacked MV+R (5 channels, the DMC-Net / IP-TSN P-frame input) of 3 TSN segments at
+  112x112. MV and R need no decoding to RGB, and 3 segments x 112^2 keep preprocessing cheap.
+- Backbone: ResNet-18 with stage widths 16, 32, 64, 128 (a quarter of 64..512): 0.7M parameters,
+  ~37M multiply-accumulates per segment, an INT8 ONNX well under 1 MB.
+- INT8-friendly by construction: only Conv (BatchNorm folds into it), ReLU, MaxPool, Add,
+  ReduceMean and Gemm; no depthwise convs (whose per-tensor INT8 ranges are fragile), no ReLU6
+  clipping, no hard-swish. Every op is in TensorRT's, OpenVINO's and ONNX Runtime's INT8 paths.
+- Trains from scratch on CPU in minutes on the synthetic benchmark.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from .registry import register_model
+from .tsn import stream_classifier
+
+
+@register_model("edge-mvr", summary="Edge default: ResNet-18 at 1/4 width on MV+R, 3x112x112", paper="edgekit")
+def edge_mvr(num_classes: int, segments: int = 3, size: int = 112, width: int = 16,
+             dropout: float = 0.2) -> nn.Module:
+    return stream_classifier("mv_residual", num_classes, segments, size, backbone="resnet18", width=width,
+                             dropout=dropout)
