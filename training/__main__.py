@@ -14,6 +14,9 @@ COMMANDS = {
     "cache": ("training.cache.cli", "extract side data of a dataset into a memory-mapped cache"),
     "flow": ("training.flow.cli", "compute and cache optical-flow teacher targets"),
     "models": ("training.models.cli", "list the model zoo with parameters and GFLOPs"),
+    "train": ("training.train", "train a model from a TOML config"),
+    "eval": ("training.evaluate", "video-level top-1/top-5 of a checkpoint, confusion matrix"),
+    "assets": ("training.assets", "build the bundled default package and demo clip"),
 }
 
 

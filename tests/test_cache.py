@@ -1,0 +1,106 @@
+"""Side-data cache and flow teachers, on a small synthetic dataset encoded for real."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from edgekit.sample import render_frames
+from training.cache import CachedClips, CacheSpec, build_cache, extract_clip
+from training.flow import make_teacher
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    from training.__main__ import main
+
+    assert main(["synth", "--preset", "tiny", "--clips-per-class", "4", "--out", str(root), "--json"]) == 0
+    return root
+
+
+@pytest.fixture(scope="module")
+def cache(dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cache")
+    folder = build_cache(dataset, out, CacheSpec(size=64, flow="gt"), workers=2, shard_clips=4, progress=False)
+    return folder
+
+
+def test_cache_holds_every_clip_with_aligned_arrays(cache):
+    meta = json.loads((cache / "spec.json").read_text())
+    shards = [json.loads(p.read_text()) for p in sorted(cache.glob("shard-*.json"))]
+    clips = [c for s in shards for c in s["clips"]]
+    assert len(clips) == meta["clips"] and not any(s["failures"] for s in shards)
+    for s in shards:
+        motion = np.load(cache / f"shard-{s['shard']:05d}.motion.npy", mmap_mode="r")
+        flow = np.load(cache / f"shard-{s['shard']:05d}.flow.npy", mmap_mode="r")
+        assert motion.shape[1:] == (5, 64, 64) and motion.dtype == np.float16
+        assert len(flow) == len(motion) == sum(c["motion_count"] for c in s["clips"])
+        assert all("I" not in c["kinds"] and len(c["gop"]) == c["motion_count"] for c in s["clips"])
+
+
+def test_items_have_the_shapes_each_model_family_needs(cache):
+    ds = CachedClips(cache, "train", streams=("mv_residual", "iframe", "flow", "gop_clip", "mv_residual_clip"),
+                     segments=3, clip_length=8)
+    item = ds[0]
+    assert tuple(item["mv_residual"].shape) == (3, 5, 64, 64)
+    assert tuple(item["iframe"].shape) == (3, 3, 64, 64)
+    assert tuple(item["flow"].shape) == (3, 2, 64, 64)
+    assert tuple(item["gop_clip"].shape) == (3, 8, 64, 64)
+    assert tuple(item["mv_residual_clip"].shape) == (5, 8, 64, 64)
+    assert 0 <= int(item["label"]) < len(ds.classes)
+
+
+def test_training_sampling_is_deterministic_per_seed_and_epoch(cache):
+    a = CachedClips(cache, "train", seed=3)
+    b = CachedClips(cache, "train", seed=3)
+    np.testing.assert_array_equal(a.arrays(2)["mv_residual"], b.arrays(2)["mv_residual"])
+    b.set_epoch(1)
+    assert any(not np.array_equal(a.arrays(i)["mv_residual"], b.arrays(i)["mv_residual"]) for i in range(len(a)))
+    test = CachedClips(cache, "test")
+    np.testing.assert_array_equal(test.arrays(0)["mv_residual"], test.arrays(0)["mv_residual"])
+
+
+def test_ground_truth_flow_and_mvs_agree_on_a_move_right_clip(cache):
+    ds = CachedClips(cache, "train", streams=("mv", "flow"), train=False)
+    i = next(k for k, c in enumerate(ds.clips) if ds.classes[c["label"]] == "move_right")
+    item = ds.arrays(i)
+    mv_dx, flow_dx = item["mv"][:, 0], item["flow"][:, 0]
+    moving = np.abs(flow_dx) > 0.02  # normalised units: model pixels x FLOW_SCALE
+    assert moving.sum() >= 20
+    assert np.median(flow_dx[moving]) > 0 and np.median(mv_dx[moving]) > 0
+
+
+def test_build_resumes_and_a_changed_spec_builds_a_new_cache(dataset, cache):
+    last = sorted(cache.glob("shard-*.json"))[-1]
+    before = {p.name: p.stat().st_mtime_ns for p in cache.glob("shard-*.json")}
+    os.remove(last)  # as if interrupted before the last shard was complete
+    (cache / "shard-99999.motion.npy.part").write_bytes(b"half written")
+    again = build_cache(dataset, cache.parent, CacheSpec(size=64, flow="gt"), workers=1, shard_clips=4, progress=False)
+    assert again == cache and last.exists()
+    after = {p.name: p.stat().st_mtime_ns for p in cache.glob("shard-*.json")}
+    assert {k for k in after if after[k] != before.get(k)} == {last.name}  # only the missing shard rebuilt
+    assert CacheSpec(size=64, flow="gt").key() != CacheSpec(size=64, flow="gt", representation="frame").key()
+
+
+def test_extract_clip_frame_representation_differs_from_accumulated(dataset):
+    video = next((dataset / "videos" / "move_right").glob("*.mp4"))
+    acc = extract_clip(video, CacheSpec(size=32))
+    per_frame = extract_clip(video, CacheSpec(size=32, representation="frame"))
+    assert acc["kinds"] == per_frame["kinds"]
+    # accumulated motion grows along the GOP; per-frame motion does not
+    late = [k for k, g in enumerate(acc["gop"]) if g == 0][-1]
+    assert np.abs(acc["motion"][late, 0]).sum() > 2 * np.abs(per_frame["motion"][late, 0]).sum()
+
+
+@pytest.mark.parametrize("method", ["farneback", "dis", "tvl1"])
+def test_flow_teachers_follow_the_mv_sign_convention(method):
+    frames = [img for _, img in render_frames(size=(96, 64), frames=2, motion=(3, -2), square=32, seed=1)]
+    flow = make_teacher(method)(frames[0], frames[1])
+    assert flow.shape == (2, 64, 96) and flow.dtype == np.float32
+    inner = flow[:, 22:34, 42:54]  # inside the moving square
+    assert np.median(inner[0]) == pytest.approx(3, abs=0.6)
+    assert np.median(inner[1]) == pytest.approx(-2, abs=0.6)

@@ -1,0 +1,72 @@
+"""Build the runtime's bundled assets: the default package and the demo clip.
+
+``edgekit/assets/default.edgepkg`` is the default model's package (from ``edgekit export``);
+``edgekit/assets/demo.mp4`` is a ~10 s clip of several synthetic actions back to back (each a whole
+number of GOPs, rendered by the benchmark's own renderer at a seed outside every split), with
+``demo.json`` giving the true action of each span.
+
+examples:
+  python -m training assets --package edge-mvr.edgepkg
+  python -m training assets --package edge-mvr.edgepkg --classes move_left,rotate_cw,approach,scene_right,wave
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.errors import ConfigError
+
+ASSETS = Path(__file__).resolve().parents[1] / "edgekit" / "assets"
+DEMO_CLASSES = ("move_right", "rotate_cw", "approach", "scene_left", "wave")
+DEMO_SEED = 2_000_003  # not a seed any preset uses for its clips
+
+
+def make_demo_clip(out_dir: Path, classes=DEMO_CLASSES, size=(340, 256), frames=48, fps=25, codec="mpeg4") -> dict:
+    """Render ``classes`` one after another into ``out_dir/demo.mp4``; returns the truth dict."""
+    from training.synth.classes import CLASS_NAMES
+    from training.synth.encode import encode_video
+    from training.synth.generate import clip_rng
+    from training.synth.motion import Canvas
+    from training.synth.render import render
+    from training.synth.scene import plan_scene
+
+    unknown = [c for c in classes if c not in CLASS_NAMES]
+    if unknown:
+        raise ConfigError(f"unknown class(es) {unknown}; choose from {list(CLASS_NAMES)}")
+    canvas = Canvas(size[0], size[1], frames)
+    parts, segments = [], []
+    for i, label in enumerate(classes):
+        parts.append(render(plan_scene(label, clip_rng(DEMO_SEED, i), canvas)).frames)
+        segments.append({"start_s": i * frames / fps, "end_s": (i + 1) * frames / fps, "label": label})
+    tmp = out_dir / "demo.mp4.part"
+    encode_video(np.concatenate(parts), tmp, codec, fps)
+    os.replace(tmp, out_dir / "demo.mp4")
+    truth = {"segments": segments, "fps": fps, "size": list(size), "codec": codec, "seed": DEMO_SEED}
+    (out_dir / "demo.json").write_text(json.dumps(truth, indent=1))
+    return truth
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--package", help="the .edgepkg to install as the default model")
+    p.add_argument("--out", default=str(ASSETS), help="assets folder (default: edgekit/assets)")
+    p.add_argument("--classes", default=",".join(DEMO_CLASSES), help="demo actions, comma-separated")
+
+
+def run(args) -> int:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    truth = make_demo_clip(out, tuple(args.classes.split(",")))
+    print(f"wrote {out / 'demo.mp4'}: " + ", ".join(s["label"] for s in truth["segments"]))
+    if args.package:
+        from edgekit.package import load_package
+
+        load_package(args.package)  # verified before it becomes the default
+        shutil.copyfile(args.package, out / "default.edgepkg.part")
+        os.replace(out / "default.edgepkg.part", out / "default.edgepkg")
+        print(f"installed {args.package} as {out / 'default.edgepkg'}")
+    return 0

@@ -1,0 +1,225 @@
+"""Build the side-data cache: every clip's side data extracted once, preprocessed by
+``edgekit.preprocess`` at the cache size, stored in sharded memory-mappable ``.npy`` arrays.
+
+Layout of ``CACHE/<key>/`` (``key`` = hash of the :class:`CacheSpec`, so a changed spec builds a new
+cache beside the old one instead of mixing them):
+
+- ``spec.json``                      the spec, and the dataset's classes
+- ``shard-NNNNN.motion.npy``         float16 (F, 5, s, s): per P/B frame, MV (2) + residual (3), as
+                                     edgekit.preprocess returns them (normalised, model-input pixels)
+- ``shard-NNNNN.iframe.npy``         float16 (G, 3, s, s): per GOP, the I-frame RGB input
+- ``shard-NNNNN.flow.npy``           float16 (F, 2, s, s): teacher flow at the same frames (if asked)
+- ``shard-NNNNN.json``               the shard's clips: label, split, path, frame offsets, kinds,
+                                     GOP of each frame, pts. Written LAST: a shard is complete iff
+                                     its JSON exists, so an interrupted build resumes at the first
+                                     shard without one and never reads a half-written array.
+
+Every file is written to a temp name and renamed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+import edgekit.bitstream as bs
+from edgekit import preprocess as pp
+from edgekit.errors import ConfigError, EdgekitError
+from edgekit.spec import default_normalization
+
+FORMAT_VERSION = 1
+FLOW_SOURCES = ("none", "gt", "tvl1", "farneback", "dis")
+
+
+@dataclass(frozen=True)
+class CacheSpec:
+    """What the cache holds. Any change gives a different key, hence a fresh cache."""
+
+    representation: str = "accumulated"   # "accumulated" (CoViAR) or "frame"
+    size: int = 112                        # square side of the stored inputs
+    flow: str = "none"                     # teacher flow source: none, gt (synthetic), tvl1, farneback, dis
+    max_frames: int = 0                    # P/B frames kept per clip, evenly spaced; 0 = all
+    normalization: dict = field(default_factory=lambda: {**default_normalization("mv_residual"),
+                                                         **default_normalization("iframe"),
+                                                         **default_normalization("flow")})
+    format_version: int = FORMAT_VERSION
+
+    def __post_init__(self):
+        if self.representation not in ("accumulated", "frame"):
+            raise ConfigError(f"representation must be 'accumulated' or 'frame', got {self.representation!r}")
+        if not 16 <= self.size <= 1024:
+            raise ConfigError(f"size must be in [16, 1024], got {self.size}")
+        if self.flow not in FLOW_SOURCES:
+            raise ConfigError(f"flow must be one of {FLOW_SOURCES}, got {self.flow!r}")
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _atomic_save(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "wb") as f:
+        np.save(f, array, allow_pickle=False)
+    os.replace(tmp, path)
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _ground_truth_flow(video: Path):
+    """(flow_px float32 (T, 2, h, w), stride) from a synthetic clip's ground truth, found beside the
+    videos/ folder as flow/<class>/<clip>.npz."""
+    from training.synth.groundtruth import load_ground_truth
+
+    parts = video.parts
+    if "videos" not in parts:
+        raise ConfigError(f"--flow gt needs the synthetic layout (videos/<class>/<clip>): {video}")
+    i = len(parts) - 1 - parts[::-1].index("videos")
+    gt_path = Path(*parts[:i], "flow", *parts[i + 1:]).with_suffix(".npz")
+    gt = load_ground_truth(gt_path)
+    return gt.flow_px, gt.stride_px
+
+
+def extract_clip(path: str | Path, spec: CacheSpec) -> dict:
+    """Side data of one clip, prepared at the cache size. Returns arrays and per-frame metadata."""
+    n = spec.normalization
+    hw = (spec.size, spec.size)
+    teacher = None
+    if spec.flow in ("tvl1", "farneback", "dis"):
+        from training.flow import make_teacher
+
+        teacher = make_teacher(spec.flow)
+    gt = _ground_truth_flow(Path(path)) if spec.flow == "gt" else None
+    motion, iframes, flows, kinds, gops, pts, index = [], [], [], [], [], [], []
+    prev_rgb = None
+    with bs.open(path, accumulate=spec.representation == "accumulated",
+                 rgb="all" if teacher else "iframes") as reader:
+        frame_hw = (reader.info.height, reader.info.width)
+        for f in reader:
+            if f.kind == "I":
+                iframes.append(pp.rgb_input(f.rgb, hw, mean=n["rgb_mean"], std=n["rgb_std"]))
+            else:
+                motion.append(np.concatenate([
+                    pp.mv_input(f.mv, frame_hw, hw, scale=n["mv_scale"]),
+                    pp.residual_input(f.residual, hw, scale=n["residual_scale"])]).astype(np.float16))
+                kinds.append(f.kind)
+                gops.append(len(iframes) - 1)
+                pts.append(f.pts)
+                index.append(f.index)
+                if teacher is not None:
+                    flows.append(pp.flow_input(teacher(prev_rgb, f.rgb), frame_hw, hw, scale=n["flow_scale"]))
+                elif gt is not None:
+                    flow_px, stride = gt
+                    t = min(f.index, len(flow_px) - 1)
+                    flows.append(pp.flow_input(flow_px[t], frame_hw, hw, scale=n["flow_scale"], stride=stride))
+            if teacher is not None:
+                prev_rgb = f.rgb
+    if not motion or not iframes:
+        raise EdgekitError(f"{path}: needs at least one I-frame and one P/B frame, got "
+                           f"{len(iframes)} and {len(motion)}")
+    keep = np.arange(len(motion))
+    if spec.max_frames and len(motion) > spec.max_frames:
+        edges = np.linspace(0, len(motion), spec.max_frames + 1)
+        keep = np.floor((edges[:-1] + edges[1:]) / 2).astype(int)
+    out = {
+        "motion": np.stack([motion[i] for i in keep]),
+        "iframe": np.stack(iframes).astype(np.float16),
+        "kinds": "".join(kinds[i] for i in keep),
+        "gop": [gops[i] for i in keep],
+        "pts": [round(pts[i], 4) for i in keep],
+        "frame_index": [index[i] for i in keep],
+        "frame_hw": list(frame_hw),
+    }
+    if flows:
+        out["flow"] = np.stack([flows[i] for i in keep]).astype(np.float16)
+    return out
+
+
+def _build_shard(args) -> tuple[int, int, list[str]]:
+    """Worker: extract a shard's clips and write its files. Returns (shard, frames, failures)."""
+    folder, shard, clips, spec_dict = args
+    spec = CacheSpec(**spec_dict)
+    folder = Path(folder)
+    arrays = {"motion": [], "iframe": [], "flow": []}
+    entries, failures, offsets = [], [], {"motion": 0, "iframe": 0}
+    for clip in clips:
+        try:
+            data = extract_clip(clip["path"], spec)
+        except EdgekitError as err:
+            failures.append(f"{clip['path']}: {err}")
+            continue
+        entries.append({**clip, "motion_offset": offsets["motion"], "motion_count": len(data["motion"]),
+                        "iframe_offset": offsets["iframe"], "iframe_count": len(data["iframe"]),
+                        "kinds": data["kinds"], "gop": data["gop"], "pts": data["pts"],
+                        "frame_index": data["frame_index"], "frame_hw": data["frame_hw"]})
+        offsets["motion"] += len(data["motion"])
+        offsets["iframe"] += len(data["iframe"])
+        for k in arrays:
+            if k in data:
+                arrays[k].append(data[k])
+    stem = folder / f"shard-{shard:05d}"
+    for k, parts in arrays.items():
+        if parts:
+            _atomic_save(Path(f"{stem}.{k}.npy"), np.concatenate(parts))
+    _atomic_text(Path(f"{stem}.json"), json.dumps({"shard": shard, "clips": entries, "failures": failures}))
+    return shard, offsets["motion"], failures
+
+
+def build_cache(dataset_root: str | Path, out: str | Path, spec: CacheSpec, *, splits=("train", "val", "test"),
+                layout: str = "auto", workers: int | None = None, shard_clips: int = 16,
+                progress: bool | None = None) -> Path:
+    """Build (or resume) the cache of ``splits`` of the dataset at ``dataset_root`` under ``out``.
+
+    Returns the cache folder ``out/<spec key>``. Clips that cannot be read are skipped and listed in
+    their shard's JSON under "failures". Raises ConfigError/SourceError for a bad dataset.
+    """
+    from tqdm import tqdm
+
+    from training.datasets import open_dataset
+
+    clips, classes = [], None
+    for split in splits:
+        try:
+            ds = open_dataset(dataset_root, layout=layout, split=split)
+        except EdgekitError:
+            if split == "val":  # not every dataset has a validation list
+                continue
+            raise
+        classes = classes or list(ds.classes)
+        clips += [{"path": str(s.path), "label": s.label_index, "split": split} for s in ds]
+    folder = Path(out) / spec.key()
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = {"spec": asdict(spec), "key": spec.key(), "classes": classes, "dataset": str(Path(dataset_root).resolve()),
+            "splits": list(splits), "shard_clips": shard_clips, "clips": len(clips)}
+    spec_path = folder / "spec.json"
+    if spec_path.exists():
+        old = json.loads(spec_path.read_text())
+        if old.get("clips") != len(clips) or old.get("shard_clips") != shard_clips:
+            raise ConfigError(f"{folder} was built from a different clip list ({old.get('clips')} clips, "
+                              f"{old.get('shard_clips')} per shard); use another --out or delete it")
+    else:
+        _atomic_text(spec_path, json.dumps(meta, indent=1))
+    shards = [clips[i:i + shard_clips] for i in range(0, len(clips), shard_clips)]
+    todo = [(str(folder), i, s, asdict(spec)) for i, s in enumerate(shards)
+            if not (folder / f"shard-{i:05d}.json").exists()]
+    workers = workers or os.cpu_count() or 1
+    with tqdm(total=len(clips), initial=len(clips) - sum(len(t[2]) for t in todo), unit="clip",
+              desc="cache", disable=progress is False) as bar:
+        if workers <= 1:
+            for t in todo:
+                _build_shard(t)
+                bar.update(len(t[2]))
+        else:
+            with ProcessPoolExecutor(workers) as pool:
+                for (_, _, shard_clips_list, _), _result in zip(todo, pool.map(_build_shard, todo)):
+                    bar.update(len(shard_clips_list))
+    return folder
