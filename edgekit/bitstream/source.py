@@ -155,7 +155,8 @@ def open_container(source, *, timeout_s: float, format: str | None = None):
         format = format or detect_elementary_stream(first[:4096])
         target = ChunkReader(it, timeout_s=timeout_s, first=first)
         desc = f"<{format or 'encoded'} chunk stream>"
-        options = {"probesize": "65536", "analyzeduration": "0"}
+        # live encoder output: start decoding at the first picture, do not buffer to probe
+        options = {"probesize": "32", "analyzeduration": "0"}
     else:
         raise SourceError(f"unsupported source type {type(source).__name__}: give a path, URL, bytes, "
                           "a binary file object or an iterable of encoded chunks")
