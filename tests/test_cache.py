@@ -104,3 +104,12 @@ def test_flow_teachers_follow_the_mv_sign_convention(method):
     inner = flow[:, 22:34, 42:54]  # inside the moving square
     assert np.median(inner[0]) == pytest.approx(3, abs=0.6)
     assert np.median(inner[1]) == pytest.approx(-2, abs=0.6)
+
+
+def test_a_dataset_with_empty_splits_still_caches_what_it_has(tmp_path):
+    from training.__main__ import main
+
+    assert main(["synth", "--preset", "tiny", "--clips-per-class", "1", "--out", str(tmp_path / "d"), "--json"]) == 0
+    folder = build_cache(tmp_path / "d", tmp_path / "c", CacheSpec(size=32), workers=1, progress=False)
+    clips = [c for p in folder.glob("shard-*.json") for c in json.loads(p.read_text())["clips"]]
+    assert len(clips) == 17 and {c["split"] for c in clips} == {"train"}

@@ -186,16 +186,17 @@ def build_cache(dataset_root: str | Path, out: str | Path, spec: CacheSpec, *, s
 
     from training.datasets import open_dataset
 
-    clips, classes = [], None
+    clips, classes, skipped = [], None, []
     for split in splits:
         try:
             ds = open_dataset(dataset_root, layout=layout, split=split)
-        except EdgekitError:
-            if split == "val":  # not every dataset has a validation list
-                continue
-            raise
+        except EdgekitError as err:  # a split the dataset lacks or leaves empty (no val list, tiny sets)
+            skipped.append(f"{split}: {err}")
+            continue
         classes = classes or list(ds.classes)
         clips += [{"path": str(s.path), "label": s.label_index, "split": split} for s in ds]
+    if not clips:
+        raise ConfigError(f"no clips to cache in {dataset_root}: " + "; ".join(skipped))
     folder = Path(out) / spec.key()
     folder.mkdir(parents=True, exist_ok=True)
     meta = {"spec": asdict(spec), "key": spec.key(), "classes": classes, "dataset": str(Path(dataset_root).resolve()),
