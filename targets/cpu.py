@@ -3,6 +3,11 @@
 Runs the FP32 or the INT8 QDQ ONNX as is; ONNX Runtime fuses QDQ pairs into integer kernels
 (``graph_optimization="all"``, the default). Sequential execution with ``threads`` intra-op threads:
 one inference at a time, as a camera pipeline runs it, with latency rather than throughput in mind.
+
+INT8 on x86: MLAS's integer kernels are uint8 x int8 (VNNI), so ORT converts the model's int8
+activations to uint8 itself; ``session.qdqisint8allowed`` stays unset (int8 x int8 convolutions fall
+back to a path ~15x slower). Every Conv fuses to QLinearConv only if each quantized tensor feeds one
+node, which ``quantize.graph.unshare_quantized_tensors`` ensures for the models edgekit quantizes.
 """
 
 from __future__ import annotations
@@ -85,6 +90,23 @@ class CPUBackend:
         return f"CPUBackend(precision={self.precision!r}, inputs={self.input_names}, {state})"
 
 
+def session_options(threads: int, graph_optimization: str = "all"):
+    """The ``onnxruntime.SessionOptions`` :func:`load` uses (also for tools that inspect the optimized
+    graph, such as ``quantize.graph.ort_optimized_ops``)."""
+    import onnxruntime as ort
+
+    level = ort.GraphOptimizationLevel
+    levels = {"all": level.ORT_ENABLE_ALL, "extended": level.ORT_ENABLE_EXTENDED, "basic": level.ORT_ENABLE_BASIC,
+              "disable": level.ORT_DISABLE_ALL}
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = levels[graph_optimization]
+    options.log_severity_level = 3  # errors only: graph-optimizer notices are not the user's concern
+    return options
+
+
 def load(model: ModelSource, *, threads: int | None = None, graph_optimization: str = "all",
          device: str = "CPU") -> CPUBackend:
     """Load an ONNX model (bytes or path) into ONNX Runtime on the CPU.
@@ -108,15 +130,7 @@ def load(model: ModelSource, *, threads: int | None = None, graph_optimization: 
         raise ConfigError(f"graph_optimization must be one of {list(GRAPH_OPTIMIZATIONS)}, got {graph_optimization!r}")
     data, path = read_model_source(model)
     precision = onnx_precision(data)
-    level = ort.GraphOptimizationLevel
-    levels = {"all": level.ORT_ENABLE_ALL, "extended": level.ORT_ENABLE_EXTENDED, "basic": level.ORT_ENABLE_BASIC,
-              "disable": level.ORT_DISABLE_ALL}
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = levels[graph_optimization]
-    options.log_severity_level = 3  # errors only: graph-optimizer notices are not the user's concern
+    options = session_options(threads, graph_optimization)
     try:
         # from a path ONNX Runtime finds external weights beside the file; otherwise from memory
         session = ort.InferenceSession(str(path) if path else data, sess_options=options,
