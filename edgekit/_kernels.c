@@ -17,6 +17,14 @@
 #include <stdint.h>
 #include <string.h>
 
+/* SSE2 fast paths on x86-64 (always present there); portable scalar code elsewhere, same results. */
+#if defined(__SSE2__) || defined(_M_X64) || (defined(_M_IX86_FP) && _M_IX86_FP >= 2)
+#define EK_SSE2 1
+#include <emmintrin.h>
+#else
+#define EK_SSE2 0
+#endif
+
 /* Same layout as FFmpeg's AVMotionVector (libavutil/motion_vector.h), 40 bytes. */
 typedef struct {
     int32_t source;
@@ -129,32 +137,25 @@ typedef struct {
     Py_ssize_t stride;
 } Plane;
 
-/* Motion-compensated residual of one plane of size (ph, pw); cells are 8 >> shift pixels.
- * Writes cur - pred into out (int16), upsampled by (1 << shift) to the luma size (H, W). */
-static void mc_residual_plane(Plane cur, Plane r0, Plane r1, int has_r1, int ph, int pw, int shift,
-                              const int *ox0, const int *oy0, const int *ox1, const int *oy1,
-                              const uint8_t *fl, int gw, int16_t *out, int H, int W) {
-    int cs = 3 - shift; /* log2 of cell size in this plane */
-    for (int y = 0; y < ph; y++) {
+enum { PRED_L0, PRED_L1, PRED_BI };  /* intra blocks are PRED_L0 with a zero offset (co-located) */
+
+/* Edge path of one block: per-pixel clamped fetches and bounds-checked writes. Taken by blocks whose
+ * source leaves the reference plane, partial blocks at the right/bottom edge and odd-sized chroma. */
+static void mc_block_clamped(Plane cur, Plane r0, Plane r1, int mode, int ox0, int oy0, int ox1, int oy1,
+                             int x0, int y0, int bw, int bh, int ph, int pw, int shift,
+                             int16_t *out, int H, int W) {
+    for (int y = y0; y < y0 + bh; y++) {
         const uint8_t *crow = cur.data + (Py_ssize_t)y * cur.stride;
-        int cy = y >> cs;
-        for (int x = 0; x < pw; x++) {
-            Py_ssize_t c = (Py_ssize_t)cy * gw + (x >> cs);
-            uint8_t f = fl[c];
+        for (int x = x0; x < x0 + bw; x++) {
             int pred;
-            if ((f & 2) && has_r1) {
-                int p1 = r1.data[(Py_ssize_t)clampi(y - oy1[c], 0, ph - 1) * r1.stride + clampi(x - ox1[c], 0, pw - 1)];
-                if (f & 1) {
-                    int p0 = r0.data[(Py_ssize_t)clampi(y - oy0[c], 0, ph - 1) * r0.stride + clampi(x - ox0[c], 0, pw - 1)];
-                    pred = (p0 + p1 + 1) >> 1;
-                } else {
-                    pred = p1;
-                }
-            } else if (f & 1) {
-                pred = r0.data[(Py_ssize_t)clampi(y - oy0[c], 0, ph - 1) * r0.stride + clampi(x - ox0[c], 0, pw - 1)];
+            if (mode == PRED_L1) {
+                pred = r1.data[(Py_ssize_t)clampi(y - oy1, 0, ph - 1) * r1.stride + clampi(x - ox1, 0, pw - 1)];
             } else {
-                /* intra block (or future-only without the future frame): co-located pixel */
-                pred = r0.data[(Py_ssize_t)y * r0.stride + x];
+                pred = r0.data[(Py_ssize_t)clampi(y - oy0, 0, ph - 1) * r0.stride + clampi(x - ox0, 0, pw - 1)];
+                if (mode == PRED_BI) {
+                    int p1 = r1.data[(Py_ssize_t)clampi(y - oy1, 0, ph - 1) * r1.stride + clampi(x - ox1, 0, pw - 1)];
+                    pred = (pred + p1 + 1) >> 1;
+                }
             }
             int16_t v = (int16_t)(crow[x] - pred);
             if (!shift) {
@@ -167,6 +168,126 @@ static void mc_residual_plane(Plane cur, Plane r0, Plane r1, int has_r1, int ph,
                     if (xx + 1 < W) o[1] = v;
                 }
             }
+        }
+    }
+}
+
+/* Interior fast paths: the whole block and its source(s) lie inside the planes, so rows are plain
+ * runs of 8 (luma) or 4 (chroma) bytes with no clamping. q is the second reference of a
+ * bi-predicted block, else NULL; the prediction is then (p + q + 1) >> 1, which is exactly SSE2's
+ * pavgb. Scalar code elsewhere, with the same results. */
+#if EK_SSE2
+static inline __m128i load_pred8(const uint8_t *p, const uint8_t *q) {
+    __m128i a = _mm_loadl_epi64((const __m128i *)p);
+    return q ? _mm_avg_epu8(a, _mm_loadl_epi64((const __m128i *)q)) : a;
+}
+
+static inline __m128i load4(const uint8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm_cvtsi32_si128(v);
+}
+
+static inline __m128i widen8(const uint8_t *p) {  /* 8 bytes -> 8 uint16 lanes */
+    return _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)p), _mm_setzero_si128());
+}
+
+static inline void mc_block_luma(const uint8_t *c, Py_ssize_t cs, const uint8_t *p, Py_ssize_t ps,
+                                 const uint8_t *q, Py_ssize_t qs, int16_t *o, int W) {
+    const __m128i zero = _mm_setzero_si128();
+    for (int r = 0; r < 8; r++, c += cs, p += ps, o += W) {
+        __m128i pred = _mm_unpacklo_epi8(load_pred8(p, q), zero);
+        __m128i cur = _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)c), zero);
+        _mm_storeu_si128((__m128i *)o, _mm_sub_epi16(cur, pred));
+        if (q) q += qs;
+    }
+}
+
+static inline void mc_block_chroma(const uint8_t *c, Py_ssize_t cs, const uint8_t *p, Py_ssize_t ps,
+                                   const uint8_t *q, Py_ssize_t qs, int16_t *o, int W) {
+    const __m128i zero = _mm_setzero_si128();
+    for (int r = 0; r < 4; r++, c += cs, p += ps, o += 2 * (Py_ssize_t)W) {
+        __m128i pred = load4(p);
+        if (q) {
+            pred = _mm_avg_epu8(pred, load4(q));
+            q += qs;
+        }
+        __m128i v = _mm_sub_epi16(_mm_unpacklo_epi8(load4(c), zero), _mm_unpacklo_epi8(pred, zero));
+        v = _mm_unpacklo_epi16(v, v);  /* v0 v0 v1 v1 v2 v2 v3 v3: repeat 2x2 to luma size */
+        _mm_storeu_si128((__m128i *)o, v);
+        _mm_storeu_si128((__m128i *)(o + W), v);
+    }
+}
+#else
+static inline void mc_block_luma(const uint8_t *restrict c, Py_ssize_t cs, const uint8_t *restrict p, Py_ssize_t ps,
+                                 const uint8_t *restrict q, Py_ssize_t qs, int16_t *restrict o, int W) {
+    for (int r = 0; r < 8; r++, c += cs, p += ps, o += W) {
+        if (q) {
+            for (int i = 0; i < 8; i++) o[i] = (int16_t)(c[i] - ((p[i] + q[i] + 1) >> 1));
+            q += qs;
+        } else {
+            for (int i = 0; i < 8; i++) o[i] = (int16_t)(c[i] - p[i]);
+        }
+    }
+}
+
+static inline void mc_block_chroma(const uint8_t *restrict c, Py_ssize_t cs, const uint8_t *restrict p, Py_ssize_t ps,
+                                   const uint8_t *restrict q, Py_ssize_t qs, int16_t *restrict o, int W) {
+    for (int r = 0; r < 4; r++, c += cs, p += ps, o += 2 * (Py_ssize_t)W) {
+        int16_t v[4];
+        if (q) {
+            for (int i = 0; i < 4; i++) v[i] = (int16_t)(c[i] - ((p[i] + q[i] + 1) >> 1));
+            q += qs;
+        } else {
+            for (int i = 0; i < 4; i++) v[i] = (int16_t)(c[i] - p[i]);
+        }
+        for (int i = 0; i < 4; i++) o[2 * i] = o[2 * i + 1] = v[i];  /* repeat 2x2 to luma size */
+        memcpy(o + W, o, 8 * sizeof(int16_t));
+    }
+}
+#endif
+
+static inline int inside(int x, int y, int n, int pw, int ph) { return x >= 0 && y >= 0 && x + n <= pw && y + n <= ph; }
+
+/* Motion-compensated residual of one plane of size (ph, pw); cells are 8 >> shift pixels.
+ * Writes cur - pred into out (int16), upsampled by (1 << shift) to the luma size (H, W). */
+static void mc_residual_plane(Plane cur, Plane r0, Plane r1, int has_r1, int ph, int pw, int shift,
+                              const int *ox0, const int *oy0, const int *ox1, const int *oy1,
+                              const uint8_t *fl, int gw, int16_t *out, int H, int W) {
+    int n = 8 >> shift; /* cell size in this plane */
+    for (int y0 = 0; y0 < ph; y0 += n) {
+        int bh = ph - y0 < n ? ph - y0 : n;
+        Py_ssize_t crow = (Py_ssize_t)(y0 / n) * gw;
+        for (int x0 = 0; x0 < pw; x0 += n) {
+            int bw = pw - x0 < n ? pw - x0 : n;
+            Py_ssize_t c = crow + x0 / n;
+            uint8_t f = fl[c];
+            int mode = PRED_L0, ax = 0, ay = 0, bx = 0, by = 0;  /* offsets of the past (a), future (b) refs */
+            if ((f & 2) && has_r1) {
+                mode = (f & 1) ? PRED_BI : PRED_L1;
+                bx = ox1[c], by = oy1[c];
+            }
+            if (f & 1) ax = ox0[c], ay = oy0[c];
+            int fast = bw == n && bh == n && (!shift || (2 * (y0 + n) <= H && 2 * (x0 + n) <= W)) &&
+                       (mode == PRED_L1 || inside(x0 - ax, y0 - ay, n, pw, ph)) &&
+                       (mode == PRED_L0 || inside(x0 - bx, y0 - by, n, pw, ph));
+            if (!fast) {
+                mc_block_clamped(cur, r0, r1, mode, ax, ay, bx, by, x0, y0, bw, bh, ph, pw, shift, out, H, W);
+                continue;
+            }
+            const uint8_t *c0 = cur.data + (Py_ssize_t)y0 * cur.stride + x0;
+            const uint8_t *p, *q = NULL;
+            Py_ssize_t ps, qs = 0;
+            if (mode == PRED_L1) {
+                p = r1.data + (Py_ssize_t)(y0 - by) * r1.stride + (x0 - bx), ps = r1.stride;
+            } else {
+                p = r0.data + (Py_ssize_t)(y0 - ay) * r0.stride + (x0 - ax), ps = r0.stride;
+                if (mode == PRED_BI) q = r1.data + (Py_ssize_t)(y0 - by) * r1.stride + (x0 - bx), qs = r1.stride;
+            }
+            if (!shift)
+                mc_block_luma(c0, cur.stride, p, ps, q, qs, out + (Py_ssize_t)y0 * W + x0, W);
+            else
+                mc_block_chroma(c0, cur.stride, p, ps, q, qs, out + (Py_ssize_t)(2 * y0) * W + 2 * x0, W);
         }
     }
 }
@@ -265,19 +386,32 @@ static PyObject *accumulate(PyObject *self, PyObject *args) {
     Py_BEGIN_ALLOW_THREADS
     cell_offsets((const float *)b[2].view.buf, cells, 0, ox0, oy0);
     cell_offsets((const float *)b[3].view.buf, cells, 0, ox1, oy1);
-    for (int y = 0; y < H; y++) {
-        int cy = y >> 3;
-        for (int x = 0; x < W; x++) {
-            Py_ssize_t c = (Py_ssize_t)cy * gw + (x >> 3);
+    for (int y0 = 0; y0 < H; y0 += 8) {
+        int bh = H - y0 < 8 ? H - y0 : 8;
+        for (int x0 = 0; x0 < W; x0 += 8) {
+            int bw = W - x0 < 8 ? W - x0 : 8;
+            Py_ssize_t c = (Py_ssize_t)(y0 >> 3) * gw + (x0 >> 3);
             uint8_t f = fl[c];
-            int32_t v;
+            const int32_t *src = a0;
+            int ox = 0, oy = 0;  /* intra (and L1-only without acc1): co-located past position */
             if (f & 1)
-                v = a0[(Py_ssize_t)clampi(y - oy0[c], 0, H - 1) * W + clampi(x - ox0[c], 0, W - 1)];
+                src = a0, ox = ox0[c], oy = oy0[c];
             else if ((f & 2) && a1)
-                v = a1[(Py_ssize_t)clampi(y - oy1[c], 0, H - 1) * W + clampi(x - ox1[c], 0, W - 1)];
-            else
-                v = a0[(Py_ssize_t)y * W + x];
-            out[(Py_ssize_t)y * W + x] = v;
+                src = a1, ox = ox1[c], oy = oy1[c];
+            int sx = x0 - ox, sy = y0 - oy;
+            if (sx >= 0 && sy >= 0 && sx + bw <= W && sy + bh <= H) {  /* interior: copy rows */
+                int32_t *o = out + (Py_ssize_t)y0 * W + x0;
+                const int32_t *q = src + (Py_ssize_t)sy * W + sx;
+                if (bw == 8) {  /* constant size: inlined as two 16-byte moves */
+                    for (int r = 0; r < bh; r++, o += W, q += W) memcpy(o, q, 8 * sizeof(int32_t));
+                } else {
+                    for (int r = 0; r < bh; r++, o += W, q += W) memcpy(o, q, bw * sizeof(int32_t));
+                }
+            } else {  /* the block reaches past the frame edge: clamp every position */
+                for (int y = y0; y < y0 + bh; y++)
+                    for (int x = x0; x < x0 + bw; x++)
+                        out[(Py_ssize_t)y * W + x] = src[(Py_ssize_t)clampi(y - oy, 0, H - 1) * W + clampi(x - ox, 0, W - 1)];
+            }
         }
     }
     Py_END_ALLOW_THREADS
@@ -289,6 +423,38 @@ fail:
     release(b, 6);
     return NULL;
 }
+
+/* One chroma sample of acc_residual, repeated 2x2 into the luma-sized plane o (bounds-checked). */
+static inline void acc_chroma_sample(const uint8_t *crow, const int32_t *arow, Plane ip, int16_t *o,
+                                     int y, int x, int H, int W) {
+    int32_t a = arow[x << 1];
+    int16_t v = (int16_t)(crow[x] - ip.data[(Py_ssize_t)(a >> 17) * ip.stride + ((a & 0xFFFF) >> 1)]);
+    int yy = y << 1, xx = x << 1;
+    for (int r = 0; r < 2 && yy + r < H; r++) {
+        int16_t *q = o + (Py_ssize_t)(yy + r) * W + xx;
+        q[0] = v;
+        if (xx + 1 < W) q[1] = v;
+    }
+}
+
+#if EK_SSE2
+/* Positions are packed (y << 16) | x with x < W, so a[i] == a[0] + i for the whole run means one row of
+ * consecutive source pixels: most runs are, since accumulation copies whole blocks at an offset. */
+static inline int run_is_contiguous(__m128i lo, __m128i hi, int32_t a0) {
+    __m128i base = _mm_set1_epi32(a0);
+    __m128i eq = _mm_and_si128(_mm_cmpeq_epi32(lo, _mm_add_epi32(base, _mm_setr_epi32(0, 1, 2, 3))),
+                               _mm_cmpeq_epi32(hi, _mm_add_epi32(base, _mm_setr_epi32(4, 5, 6, 7))));
+    return _mm_movemask_epi8(eq) == 0xFFFF;
+}
+
+/* The chroma samples of a luma run use positions a[0], a[2], a[4], a[6]: consecutive luma x (any
+ * parity) halve to consecutive chroma x, on one chroma row. */
+static inline int even_run_is_contiguous(__m128i lo, __m128i hi, int32_t a0) {
+    __m128i even = _mm_castps_si128(_mm_shuffle_ps(_mm_castsi128_ps(lo), _mm_castsi128_ps(hi), _MM_SHUFFLE(2, 0, 2, 0)));
+    __m128i want = _mm_add_epi32(_mm_set1_epi32(a0), _mm_setr_epi32(0, 2, 4, 6));
+    return _mm_movemask_epi8(_mm_cmpeq_epi32(even, want)) == 0xFFFF;
+}
+#endif
 
 /* acc_residual(cur, iframe, acc, H, W, out) -> None
  * out[c, p] = cur_c[p] - iframe_c[acc[p]]; chroma at 4:2:0 resolution, traced through the
@@ -312,7 +478,22 @@ static PyObject *acc_residual(PyObject *self, PyObject *args) {
         const uint8_t *crow = cur[0].data + (Py_ssize_t)y * cur[0].stride;
         const int32_t *arow = acc + (Py_ssize_t)y * W;
         int16_t *orow = out + (Py_ssize_t)y * W;
-        for (int x = 0; x < W; x++) {
+        int x = 0;
+#if EK_SSE2
+        for (; x + 8 <= W; x += 8) {
+            const int32_t *a = arow + x;
+            if (run_is_contiguous(_mm_loadu_si128((const __m128i *)a), _mm_loadu_si128((const __m128i *)(a + 4)), a[0])) {
+                const uint8_t *src = ip[0].data + (Py_ssize_t)(a[0] >> 16) * ip[0].stride + (a[0] & 0xFFFF);
+                _mm_storeu_si128((__m128i *)(orow + x), _mm_sub_epi16(widen8(crow + x), widen8(src)));
+            } else {
+                for (int i = 0; i < 8; i++) {
+                    const uint8_t *irow = ip[0].data + (Py_ssize_t)(a[i] >> 16) * ip[0].stride;
+                    orow[x + i] = (int16_t)(crow[x + i] - irow[a[i] & 0xFFFF]);
+                }
+            }
+        }
+#endif
+        for (; x < W; x++) {
             int32_t a = arow[x];
             orow[x] = (int16_t)(crow[x] - ip[0].data[(Py_ssize_t)(a >> 16) * ip[0].stride + (a & 0xFFFF)]);
         }
@@ -323,16 +504,34 @@ static PyObject *acc_residual(PyObject *self, PyObject *args) {
         for (int y = 0; y < ch; y++) {
             const uint8_t *crow = cur[k].data + (Py_ssize_t)y * cur[k].stride;
             const int32_t *arow = acc + (Py_ssize_t)(y << 1) * W;
-            for (int x = 0; x < cw; x++) {
-                int32_t a = arow[x << 1];
-                int16_t v = (int16_t)(crow[x] - ip[k].data[(Py_ssize_t)(a >> 17) * ip[k].stride + ((a & 0xFFFF) >> 1)]);
-                int yy = y << 1, xx = x << 1;
-                for (int r = 0; r < 2 && yy + r < H; r++) {
-                    int16_t *q = o + (Py_ssize_t)(yy + r) * W + xx;
-                    q[0] = v;
-                    if (xx + 1 < W) q[1] = v;
+            int x = 0;
+#if EK_SSE2
+            if ((y << 1) + 1 < H) {  /* both output rows exist: 4 samples -> an 8x2 block at a time */
+                for (; (x << 1) + 8 <= W; x += 4) {
+                    const int32_t *a = arow + (x << 1);
+                    __m128i lo = _mm_loadu_si128((const __m128i *)a), hi = _mm_loadu_si128((const __m128i *)(a + 4));
+                    __m128i v;
+                    if (even_run_is_contiguous(lo, hi, a[0])) {
+                        const uint8_t *src = ip[k].data + (Py_ssize_t)(a[0] >> 17) * ip[k].stride + ((a[0] & 0xFFFF) >> 1);
+                        v = _mm_sub_epi16(_mm_unpacklo_epi8(load4(crow + x), _mm_setzero_si128()),
+                                          _mm_unpacklo_epi8(load4(src), _mm_setzero_si128()));
+                    } else {
+                        int16_t t[4];
+                        for (int i = 0; i < 4; i++) {
+                            int32_t ai = a[2 * i];
+                            const uint8_t *irow = ip[k].data + (Py_ssize_t)(ai >> 17) * ip[k].stride;
+                            t[i] = (int16_t)(crow[x + i] - irow[(ai & 0xFFFF) >> 1]);
+                        }
+                        v = _mm_loadl_epi64((const __m128i *)t);
+                    }
+                    v = _mm_unpacklo_epi16(v, v);  /* repeat 2x2 */
+                    int16_t *q = o + (Py_ssize_t)(y << 1) * W + (x << 1);
+                    _mm_storeu_si128((__m128i *)q, v);
+                    _mm_storeu_si128((__m128i *)(q + W), v);
                 }
             }
+#endif
+            for (; x < cw; x++) acc_chroma_sample(crow, arow, ip[k], o, y, x, H, W);
         }
     }
     Py_END_ALLOW_THREADS

@@ -33,6 +33,8 @@ MAX_PIXELS = 8192 * 4352  # DCI 8K; anything larger is refused before allocating
 # AVPictureType -> kind: I, P, B, S (MPEG-4 GMC, a P-frame), SI, SP, BI
 _KINDS = {1: "I", 2: "P", 3: "B", 4: "P", 5: "I", 6: "P", 7: "B"}
 _SAFE_PIX_FMTS = {"yuv420p", "yuvj420p"}
+# A frame without side data: what a decoded frame's side-data container is re-pointed to once read
+_NO_SIDE_DATA = av.VideoFrame()
 
 
 def kernels():
@@ -340,8 +342,12 @@ class Reader:
         cur.d0 = np.empty((2, gh, gw), np.float32)
         cur.d1 = np.empty((2, gh, gw), np.float32)
         cur.flags = np.empty((gh, gw), np.uint8)
-        side = cur.frame.side_data.get("MOTION_VECTORS") if cur.kind != "I" else None
-        self._kernels.mv_grid(side, gh, gw, cur.d0, cur.d1, cur.flags)
+        if cur.kind == "I":
+            self._kernels.mv_grid(None, gh, gw, cur.d0, cur.d1, cur.flags)
+            return
+        side_data = cur.frame.side_data
+        self._kernels.mv_grid(side_data.get("MOTION_VECTORS"), gh, gw, cur.d0, cur.d1, cur.flags)
+        _detach_side_data(side_data)
 
     def _planes(self, d: _Decoded):
         """(native tuple, numpy tuple) of the Y, U, V planes of a decoded frame."""
@@ -414,6 +420,22 @@ class Reader:
             ref1 = self._planes(future) if future is not None else None
             k.mc_residual(self._planes(cur), self._planes(past), ref1, H, W, cur.d0, cur.d1, cur.flags, self._gw, out)
         return out
+
+
+def _detach_side_data(side_data) -> None:
+    """Break the reference cycle PyAV makes when a frame's side data is read.
+
+    ``frame.side_data`` caches on the frame a container whose entries reference the frame back, so
+    the decoded picture is freed only by Python's cyclic garbage collector, typically a hundred or
+    more frames later: hundreds of MB at 1080p, and a decoder that cannot recycle its buffers.
+    Re-initialising the container on a frame without side data drops its entries and its reference
+    to the frame, so the picture is freed as soon as the reader lets it go. Call it once the side
+    data has been read (its buffers are not valid afterwards).
+    """
+    try:
+        side_data.__init__(_NO_SIDE_DATA)
+    except Exception:  # a PyAV whose container cannot be re-pointed: the collector frees the frame later
+        pass
 
 
 def _make_encoder(codec: str, width: int, height: int, rate) -> av.CodecContext:
