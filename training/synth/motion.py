@@ -161,7 +161,7 @@ def _two_objects(converging: bool):
         sizes = (_actor_size(rng, canvas, 0.16, 0.24), _actor_size(rng, canvas, 0.16, 0.24))
         closest = max(sizes) * rng.uniform(1.0, 1.3)
         mid = np.array([rng.uniform(0.4, 0.6) * w, rng.uniform(0.4, 0.6) * h])
-        half_room = min(v for v in (0.45 * w / max(abs(u[0]), 1e-6), 0.45 * h / max(abs(u[1]), 1e-6)))
+        half_room = min(0.45 * w / max(abs(u[0]), 1e-6), 0.45 * h / max(abs(u[1]), 1e-6))  # centre to frame edge
         speed = rng.uniform(1.0, 2.5) * canvas.unit
         speed = min(speed, max((2 * half_room - closest) / (2 * (t - 1)), 0.3 * canvas.unit))
         steps = np.arange(t, dtype=np.float64)
