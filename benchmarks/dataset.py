@@ -52,6 +52,9 @@ import numpy as np  # noqa: E402
 
 import edgekit.bitstream as bs  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_env.py
+from _env import cpu_model  # noqa: E402
+
 CODECS = ("mpeg4", "h264")
 LOADER_TARGET_SAMPLES_PER_S = 500.0
 MOVING_PX = 0.5           # a block "moves" when its ground-truth displacement exceeds this
@@ -594,15 +597,6 @@ MV_NOTES = [
 
 # -- environment -------------------------------------------------------------------------------------
 
-def cpu_model() -> str | None:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or None
 
 
 def package_version(name: str) -> str | None:

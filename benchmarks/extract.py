@@ -58,6 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_clips.py
 import edgekit  # noqa: E402
 import edgekit.bitstream as bs  # noqa: E402
 from _clips import ClipSpec, encode_clip  # noqa: E402
+from _env import cpu_model  # noqa: E402
 
 FRAME_THREADS_MIN_PIXELS = 640 * 360  # edgekit's threads="auto" rule (edgekit/bitstream/reader.py)
 MIB = 1024 * 1024
@@ -374,15 +375,6 @@ def run_memory_check(spec: ClipSpec, workdir: Path) -> dict:
 
 # -- environment ------------------------------------------------------------------------------------
 
-def cpu_model() -> str | None:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or None
 
 
 def mvextractor_info() -> dict:

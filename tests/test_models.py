@@ -30,7 +30,7 @@ def one_torch_thread():
 
 EXPECTED_MODELS = {
     "coviar-i-r18", "coviar-i-r50", "coviar-mv-r18", "coviar-r-r18", "coviar", "dmc-r18", "dmc",
-    "iptsn-i", "iptsn-p", "iptsn-flow", "iptsn", "mvr-r18", "mfcd", "off-r18", "costvol-r18", "edge-mvr",
+    "iptsn-i", "iptsn-p", "iptsn-flow", "iptsn", "mvr-r18", "mfcd", "off-r18", "costvol-r18", "edge-mvr", "edge-mvr-i",
 }
 
 
@@ -118,6 +118,17 @@ def test_edge_model_is_small():
     info = count_model("edge-mvr", 101)
     assert info["params"] < 1_000_000
     assert info["gflops"] < 0.2
+    two = count_model("edge-mvr-i", 101)  # the default package's model: two such streams
+    assert two["params"] < 2_000_000 and two["gflops"] < 0.3
+
+
+def test_edge_two_stream_fuses_its_streams_scores():
+    torch.manual_seed(0)
+    model = build_model("edge-mvr-i", 5).eval()
+    x = {"mv_residual": torch.randn(1, 3, 5, 112, 112), "iframe": torch.randn(1, 3, 3, 112, 112)}
+    with torch.no_grad():
+        streams = model.forward_streams(**x)
+        torch.testing.assert_close(model(**x), streams["mv_residual"] + streams["iframe"], rtol=1e-5, atol=1e-5)
 
 
 # --- DMC-Net ---------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from .common import LateFusion
 from .registry import register_model
 from .tsn import stream_classifier
 
@@ -25,3 +26,35 @@ def edge_mvr(num_classes: int, segments: int = 3, size: int = 112, width: int = 
              dropout: float = 0.2) -> nn.Module:
     return stream_classifier("mv_residual", num_classes, segments, size, backbone="resnet18", width=width,
                              dropout=dropout)
+
+
+class EdgeTwoStream(nn.Module):
+    """``edge-mvr`` plus a quarter-width I-frame stream, late fusion of logits.
+
+    The I-frame stream exists for classes that motion alone cannot separate (the synthetic
+    benchmark's ``red_up_right`` / ``blue_up_right``: same motion, different colour). Inputs:
+    ``mv_residual`` (B, S, 5, H, W) and ``iframe`` (B, S, 3, H, W); output fused logits (B, K).
+    """
+
+    def __init__(self, num_classes: int, segments: int, size, width: int, dropout: float, weights):
+        super().__init__()
+        self.motion_stream = stream_classifier("mv_residual", num_classes, segments, size, backbone="resnet18",
+                                               width=width, dropout=dropout)
+        self.iframe_stream = stream_classifier("iframe", num_classes, segments, size, backbone="resnet18",
+                                               width=width, dropout=dropout)
+        self.fusion = LateFusion(("mv_residual", "iframe"), weights)
+        self.input_specs = (self.motion_stream.input_specs[0], self.iframe_stream.input_specs[0])
+
+    def forward_streams(self, mv_residual, iframe) -> dict:
+        """Per-stream logits, each (B, K)."""
+        return {"mv_residual": self.motion_stream(mv_residual), "iframe": self.iframe_stream(iframe)}
+
+    def forward(self, mv_residual, iframe):
+        return self.fusion(self.forward_streams(mv_residual, iframe))
+
+
+@register_model("edge-mvr-i", summary="Edge two-stream: edge-mvr + 1/4-width I-frame ResNet-18, late fusion",
+                paper="edgekit")
+def edge_mvr_i(num_classes: int, segments: int = 3, size: int = 112, width: int = 16, dropout: float = 0.2,
+               weights: tuple = (1.0, 1.0)) -> nn.Module:
+    return EdgeTwoStream(num_classes, segments, size, width, dropout, weights)
