@@ -350,3 +350,22 @@ def test_long_stream_holds_memory_flat(tmp_path):
                 peaks.append(tracemalloc.get_traced_memory()[0])
     tracemalloc.stop()
     assert peaks[1] - peaks[0] < 200_000  # bytes: nothing accumulates per frame
+
+
+def test_decoded_frames_are_freed_without_the_cyclic_garbage_collector(clips):
+    # PyAV's frame <-> side-data reference cycle would keep every frame (and its decoder buffer)
+    # alive until the cyclic GC runs; the reader breaks it, so frames go as soon as they are read
+    import gc
+
+    path = clips[("h264", 2)][0]
+    gc.collect()
+    gc.disable()
+    try:
+        for options in ({"residual": False, "rgb": None}, {}, {"accumulate": True}):
+            with bs.open(path, **options) as r:
+                for _ in r:
+                    pass
+            alive = sum(isinstance(o, av.VideoFrame) for o in gc.get_objects())
+            assert alive <= 8, (options, alive)
+    finally:
+        gc.enable()
