@@ -365,7 +365,7 @@ def test_decoded_frames_are_freed_without_the_cyclic_garbage_collector(clips):
             with bs.open(path, **options) as r:
                 for _ in r:
                     pass
-            alive = sum(isinstance(o, av.VideoFrame) for o in gc.get_objects())
+            alive = sum(type(o) is av.VideoFrame for o in gc.get_objects())
             assert alive <= 8, (options, alive)
     finally:
         gc.enable()

@@ -51,8 +51,10 @@ that precede an I-frame in display order belong to the GOP before it.
 **Residual** ``residual``: int16 (3, H, W) in the **YUV** space of the decoded frame (channels Y, U,
 V; chroma computed at 4:2:0 resolution and repeated 2x2), exact integers in [-255, 255]; zeros on
 I-frames. FFmpeg does not export the coded residual, so it is recomputed from decoded pixels. YUV is
-used rather than CoViAR's RGB because it needs no colour conversion of every frame: this is what lets
-MV + residual + I-RGB run faster than decoding every frame to RGB (``benchmarks/extract.py``).
+used rather than CoViAR's RGB because it needs no colour conversion of every frame: at CoViAR's
+340x256, MV + residual + I-RGB runs faster than decoding every frame to RGB. At 1080p it does not:
+a full-resolution int16 residual writes twice the bytes of an RGB frame (``benchmarks/extract.py``).
+``edgekit.preprocess.residual_rgb`` converts it to RGB exactly (the conversion is linear).
 
 **RGB** ``rgb``: uint8 (H, W, 3) on I-frames (``rgb="iframes"``), on every frame (``"all"``), or
 never (``None``).
