@@ -121,8 +121,6 @@ def quantize_checkpoint(checkpoint, out_dir, *, calib=None, calib_clips: int = 1
                         eval_split: str = "test", eval_clips: int | None = None, latency_runs: int = 50,
                         backends=("cpu", "openvino"), progress=print) -> dict:
     """Write ``out_dir`` (model.json, fp32.onnx, int8.onnx, report.json, report.md); returns the report."""
-    import onnxruntime
-
     from quantize.calibration import CacheCalibrationReader, cache_inputs
     from quantize.graph import ort_optimized_ops
 

@@ -32,14 +32,7 @@ EXPORT_CFG = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: on a 2-core machine shared with other jobs, OpenMP spin-waiting of a
-    second thread costs far more than it gains (measured 0.2 s vs 5 s for the same forward)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _assert_close(actual: np.ndarray, expected: np.ndarray) -> None:

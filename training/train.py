@@ -132,7 +132,7 @@ def evaluate_loader(model, loader, device, input_names, autocast) -> dict:
     import torch
 
     model.eval()
-    preds, labels, logits_all = [], [], []
+    labels, logits_all = [], []
     with torch.no_grad():
         for batch in loader:
             inputs = {n: batch[n].to(device) for n in input_names}

@@ -57,3 +57,13 @@ class VideoDataset(Sequence):
 def is_video_file(path: Path, extensions: tuple[str, ...] = VIDEO_EXTENSIONS) -> bool:
     """A visible regular file whose suffix (any case) is one of ``extensions``."""
     return path.suffix.lower() in extensions and not path.name.startswith(".") and path.is_file()
+
+
+def require_present(samples: Sequence[VideoSample], what: str, hint: str = "") -> None:
+    """Raise SourceError if any sample's video is missing on disk (``what`` names the list)."""
+    from edgekit.errors import SourceError
+
+    missing = [s.path for s in samples if not s.path.is_file()]
+    if missing:
+        shown = ", ".join(str(p) for p in missing[:3])
+        raise SourceError(f"{len(missing)} of {len(samples)} {what} are missing (first: {shown}){hint}")

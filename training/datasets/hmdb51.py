@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 from edgekit.errors import ConfigError, SourceError
-from training.datasets.dataset import VideoDataset, VideoSample
+from training.datasets.dataset import VideoDataset, VideoSample, require_present
 
 SPLIT_ID = {"train": 1, "test": 2}
 SPLIT_FOLDERS = ("testTrainMulti_7030_splits", "splits", "test_train_splits")
@@ -70,9 +70,5 @@ def read_hmdb51(root: Path, split: str, fold: int) -> VideoDataset:
         raise SourceError(f"cannot find {first_class}/{first_video}; expected it under {root}/<class>/ "
                           f"or {root}/hmdb51_org/<class>/")
     samples = tuple(VideoSample(base / name / video, label, classes[label]) for name, video, label in entries)
-    missing = [s.path for s in samples if not s.path.is_file()]
-    if missing:
-        shown = ", ".join(str(p) for p in missing[:3])
-        raise SourceError(f"{len(missing)} of {len(samples)} {split} videos of HMDB-51 fold {fold} are missing "
-                          f"(first: {shown})")
+    require_present(samples, f"{split} videos of HMDB-51 fold {fold}")
     return VideoDataset(root, "hmdb51", split, fold, classes, samples)

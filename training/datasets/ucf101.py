@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgekit.errors import ConfigError, SourceError
-from training.datasets.dataset import VideoDataset, VideoSample
+from training.datasets.dataset import VideoDataset, VideoSample, require_present
 
 LIST_FILE = {"train": "trainlist{fold:02d}.txt", "val": "vallist{fold:02d}.txt", "test": "testlist{fold:02d}.txt"}
 VIDEO_FOLDERS = ("videos", "UCF-101", "UCF101")
@@ -104,9 +104,5 @@ def read_ucf101(root: Path, split: str, fold: int) -> VideoDataset:
         raise SourceError(f"cannot find {first} (first line of {list_path.name}); expected it under "
                           f"{root}/videos/, {root}/UCF-101/ or {root}/")
     samples = tuple(VideoSample(base / relative, label, classes[label]) for relative, label in entries)
-    missing = [s.path for s in samples if not s.path.is_file()]
-    if missing:
-        shown = ", ".join(str(p) for p in missing[:3])
-        raise SourceError(f"{len(missing)} of {len(samples)} videos listed in {list_path.name} are missing "
-                          f"(first: {shown}); restore them or fix the list")
+    require_present(samples, f"videos listed in {list_path.name}", "; restore them or fix the list")
     return VideoDataset(root, "ucf101", split, fold, classes, samples)
