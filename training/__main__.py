@@ -11,8 +11,7 @@ import sys
 
 COMMANDS = {
     "synth": ("training.synth.cli", "generate the synthetic motion benchmark"),
-    "cache": ("training.cache.cli", "extract side data of a dataset into a memory-mapped cache"),
-    "flow": ("training.flow.cli", "compute and cache optical-flow teacher targets"),
+    "cache": ("training.cache.cli", "extract side data (and teacher flow) of a dataset into a memory-mapped cache"),
     "models": ("training.models.cli", "list the model zoo with parameters and GFLOPs"),
     "train": ("training.train", "train a model from a TOML config"),
     "eval": ("training.evaluate", "video-level top-1/top-5 of a checkpoint, confusion matrix"),
@@ -25,13 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     modules = {}
     for name, (module_name, help_text) in COMMANDS.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as err:
-            if err.name and err.name.startswith("training"):
-                continue  # command not built yet in this checkout
-            raise
-        modules[name] = module
+        module = modules[name] = importlib.import_module(module_name)
         p = sub.add_parser(name, help=help_text, description=module.__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(p)
