@@ -74,7 +74,6 @@ class Recognizer:
         if self.window_frames < 2 or self.stride_frames < 1:
             raise ConfigError(f"need window_frames >= 2 and stride_frames >= 1, got {self.window_frames}, {self.stride_frames}")
         self.topk = topk
-        self._frames_seen = 0
         self.backend = self.package.backend(device, **backend_options)
         streams = {s.stream for s in self.specs}
         self._reader_options = {
@@ -109,8 +108,9 @@ class Recognizer:
         for prediction, _ in self._windows(source, timings, open_options):
             yield prediction
 
-    def _windows(self, source, timings, open_options) -> Iterator[tuple[Prediction, np.ndarray]]:
+    def _windows(self, source, timings, open_options, frames_read=None) -> Iterator[tuple[Prediction, np.ndarray]]:
         t = timings if timings is not None else {}
+        frames_read = frames_read if frames_read is not None else [0]  # set to the frame count at the end
         for key in ("decode", "preprocess", "inference"):
             t.setdefault(key, 0.0)
         W, S = self.window_frames, self.stride_frames
@@ -132,7 +132,6 @@ class Recognizer:
                 if frame.rgb is not None:
                     iframes[frame.gop_index] = frame.rgb
                 n += 1
-                self._frames_seen = n
                 if n >= W and (n - W) % S == 0:
                     yield self._window(buf, iframes, hw, fps, t)
                     last_end = n
@@ -141,6 +140,7 @@ class Recognizer:
                         del iframes[g]
             if n == 0:
                 raise EmptySourceError(f"{reader.description}: no frames")
+            frames_read[0] = n
             if last_end == 0 or n - last_end >= W // 2:  # short source, or a long enough tail
                 yield self._window(buf, iframes, hw, fps, t)
 
@@ -167,14 +167,15 @@ class Recognizer:
         """Recognize a whole source: every window's prediction and their fused result."""
         timings: dict = {}
         t0 = time.perf_counter()
-        results = list(self._windows(source, timings, open_options))
+        frames_read = [0]
+        results = list(self._windows(source, timings, open_options, frames_read))
         timings["total"] = (time.perf_counter() - t0) * 1000
         windows = tuple(p for p, _ in results)
         fused = Prediction.from_scores(fuse([s for _, s in results]), self.labels, windows[0].start_s,
                                        windows[-1].end_s, self.topk)
         name = str(source) if isinstance(source, (str, Path)) else type(source).__name__
         return VideoPrediction(source=name, label=fused.label, score=fused.score, topk=fused.topk, windows=windows,
-                               latency_ms=timings, frames=self._frames_seen,
+                               latency_ms=timings, frames=frames_read[0],
                                duration_s=windows[-1].end_s - windows[0].start_s)
 
 

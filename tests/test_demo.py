@@ -29,7 +29,7 @@ def test_demo_recognizes_the_sample_clip_windows():
     assert len(inside) >= len(truth) - 1
     hits = sum(w["label"] == t["label"] for w, t in inside)
     assert hits >= len(inside) - 1, [(w["label"], t["label"]) for w, t in inside]
-    assert out["latency_ms"]["total"] > 0 and out["duration_s"] > 9
+    assert out["latency_ms"]["total"] > 0 and out["duration_s"] > 9 and out["frames"] == 240
 
 
 def test_demo_prints_windows_and_latency():
