@@ -16,16 +16,12 @@ def cache_inputs(cache, specs: list[InputSpec], split: str, limit: int | None = 
     """Yield ({input name: (1, ...) float32}, label) for up to ``limit`` clips of ``split``, spread over
     every class (clips taken in a seeded random order)."""
     from training.cache import CachedClips
-    from training.train import cache_stream
 
-    streams = {s.name: cache_stream(s) for s in specs}
-    segments = max(s.segments for s in specs)
-    ds = CachedClips(cache, split, streams=tuple(streams.values()), segments=segments, clip_length=segments,
-                     train=False)
+    ds = CachedClips.for_specs(cache, split, specs, train=False)
     order = np.random.default_rng(seed).permutation(len(ds))
     for i in order[:limit] if limit else order:
         arrays = ds.arrays(int(i))
-        yield {n: np.ascontiguousarray(arrays[s][None]) for n, s in streams.items()}, int(ds.clips[i]["label"])
+        yield {name: np.ascontiguousarray(x[None]) for name, x in arrays.items()}, int(ds.clips[i]["label"])
 
 
 class CacheCalibrationReader(CalibrationDataReader):

@@ -113,3 +113,12 @@ def test_a_dataset_with_empty_splits_still_caches_what_it_has(tmp_path):
     folder = build_cache(tmp_path / "d", tmp_path / "c", CacheSpec(size=32), workers=1, progress=False)
     clips = [c for p in folder.glob("shard-*.json") for c in json.loads(p.read_text())["clips"]]
     assert len(clips) == 17 and {c["split"] for c in clips} == {"train"}
+
+
+def test_for_specs_keys_items_by_model_input_names(cache):
+    from edgekit.spec import InputSpec
+
+    specs = [InputSpec("motion", "mv_residual", (1, 2, 5, 64, 64)), InputSpec("frames", "iframe", (1, 2, 3, 64, 64))]
+    item = CachedClips.for_specs(cache, "test", specs)[0]
+    assert set(item) == {"motion", "frames", "label"}
+    assert tuple(item["motion"].shape) == (2, 5, 64, 64) and tuple(item["frames"].shape) == (2, 3, 64, 64)

@@ -52,32 +52,20 @@ def evaluate_checkpoint(checkpoint, split: str = "test", batch_size: int = 32, w
     from edgekit.spec import InputSpec
     from training.cache import CachedClips
     from training.checkpoint import build_from_checkpoint
-    from training.train import cache_stream, evaluate_loader, make_loader
+    from training.train import evaluate_loader, make_loader
 
     model, meta = build_from_checkpoint(checkpoint)
     specs = [InputSpec.from_dict(d) for d in meta["input_specs"]]
-    streams = {s.name: cache_stream(s) for s in specs}
-    segments = max(s.segments for s in specs)
-    ds = CachedClips(meta["cache"], split, streams=tuple(streams.values()), segments=segments,
-                     clip_length=segments, train=False)
-
-    class Renamed(torch.utils.data.Dataset):
-        def __len__(self):
-            return len(ds)
-
-        def __getitem__(self, i):
-            item = ds[i]
-            return {**{n: item[s] for n, s in streams.items()}, "label": item["label"]}
-
-    loader = make_loader(Renamed(), batch_size, False, 0, workers)
-    result = evaluate_loader(model, loader, torch.device("cpu"), list(streams), contextlib.nullcontext)
+    ds = CachedClips.for_specs(meta["cache"], split, specs, train=False)
+    loader = make_loader(ds, batch_size, False, 0, workers)
+    result = evaluate_loader(model, loader, torch.device("cpu"), [s.name for s in specs], contextlib.nullcontext)
     labels = result["labels"].numpy()
     preds = result["logits"].argmax(1).numpy()
     classes = meta["classes"]
     matrix = confusion_matrix(labels, preds, len(classes))
     per_class = {c: float(matrix[i, i] / max(matrix[i].sum(), 1)) for i, c in enumerate(classes)}
     out = {"checkpoint": str(checkpoint), "model": meta["model"], "split": split, "videos": int(len(labels)),
-           "segments": segments, "top1": result["top1"], "top5": result["top5"], "per_class_top1": per_class,
+           "segments": ds.segments, "top1": result["top1"], "top5": result["top5"], "per_class_top1": per_class,
            "confusion": matrix.tolist()}
     if confusion:
         confusion_png(matrix, classes, confusion)

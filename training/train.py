@@ -64,17 +64,6 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> dict:
     return cfg
 
 
-def cache_stream(spec) -> str:
-    """The cache stream that feeds an InputSpec."""
-    if spec.layout == "BSCHW" and spec.stream in ("mv", "residual", "mv_residual", "iframe", "flow"):
-        return spec.stream
-    if spec.layout == "BCTHW" and spec.stream == "mv_residual":
-        return "mv_residual_clip"
-    if spec.layout == "BCTHW" and spec.stream == "gop_clip":
-        return "gop_clip"
-    raise ConfigError(f"the side-data cache cannot feed input {spec.name!r} ({spec.stream}, {spec.layout})")
-
-
 def resolve_device(name: str):
     import torch
 
@@ -170,32 +159,16 @@ def train(cfg: dict, resume: bool = False, progress: bool | None = None) -> dict
     probe = build_model(name, 2, **m_cfg)
     specs = probe.input_specs
     cache = ensure_cache(cfg, specs)
-    streams = {s.name: cache_stream(s) for s in specs}
-    segments = {s.segments for s in specs}
-    common = dict(streams=tuple(streams.values()), segments=max(segments), clip_length=max(segments),
-                  seed=int(t_cfg["seed"]))
-    train_ds = CachedClips(cache, "train", **common)
+    train_ds = CachedClips.for_specs(cache, "train", specs, seed=int(t_cfg["seed"]))
     try:
-        val_ds = CachedClips(cache, "val", train=False, **common)
+        val_ds = CachedClips.for_specs(cache, "val", specs, train=False)
     except ConfigError:
-        val_ds = CachedClips(cache, "test", train=False, **common)
+        val_ds = CachedClips.for_specs(cache, "test", specs, train=False)
     classes = train_ds.classes
     model = build_model(name, len(classes), **m_cfg).to(device)
-
-    class Renamed(torch.utils.data.Dataset):  # cache stream names -> model input names
-        def __init__(self, ds):
-            self.ds = ds
-
-        def __len__(self):
-            return len(self.ds)
-
-        def __getitem__(self, i):
-            item = self.ds[i]
-            return {**{n: item[s] for n, s in streams.items()}, "label": item["label"]}
-
     bs = int(t_cfg["batch_size"])
     workers = int(cfg["data"].get("workers", 0))
-    val_loader = make_loader(Renamed(val_ds), bs, False, 0, workers)
+    val_loader = make_loader(val_ds, bs, False, 0, workers)
     params = [p for p in model.parameters() if p.requires_grad]
     if t_cfg["optimizer"] == "adamw":
         optimizer = torch.optim.AdamW(params, lr=float(t_cfg["lr"]), weight_decay=float(t_cfg["weight_decay"]))
@@ -237,12 +210,12 @@ def train(cfg: dict, resume: bool = False, progress: bool | None = None) -> dict
 
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=float(t_cfg["label_smoothing"]))
     log_path = out / "metrics.jsonl"
-    input_names = list(streams)
+    input_names = [s.name for s in specs]
     summary = {}
     for epoch in range(start_epoch, epochs):
         t0 = time.perf_counter()
         train_ds.set_epoch(epoch)
-        loader = make_loader(Renamed(train_ds), bs, True, int(t_cfg["seed"]) * 1000 + epoch, workers)
+        loader = make_loader(train_ds, bs, True, int(t_cfg["seed"]) * 1000 + epoch, workers)
         model.train()
         seen = correct = 0
         loss_sum = 0.0

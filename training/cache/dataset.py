@@ -28,6 +28,17 @@ from edgekit.errors import ConfigError
 STREAMS = ("mv", "residual", "mv_residual", "iframe", "flow", "mv_residual_clip", "gop_clip")
 
 
+def cache_stream(spec) -> str:
+    """The cache stream that feeds an ``edgekit.spec.InputSpec``."""
+    if spec.layout == "BSCHW" and spec.stream in ("mv", "residual", "mv_residual", "iframe", "flow"):
+        return spec.stream
+    if spec.layout == "BCTHW" and spec.stream == "mv_residual":
+        return "mv_residual_clip"
+    if spec.layout == "BCTHW" and spec.stream == "gop_clip":
+        return "gop_clip"
+    raise ConfigError(f"the side-data cache cannot feed input {spec.name!r} ({spec.stream}, {spec.layout})")
+
+
 def find_cache(path: str | Path) -> Path:
     """The cache folder (holding spec.json) at ``path`` or the single one below it."""
     path = Path(path)
@@ -68,7 +79,19 @@ class CachedClips:
         self.streams, self.segments, self.clip_length = tuple(streams), segments, clip_length
         self.train = split == "train" if train is None else train
         self.seed, self.epoch = seed, 0
+        self.input_names: dict[str, str] | None = None  # model input name -> cache stream (for_specs)
         self._arrays: dict = {}
+
+    @classmethod
+    def for_specs(cls, cache, split: str, specs, train: bool | None = None, seed: int = 0) -> "CachedClips":
+        """The dataset that feeds a model: items keyed by the specs' input names (plus ``label``),
+        with the specs' segment count / clip length."""
+        names = {s.name: cache_stream(s) for s in specs}
+        segments = max(s.segments for s in specs)
+        ds = cls(cache, split, streams=tuple(names.values()), segments=segments, clip_length=segments,
+                 train=train, seed=seed)
+        ds.input_names = names
+        return ds
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -115,6 +138,8 @@ class CachedClips:
             out["mv_residual_clip"] = np.moveaxis(motion[m0 + idx].astype(np.float32), 0, 1)
         if "gop_clip" in self.streams:
             out["gop_clip"] = self._gop_clip(clip, motion, rng)
+        if self.input_names is not None:
+            out = {name: out[stream] for name, stream in self.input_names.items()}
         return out
 
     def _gop_clip(self, clip, motion, rng) -> np.ndarray:
