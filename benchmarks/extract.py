@@ -60,7 +60,6 @@ import edgekit.bitstream as bs  # noqa: E402
 from _clips import ClipSpec, encode_clip  # noqa: E402
 from _env import cpu_model  # noqa: E402
 
-FRAME_THREADS_MIN_PIXELS = 640 * 360  # edgekit's threads="auto" rule (edgekit/bitstream/reader.py)
 MIB = 1024 * 1024
 
 
@@ -88,10 +87,6 @@ def memory_spec(quick: bool) -> ClipSpec:
     return ClipSpec("mpeg4", 340, 256, frames=240 if quick else 3000, gop=12, bframes=0, qscale=3, objects=4)
 
 
-def frame_threads(spec: ClipSpec) -> bool:
-    return spec.width * spec.height >= FRAME_THREADS_MIN_PIXELS
-
-
 # -- variants: each reads the whole clip (or its first `limit` frames) and returns frames read --------
 
 @contextmanager
@@ -108,11 +103,9 @@ def native_kernels(enabled: bool):
             os.environ["EDGEKIT_NATIVE"] = old
 
 
-def pyav_floor(path, threads: bool, limit=None, fast_mv=False, stats=None) -> int:
+def pyav_floor(path, limit=None, fast_mv=False, stats=None) -> int:
     with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        if threads:
-            stream.thread_type = "AUTO"
+        stream = container.streams.video[0]  # PyAV's default threading: slice threads, one per core
         if stats is not None:
             stats["thread_type"] = str(stream.thread_type)
         options = {"flags2": "+export_mvs"}
@@ -130,11 +123,9 @@ def pyav_floor(path, threads: bool, limit=None, fast_mv=False, stats=None) -> in
     return n
 
 
-def pyav_rgb(path, threads: bool, limit=None) -> int:
+def pyav_rgb(path, limit=None) -> int:
     with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        if threads:
-            stream.thread_type = "AUTO"
+        stream = container.streams.video[0]  # as pyav_floor; to_ndarray's swscale: threads=0 (auto)
         n = 0
         for frame in container.decode(stream):
             frame.to_ndarray(format="rgb24")
@@ -179,17 +170,16 @@ def edgekit_read(path, limit=None, native=True, stats=None, **options) -> int:
 def variants(spec: ClipSpec, mvextractor_ok: bool, stats: dict) -> dict:
     """name -> (callable(path, limit) -> frames, description). ``stats`` receives what the floor and
     edgekit's MV-only reader report about themselves (frame kinds, thread type, decoder options)."""
-    threads = frame_threads(spec)
     floor_stats = stats.setdefault("floor", {})
     edgekit_stats = stats.setdefault("edgekit_mv_only", {})
     out = {
-        "floor": (lambda p, limit=None: pyav_floor(p, threads, limit, stats=floor_stats),
+        "floor": (lambda p, limit=None: pyav_floor(p, limit, stats=floor_stats),
                   "PyAV decode, flags2=+export_mvs, side_data['MOTION_VECTORS'].to_ndarray(); bare PyAV, so "
                   "reading side data leaves each frame in a reference cycle that only the cyclic garbage "
                   "collector frees (edgekit breaks it)"),
-        "floor_fast_mv": (lambda p, limit=None: pyav_floor(p, threads, limit, fast_mv=True),
+        "floor_fast_mv": (lambda p, limit=None: pyav_floor(p, limit, fast_mv=True),
                           "floor + skip_loop_filter=all, skip_idct=all (the options edgekit's MV-only mode sets)"),
-        "decode_rgb": (lambda p, limit=None: pyav_rgb(p, threads, limit),
+        "decode_rgb": (lambda p, limit=None: pyav_rgb(p, limit),
                        "PyAV decode + frame.to_ndarray(format='rgb24') of every frame"),
     }
     if mvextractor_ok:
@@ -488,14 +478,13 @@ def benchmark(args) -> dict:
                 "bytes": clips[name].stat().st_size,
                 "frame_kinds": stats.get("kinds"),
                 "damaged_frames": stats.get("damaged_frames"),
-                "frame_threads": frame_threads(spec),
                 "thread_type": {"edgekit": stats.get("thread_type"),
                                 "floor": reader_stats[name]["floor"].get("thread_type")},
-                "threading": ("thread_type='AUTO' (frame threads) for floor, floor_fast_mv, decode_rgb and "
-                              "edgekit, as edgekit's threads='auto' picks for >= 640x360"
-                              if frame_threads(spec) else
-                              "no frame threads for floor, floor_fast_mv, decode_rgb and edgekit, as "
-                              "edgekit's threads='auto' picks below 640x360"),
+                "threading": ("every PyAV decoder here (floor, floor_fast_mv, decode_rgb, edgekit) uses slice "
+                              "threads with thread_count=0 (one per core), PyAV's default and edgekit's "
+                              "threads='auto' (frame threads export wrong motion vectors while draining); "
+                              "decode_rgb's swscale runs with PyAV's threads=0; edgekit's residual kernels "
+                              "split rows over min(cpu_count, 4) threads at >= 640x360, one thread below"),
                 "edgekit_mv_only_decoder_options": stats.get("decoder_options"),
                 "variants": v,
                 "ratios": best,

@@ -39,7 +39,13 @@ typedef struct {
 _Static_assert(sizeof(MotionVector) == 40, "AVMotionVector layout changed");
 
 static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
-static inline int roundi(float v) { return (int)floorf(v + 0.5f); }
+/* floor(v + 0.5) without libm (floorf is a call on baseline x86-64): truncate, then step down for
+ * negative non-integers. Exact for |v| < 2^30, far beyond any motion vector. */
+static inline int roundi(float v) {
+    float t = v + 0.5f;
+    int i = (int)t;
+    return i - (t < (float)i);
+}
 
 typedef struct {
     Py_buffer view;
@@ -123,65 +129,7 @@ fail:
     return NULL;
 }
 
-/* Integer source offsets per cell for one plane (shift 0 = luma, 1 = 4:2:0 chroma). */
-static void cell_offsets(const float *d, Py_ssize_t cells, int shift, int *ox, int *oy) {
-    float s = shift ? 0.5f : 1.0f;
-    for (Py_ssize_t c = 0; c < cells; c++) {
-        ox[c] = roundi(d[c] * s);
-        oy[c] = roundi(d[cells + c] * s);
-    }
-}
-
-typedef struct {
-    const uint8_t *data;
-    Py_ssize_t stride;
-} Plane;
-
-enum { PRED_L0, PRED_L1, PRED_BI };  /* intra blocks are PRED_L0 with a zero offset (co-located) */
-
-/* Edge path of one block: per-pixel clamped fetches and bounds-checked writes. Taken by blocks whose
- * source leaves the reference plane, partial blocks at the right/bottom edge and odd-sized chroma. */
-static void mc_block_clamped(Plane cur, Plane r0, Plane r1, int mode, int ox0, int oy0, int ox1, int oy1,
-                             int x0, int y0, int bw, int bh, int ph, int pw, int shift,
-                             int16_t *out, int H, int W) {
-    for (int y = y0; y < y0 + bh; y++) {
-        const uint8_t *crow = cur.data + (Py_ssize_t)y * cur.stride;
-        for (int x = x0; x < x0 + bw; x++) {
-            int pred;
-            if (mode == PRED_L1) {
-                pred = r1.data[(Py_ssize_t)clampi(y - oy1, 0, ph - 1) * r1.stride + clampi(x - ox1, 0, pw - 1)];
-            } else {
-                pred = r0.data[(Py_ssize_t)clampi(y - oy0, 0, ph - 1) * r0.stride + clampi(x - ox0, 0, pw - 1)];
-                if (mode == PRED_BI) {
-                    int p1 = r1.data[(Py_ssize_t)clampi(y - oy1, 0, ph - 1) * r1.stride + clampi(x - ox1, 0, pw - 1)];
-                    pred = (pred + p1 + 1) >> 1;
-                }
-            }
-            int16_t v = (int16_t)(crow[x] - pred);
-            if (!shift) {
-                out[(Py_ssize_t)y * W + x] = v;
-            } else {
-                int yy = y << 1, xx = x << 1;
-                for (int a = 0; a < 2 && yy + a < H; a++) {
-                    int16_t *o = out + (Py_ssize_t)(yy + a) * W + xx;
-                    o[0] = v;
-                    if (xx + 1 < W) o[1] = v;
-                }
-            }
-        }
-    }
-}
-
-/* Interior fast paths: the whole block and its source(s) lie inside the planes, so rows are plain
- * runs of 8 (luma) or 4 (chroma) bytes with no clamping. q is the second reference of a
- * bi-predicted block, else NULL; the prediction is then (p + q + 1) >> 1, which is exactly SSE2's
- * pavgb. Scalar code elsewhere, with the same results. */
 #if EK_SSE2
-static inline __m128i load_pred8(const uint8_t *p, const uint8_t *q) {
-    __m128i a = _mm_loadl_epi64((const __m128i *)p);
-    return q ? _mm_avg_epu8(a, _mm_loadl_epi64((const __m128i *)q)) : a;
-}
-
 static inline __m128i load4(const uint8_t *p) {
     int32_t v;
     memcpy(&v, p, 4);
@@ -191,104 +139,234 @@ static inline __m128i load4(const uint8_t *p) {
 static inline __m128i widen8(const uint8_t *p) {  /* 8 bytes -> 8 uint16 lanes */
     return _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)p), _mm_setzero_si128());
 }
+#endif
 
-static inline void mc_block_luma(const uint8_t *c, Py_ssize_t cs, const uint8_t *p, Py_ssize_t ps,
-                                 const uint8_t *q, Py_ssize_t qs, int16_t *o, int W) {
-    const __m128i zero = _mm_setzero_si128();
-    for (int r = 0; r < 8; r++, c += cs, p += ps, o += W) {
-        __m128i pred = _mm_unpacklo_epi8(load_pred8(p, q), zero);
-        __m128i cur = _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)c), zero);
-        _mm_storeu_si128((__m128i *)o, _mm_sub_epi16(cur, pred));
-        if (q) q += qs;
-    }
-}
-
-static inline void mc_block_chroma(const uint8_t *c, Py_ssize_t cs, const uint8_t *p, Py_ssize_t ps,
-                                   const uint8_t *q, Py_ssize_t qs, int16_t *o, int W) {
-    const __m128i zero = _mm_setzero_si128();
-    for (int r = 0; r < 4; r++, c += cs, p += ps, o += 2 * (Py_ssize_t)W) {
-        __m128i pred = load4(p);
-        if (q) {
-            pred = _mm_avg_epu8(pred, load4(q));
-            q += qs;
-        }
-        __m128i v = _mm_sub_epi16(_mm_unpacklo_epi8(load4(c), zero), _mm_unpacklo_epi8(pred, zero));
-        v = _mm_unpacklo_epi16(v, v);  /* v0 v0 v1 v1 v2 v2 v3 v3: repeat 2x2 to luma size */
-        _mm_storeu_si128((__m128i *)o, v);
-        _mm_storeu_si128((__m128i *)(o + W), v);
-    }
-}
+/* ---- parallel bands --------------------------------------------------------------------------
+ * The pixel kernels split their rows into `parts` horizontal bands, one per thread (the calling
+ * thread takes band 0). Bands write disjoint rows of the output and only read shared inputs, so
+ * the result does not depend on the thread count. POSIX threads; one band (serial) elsewhere. */
+#if !defined(_WIN32)
+#include <pthread.h>
+#define EK_THREADS 1
 #else
-static inline void mc_block_luma(const uint8_t *restrict c, Py_ssize_t cs, const uint8_t *restrict p, Py_ssize_t ps,
-                                 const uint8_t *restrict q, Py_ssize_t qs, int16_t *restrict o, int W) {
-    for (int r = 0; r < 8; r++, c += cs, p += ps, o += W) {
-        if (q) {
-            for (int i = 0; i < 8; i++) o[i] = (int16_t)(c[i] - ((p[i] + q[i] + 1) >> 1));
-            q += qs;
-        } else {
-            for (int i = 0; i < 8; i++) o[i] = (int16_t)(c[i] - p[i]);
-        }
-    }
-}
+#define EK_THREADS 0
+#endif
+#define EK_MAX_PARTS 16
 
-static inline void mc_block_chroma(const uint8_t *restrict c, Py_ssize_t cs, const uint8_t *restrict p, Py_ssize_t ps,
-                                   const uint8_t *restrict q, Py_ssize_t qs, int16_t *restrict o, int W) {
-    for (int r = 0; r < 4; r++, c += cs, p += ps, o += 2 * (Py_ssize_t)W) {
-        int16_t v[4];
-        if (q) {
-            for (int i = 0; i < 4; i++) v[i] = (int16_t)(c[i] - ((p[i] + q[i] + 1) >> 1));
-            q += qs;
-        } else {
-            for (int i = 0; i < 4; i++) v[i] = (int16_t)(c[i] - p[i]);
-        }
-        for (int i = 0; i < 4; i++) o[2 * i] = o[2 * i + 1] = v[i];  /* repeat 2x2 to luma size */
-        memcpy(o + W, o, 8 * sizeof(int16_t));
-    }
+typedef int (*band_fn)(void *ctx, int part, int parts);  /* returns 0, or -1 when out of memory */
+
+typedef struct {
+    band_fn fn;
+    void *ctx;
+    int part, parts, rc;
+} BandJob;
+
+#if EK_THREADS
+static void *band_main(void *arg) {
+    BandJob *j = (BandJob *)arg;
+    j->rc = j->fn(j->ctx, j->part, j->parts);
+    return NULL;
 }
 #endif
 
-static inline int inside(int x, int y, int n, int pw, int ph) { return x >= 0 && y >= 0 && x + n <= pw && y + n <= ph; }
+/* Runs fn over `parts` bands; call without the GIL. Returns 0, or -1 if a band ran out of memory. */
+static int run_bands(band_fn fn, void *ctx, int parts) {
+    if (parts < 1) parts = 1;
+    if (parts > EK_MAX_PARTS) parts = EK_MAX_PARTS;
+    BandJob jobs[EK_MAX_PARTS];
+    int rc = 0;
+#if EK_THREADS
+    pthread_t tids[EK_MAX_PARTS];
+    int started[EK_MAX_PARTS] = {0};
+    for (int p = 1; p < parts; p++) {
+        jobs[p] = (BandJob){fn, ctx, p, parts, 0};
+        started[p] = pthread_create(&tids[p], NULL, band_main, &jobs[p]) == 0;
+        if (!started[p]) jobs[p].rc = fn(ctx, p, parts);  /* no thread to be had: run it here */
+    }
+    rc |= fn(ctx, 0, parts);
+    for (int p = 1; p < parts; p++) {
+        if (started[p]) pthread_join(tids[p], NULL);
+        rc |= jobs[p].rc;
+    }
+#else
+    for (int p = 0; p < parts; p++) rc |= fn(ctx, p, parts);
+#endif
+    return rc;
+}
 
-/* Motion-compensated residual of one plane of size (ph, pw); cells are 8 >> shift pixels.
- * Writes cur - pred into out (int16), upsampled by (1 << shift) to the luma size (H, W). */
-static void mc_residual_plane(Plane cur, Plane r0, Plane r1, int has_r1, int ph, int pw, int shift,
-                              const int *ox0, const int *oy0, const int *ox1, const int *oy1,
-                              const uint8_t *fl, int gw, int16_t *out, int H, int W) {
-    int n = 8 >> shift; /* cell size in this plane */
-    for (int y0 = 0; y0 < ph; y0 += n) {
-        int bh = ph - y0 < n ? ph - y0 : n;
-        Py_ssize_t crow = (Py_ssize_t)(y0 / n) * gw;
-        for (int x0 = 0; x0 < pw; x0 += n) {
-            int bw = pw - x0 < n ? pw - x0 : n;
-            Py_ssize_t c = crow + x0 / n;
-            uint8_t f = fl[c];
-            int mode = PRED_L0, ax = 0, ay = 0, bx = 0, by = 0;  /* offsets of the past (a), future (b) refs */
-            if ((f & 2) && has_r1) {
-                mode = (f & 1) ? PRED_BI : PRED_L1;
-                bx = ox1[c], by = oy1[c];
-            }
-            if (f & 1) ax = ox0[c], ay = oy0[c];
-            int fast = bw == n && bh == n && (!shift || (2 * (y0 + n) <= H && 2 * (x0 + n) <= W)) &&
-                       (mode == PRED_L1 || inside(x0 - ax, y0 - ay, n, pw, ph)) &&
-                       (mode == PRED_L0 || inside(x0 - bx, y0 - by, n, pw, ph));
-            if (!fast) {
-                mc_block_clamped(cur, r0, r1, mode, ax, ay, bx, by, x0, y0, bw, bh, ph, pw, shift, out, H, W);
-                continue;
-            }
-            const uint8_t *c0 = cur.data + (Py_ssize_t)y0 * cur.stride + x0;
-            const uint8_t *p, *q = NULL;
-            Py_ssize_t ps, qs = 0;
-            if (mode == PRED_L1) {
-                p = r1.data + (Py_ssize_t)(y0 - by) * r1.stride + (x0 - bx), ps = r1.stride;
-            } else {
-                p = r0.data + (Py_ssize_t)(y0 - ay) * r0.stride + (x0 - ax), ps = r0.stride;
-                if (mode == PRED_BI) q = r1.data + (Py_ssize_t)(y0 - by) * r1.stride + (x0 - bx), qs = r1.stride;
-            }
-            if (!shift)
-                mc_block_luma(c0, cur.stride, p, ps, q, qs, out + (Py_ssize_t)y0 * W + x0, W);
-            else
-                mc_block_chroma(c0, cur.stride, p, ps, q, qs, out + (Py_ssize_t)(2 * y0) * W + 2 * x0, W);
+static inline int band_lo(int n, int part, int parts) { return (int)((int64_t)n * part / parts); }
+
+/* Streaming stores need 16-byte aligned rows: an aligned buffer and a width that is a multiple of 8. */
+static inline int streamable(const int16_t *out, int W) {
+#if EK_SSE2
+    return ((uintptr_t)out & 15) == 0 && (W & 7) == 0 && (Py_ssize_t)W * 2 >= 1024;
+#else
+    (void)out, (void)W;
+    return 0;
+#endif
+}
+
+static inline void stream_fence(int nt) {
+#if EK_SSE2
+    if (nt) _mm_sfence();
+#else
+    (void)nt;
+#endif
+}
+
+static int parse_parts(int threads) {
+    if (threads < 1) return 1;
+    return threads > EK_MAX_PARTS ? EK_MAX_PARTS : threads;
+}
+
+/* ---- motion-compensated residual --------------------------------------------------------------- */
+
+typedef struct {
+    const uint8_t *data;
+    Py_ssize_t stride;
+} Plane;
+
+enum { PRED_L0, PRED_L1, PRED_BI };  /* intra blocks are PRED_L0 with a zero offset (co-located) */
+
+/* How one cell of one plane is predicted: the mode, the integer source offsets of the past (a) and
+ * future (b) references, and whether the whole cell and its source(s) lie inside the plane. */
+typedef struct {
+    int mode, ax, ay, bx, by, fast;
+    int run;  /* fast cells: how many cells from this one on share its mode and offsets */
+} CellPred;
+
+static inline int inside(int x, int y, int w, int h, int pw, int ph) {
+    return x >= 0 && y >= 0 && x + w <= pw && y + h <= ph;
+}
+
+/* Plans the gw cells of cell row cy for a plane of size (ph, pw) with cells of n pixels. */
+static void plan_cell_row(CellPred *cp, int cy, int n, int shift, int ph, int pw, int has_r1,
+                          const float *d0, const float *d1, const uint8_t *fl, int gw, Py_ssize_t cells) {
+    float s = shift ? 0.5f : 1.0f;
+    int y0 = cy * n, bh = ph - y0 < n ? ph - y0 : n;
+    for (int cx = 0; cx < gw; cx++) {
+        Py_ssize_t c = (Py_ssize_t)cy * gw + cx;
+        CellPred *p = &cp[cx];
+        uint8_t f = fl[c];
+        int x0 = cx * n;
+        p->mode = PRED_L0, p->ax = p->ay = p->bx = p->by = 0;
+        if ((f & 2) && has_r1) {
+            p->mode = (f & 1) ? PRED_BI : PRED_L1;
+            p->bx = roundi(d1[c] * s), p->by = roundi(d1[cells + c] * s);
         }
+        if (f & 1) p->ax = roundi(d0[c] * s), p->ay = roundi(d0[cells + c] * s);
+        p->fast = x0 + n <= pw &&
+                  (p->mode == PRED_L1 || inside(x0 - p->ax, y0 - p->ay, n, bh, pw, ph)) &&
+                  (p->mode == PRED_L0 || inside(x0 - p->bx, y0 - p->by, n, bh, pw, ph));
+    }
+    /* runs of neighbouring cells predicted alike (static background, macroblocks of 2x2 cells) are
+     * one contiguous source span: mc_row handles them 16 pixels at a time */
+    for (int cx = gw - 1; cx >= 0; cx--) {
+        CellPred *p = &cp[cx], *q = &cp[cx + 1];
+        p->run = 1;
+        if (p->fast && cx + 1 < gw && q->fast && q->mode == p->mode && q->ax == p->ax && q->ay == p->ay &&
+            q->bx == p->bx && q->by == p->by)
+            p->run = q->run + 1;
+    }
+}
+
+/* o[i] = c[i] - pred[i] over len pixels (a multiple of 4), pred = s, or the rounded mean of s and q. */
+#if EK_SSE2
+/* Full-frame outputs are written once and read later: streaming stores skip the read-for-ownership of
+ * every output line (a third of the memory traffic at 1080p). nt only where o is 16-byte aligned. */
+static inline void store8x16(int16_t *o, __m128i v, int nt) {
+    if (nt) _mm_stream_si128((__m128i *)o, v);
+    else _mm_storeu_si128((__m128i *)o, v);
+}
+#endif
+
+static inline void sub_run(const uint8_t *c, const uint8_t *s, const uint8_t *q, int16_t *o, int len, int nt) {
+    int i = 0;
+#if EK_SSE2
+    const __m128i zero = _mm_setzero_si128();
+    for (; i + 16 <= len; i += 16) {
+        __m128i pred = _mm_loadu_si128((const __m128i *)(s + i));
+        if (q) pred = _mm_avg_epu8(pred, _mm_loadu_si128((const __m128i *)(q + i)));
+        __m128i cur = _mm_loadu_si128((const __m128i *)(c + i));
+        store8x16(o + i, _mm_sub_epi16(_mm_unpacklo_epi8(cur, zero), _mm_unpacklo_epi8(pred, zero)), nt);
+        store8x16(o + i + 8, _mm_sub_epi16(_mm_unpackhi_epi8(cur, zero), _mm_unpackhi_epi8(pred, zero)), nt);
+    }
+    if (i + 8 <= len) {
+        __m128i pred = _mm_loadl_epi64((const __m128i *)(s + i));
+        if (q) pred = _mm_avg_epu8(pred, _mm_loadl_epi64((const __m128i *)(q + i)));
+        __m128i cur = _mm_loadl_epi64((const __m128i *)(c + i));
+        store8x16(o + i, _mm_sub_epi16(_mm_unpacklo_epi8(cur, zero), _mm_unpacklo_epi8(pred, zero)), nt);
+        i += 8;
+    }
+    if (i + 4 <= len) {
+        __m128i pred = load4(s + i);
+        if (q) pred = _mm_avg_epu8(pred, load4(q + i));
+        __m128i v = _mm_sub_epi16(_mm_unpacklo_epi8(load4(c + i), zero), _mm_unpacklo_epi8(pred, zero));
+        _mm_storel_epi64((__m128i *)(o + i), v);
+        i += 4;
+    }
+#endif
+    for (; i < len; i++) o[i] = (int16_t)(c[i] - (q ? (s[i] + q[i] + 1) >> 1 : s[i]));
+}
+
+static inline int fetch(Plane r, int y, int x, int ph, int pw) {
+    return r.data[(Py_ssize_t)clampi(y, 0, ph - 1) * r.stride + clampi(x, 0, pw - 1)];
+}
+
+/* Row y of one plane's residual, cur - pred, at the plane's resolution into o (pw int16 values).
+ * Interior cells are runs of 8 (luma) or 4 (chroma) bytes; a bi-predicted cell averages its two
+ * sources as (p + q + 1) >> 1, which is exactly SSE2's pavgb. Cells whose source leaves the plane,
+ * and partial cells at the right edge, fetch clamped pixels (the codecs' edge extension). */
+static void mc_row(const uint8_t *crow, Plane r0, Plane r1, int y, int ph, int pw, int n,
+                   const CellPred *cp, int gw, int16_t *o, int nt) {
+    for (int cx = 0, x0 = 0; cx < gw && x0 < pw; x0 = cx * n) {
+        const CellPred *p = &cp[cx];
+        if (p->fast) {
+            const uint8_t *s, *q = NULL;
+            if (p->mode == PRED_L1) {
+                s = r1.data + (Py_ssize_t)(y - p->by) * r1.stride + (x0 - p->bx);
+            } else {
+                s = r0.data + (Py_ssize_t)(y - p->ay) * r0.stride + (x0 - p->ax);
+                if (p->mode == PRED_BI) q = r1.data + (Py_ssize_t)(y - p->by) * r1.stride + (x0 - p->bx);
+            }
+            sub_run(crow + x0, s, q, o + x0, p->run * n, nt);
+            cx += p->run;
+            continue;
+        }
+        cx++;
+        int bw = pw - x0 < n ? pw - x0 : n;
+        for (int x = x0; x < x0 + bw; x++) {
+            int pred;
+            if (p->mode == PRED_L1) {
+                pred = fetch(r1, y - p->by, x - p->bx, ph, pw);
+            } else {
+                pred = fetch(r0, y - p->ay, x - p->ax, ph, pw);
+                if (p->mode == PRED_BI) pred = (pred + fetch(r1, y - p->by, x - p->bx, ph, pw) + 1) >> 1;
+            }
+            o[x] = (int16_t)(crow[x] - pred);
+        }
+    }
+}
+
+/* Repeats a chroma row (ceil(W / 2) values) 2x2 into luma-sized rows o0 and o1 (W values each;
+ * o1 may be NULL at the bottom of an odd-height frame). */
+static void widen_rows(const int16_t *t, int16_t *o0, int16_t *o1, int W, int nt) {
+    int x = 0;
+#if EK_SSE2
+    for (; x + 16 <= W; x += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(t + (x >> 1)));
+        __m128i lo = _mm_unpacklo_epi16(v, v), hi = _mm_unpackhi_epi16(v, v);
+        store8x16(o0 + x, lo, nt);
+        store8x16(o0 + x + 8, hi, nt);
+        if (o1) {
+            store8x16(o1 + x, lo, nt);
+            store8x16(o1 + x + 8, hi, nt);
+        }
+    }
+#endif
+    for (; x < W; x++) {
+        o0[x] = t[x >> 1];
+        if (o1) o1[x] = t[x >> 1];
     }
 }
 
@@ -308,134 +386,88 @@ static int parse_planes(PyObject *tup, Buf *bufs, Plane *planes, const char *wha
     return 1;
 }
 
-/* mc_residual(cur, ref0, ref1_or_None, H, W, d0, d1, flags, gw, out) -> None
+typedef struct {
+    Plane cur[3], r0[3], r1[3];
+    int has_r1, H, W, gw;
+    Py_ssize_t cells;
+    const float *d0, *d1;
+    const uint8_t *fl;
+    int16_t *out;
+} McJob;
+
+static int mc_band(void *arg, int part, int parts) {
+    McJob *j = (McJob *)arg;
+    int H = j->H, W = j->W, gw = j->gw, ch = (H + 1) / 2, cw = (W + 1) / 2;
+    CellPred *cp = (CellPred *)PyMem_RawMalloc(sizeof(CellPred) * gw);
+    int16_t *tmp = (int16_t *)PyMem_RawMalloc(sizeof(int16_t) * (cw + 8));
+    if (!cp || !tmp) {
+        PyMem_RawFree(cp);
+        PyMem_RawFree(tmp);
+        return -1;
+    }
+    int nt = streamable(j->out, W);
+    int y0 = band_lo(H, part, parts), y1 = band_lo(H, part + 1, parts);
+    for (int y = y0; y < y1; y++) {  /* luma */
+        if (y == y0 || (y & 7) == 0) plan_cell_row(cp, y >> 3, 8, 0, H, W, j->has_r1, j->d0, j->d1, j->fl, gw, j->cells);
+        mc_row(j->cur[0].data + (Py_ssize_t)y * j->cur[0].stride, j->r0[0], j->r1[0], y, H, W, 8, cp, gw,
+               j->out + (Py_ssize_t)y * W, nt);
+    }
+    y0 = band_lo(ch, part, parts), y1 = band_lo(ch, part + 1, parts);
+    for (int k = 1; k < 3; k++) {  /* chroma: each row widened into two luma-sized rows */
+        int16_t *o = j->out + (Py_ssize_t)k * H * W;
+        for (int y = y0; y < y1; y++) {
+            if (y == y0 || (y & 3) == 0) plan_cell_row(cp, y >> 2, 4, 1, ch, cw, j->has_r1, j->d0, j->d1, j->fl, gw, j->cells);
+            mc_row(j->cur[k].data + (Py_ssize_t)y * j->cur[k].stride, j->r0[k], j->r1[k], y, ch, cw, 4, cp, gw, tmp, 0);
+            int16_t *row = o + (Py_ssize_t)(2 * y) * W;
+            widen_rows(tmp, row, 2 * y + 1 < H ? row + W : NULL, W, nt);
+        }
+    }
+    stream_fence(nt);
+    PyMem_RawFree(cp);
+    PyMem_RawFree(tmp);
+    return 0;
+}
+
+/* mc_residual(cur, ref0, ref1_or_None, H, W, d0, d1, flags, gw, out[, threads]) -> None
  * out: int16 (3, H, W), channels Y, U, V; chroma computed at 4:2:0 resolution and repeated 2x2. */
 static PyObject *mc_residual(PyObject *self, PyObject *args) {
     PyObject *o_cur, *o_r0, *o_r1, *o_d0, *o_d1, *o_fl, *o_out;
-    int H, W, gw;
-    if (!PyArg_ParseTuple(args, "OOOiiOOOiO", &o_cur, &o_r0, &o_r1, &H, &W, &o_d0, &o_d1, &o_fl, &gw, &o_out))
+    int H, W, gw, threads = 1;
+    if (!PyArg_ParseTuple(args, "OOOiiOOOiO|i", &o_cur, &o_r0, &o_r1, &H, &W, &o_d0, &o_d1, &o_fl, &gw, &o_out,
+                          &threads))
         return NULL;
     Buf b[13];
     memset(b, 0, sizeof(b));
-    Plane cur[3], r0[3], r1[3];
-    int *ofs = NULL;
-    int gh = (H + 7) / 8;
-    Py_ssize_t cells = (Py_ssize_t)gh * gw;
-    if (parse_planes(o_cur, b, cur, "cur") != 1 || parse_planes(o_r0, b + 3, r0, "ref0") != 1) goto fail;
-    int has_r1 = parse_planes(o_r1, b + 6, r1, "ref1");
-    if (has_r1 < 0) goto fail;
-    if (!has_r1) memcpy(r1, r0, sizeof(r0));
+    McJob j;
+    if (H <= 0 || W <= 0 || gw != (W + 7) / 8) {
+        PyErr_Format(PyExc_ValueError, "bad frame geometry: H=%d W=%d gw=%d", H, W, gw);
+        return NULL;
+    }
+    j.H = H, j.W = W, j.gw = gw, j.cells = (Py_ssize_t)((H + 7) / 8) * gw;
+    if (parse_planes(o_cur, b, j.cur, "cur") != 1 || parse_planes(o_r0, b + 3, j.r0, "ref0") != 1) goto fail;
+    j.has_r1 = parse_planes(o_r1, b + 6, j.r1, "ref1");
+    if (j.has_r1 < 0) goto fail;
+    if (!j.has_r1) memcpy(j.r1, j.r0, sizeof(j.r0));
     if (get_buf(o_d0, &b[9], 0, "d0") || get_buf(o_d1, &b[10], 0, "d1") || get_buf(o_fl, &b[11], 0, "flags") ||
         get_buf(o_out, &b[12], 1, "out")) goto fail;
-    if (need(&b[9], cells * 8, "d0") || need(&b[10], cells * 8, "d1") || need(&b[11], cells, "flags") ||
+    if (need(&b[9], j.cells * 8, "d0") || need(&b[10], j.cells * 8, "d1") || need(&b[11], j.cells, "flags") ||
         need(&b[12], (Py_ssize_t)3 * H * W * 2, "out")) goto fail;
-
-    ofs = (int *)PyMem_Malloc(sizeof(int) * cells * 8);
-    if (!ofs) { PyErr_NoMemory(); goto fail; }
-    const float *d0 = (const float *)b[9].view.buf, *d1 = (const float *)b[10].view.buf;
-    const uint8_t *fl = (const uint8_t *)b[11].view.buf;
-    int16_t *out = (int16_t *)b[12].view.buf;
-    int *ox0 = ofs, *oy0 = ofs + cells, *ox1 = ofs + 2 * cells, *oy1 = ofs + 3 * cells;
-    int *cx0 = ofs + 4 * cells, *cy0 = ofs + 5 * cells, *cx1 = ofs + 6 * cells, *cy1 = ofs + 7 * cells;
-
+    j.d0 = (const float *)b[9].view.buf, j.d1 = (const float *)b[10].view.buf;
+    j.fl = (const uint8_t *)b[11].view.buf;
+    j.out = (int16_t *)b[12].view.buf;
+    int rc;
     Py_BEGIN_ALLOW_THREADS
-    cell_offsets(d0, cells, 0, ox0, oy0);
-    cell_offsets(d1, cells, 0, ox1, oy1);
-    cell_offsets(d0, cells, 1, cx0, cy0);
-    cell_offsets(d1, cells, 1, cx1, cy1);
-    int ch = (H + 1) / 2, cw = (W + 1) / 2;
-    mc_residual_plane(cur[0], r0[0], r1[0], has_r1, H, W, 0, ox0, oy0, ox1, oy1, fl, gw, out, H, W);
-    mc_residual_plane(cur[1], r0[1], r1[1], has_r1, ch, cw, 1, cx0, cy0, cx1, cy1, fl, gw, out + (Py_ssize_t)H * W, H, W);
-    mc_residual_plane(cur[2], r0[2], r1[2], has_r1, ch, cw, 1, cx0, cy0, cx1, cy1, fl, gw, out + (Py_ssize_t)2 * H * W, H, W);
+    rc = run_bands(mc_band, &j, parse_parts(threads));
     Py_END_ALLOW_THREADS
-    PyMem_Free(ofs);
     release(b, 13);
+    if (rc) return PyErr_NoMemory();
     Py_RETURN_NONE;
 fail:
-    PyMem_Free(ofs);
     release(b, 13);
     return NULL;
 }
 
-/* accumulate(acc0, acc1_or_None, H, W, d0, d1, flags, gw, out) -> None
- * Traces every pixel back to the GOP's I-frame: out[p] = acc_ref[p - round(d)] with the past
- * reference's map for L0 vectors, the future reference's for L1-only blocks; intra blocks (and
- * L1-only blocks when acc1 is None) keep the past reference's co-located position. */
-static PyObject *accumulate(PyObject *self, PyObject *args) {
-    PyObject *o_a0, *o_a1, *o_d0, *o_d1, *o_fl, *o_out;
-    int H, W, gw;
-    if (!PyArg_ParseTuple(args, "OOiiOOOiO", &o_a0, &o_a1, &H, &W, &o_d0, &o_d1, &o_fl, &gw, &o_out)) return NULL;
-    Buf b[6];
-    memset(b, 0, sizeof(b));
-    int *ofs = NULL;
-    int gh = (H + 7) / 8;
-    Py_ssize_t cells = (Py_ssize_t)gh * gw, npix = (Py_ssize_t)H * W;
-    if (get_buf(o_a0, &b[0], 0, "acc0") || get_buf(o_a1, &b[1], 0, "acc1") || get_buf(o_d0, &b[2], 0, "d0") ||
-        get_buf(o_d1, &b[3], 0, "d1") || get_buf(o_fl, &b[4], 0, "flags") || get_buf(o_out, &b[5], 1, "out"))
-        goto fail;
-    if (need(&b[0], npix * 4, "acc0") || (b[1].held && need(&b[1], npix * 4, "acc1")) || need(&b[2], cells * 8, "d0") ||
-        need(&b[3], cells * 8, "d1") || need(&b[4], cells, "flags") || need(&b[5], npix * 4, "out")) goto fail;
-    ofs = (int *)PyMem_Malloc(sizeof(int) * cells * 4);
-    if (!ofs) { PyErr_NoMemory(); goto fail; }
-    const int32_t *a0 = (const int32_t *)b[0].view.buf;
-    const int32_t *a1 = b[1].held ? (const int32_t *)b[1].view.buf : NULL;
-    const uint8_t *fl = (const uint8_t *)b[4].view.buf;
-    int32_t *out = (int32_t *)b[5].view.buf;
-    int *ox0 = ofs, *oy0 = ofs + cells, *ox1 = ofs + 2 * cells, *oy1 = ofs + 3 * cells;
-
-    Py_BEGIN_ALLOW_THREADS
-    cell_offsets((const float *)b[2].view.buf, cells, 0, ox0, oy0);
-    cell_offsets((const float *)b[3].view.buf, cells, 0, ox1, oy1);
-    for (int y0 = 0; y0 < H; y0 += 8) {
-        int bh = H - y0 < 8 ? H - y0 : 8;
-        for (int x0 = 0; x0 < W; x0 += 8) {
-            int bw = W - x0 < 8 ? W - x0 : 8;
-            Py_ssize_t c = (Py_ssize_t)(y0 >> 3) * gw + (x0 >> 3);
-            uint8_t f = fl[c];
-            const int32_t *src = a0;
-            int ox = 0, oy = 0;  /* intra (and L1-only without acc1): co-located past position */
-            if (f & 1)
-                src = a0, ox = ox0[c], oy = oy0[c];
-            else if ((f & 2) && a1)
-                src = a1, ox = ox1[c], oy = oy1[c];
-            int sx = x0 - ox, sy = y0 - oy;
-            if (sx >= 0 && sy >= 0 && sx + bw <= W && sy + bh <= H) {  /* interior: copy rows */
-                int32_t *o = out + (Py_ssize_t)y0 * W + x0;
-                const int32_t *q = src + (Py_ssize_t)sy * W + sx;
-                if (bw == 8) {  /* constant size: inlined as two 16-byte moves */
-                    for (int r = 0; r < bh; r++, o += W, q += W) memcpy(o, q, 8 * sizeof(int32_t));
-                } else {
-                    for (int r = 0; r < bh; r++, o += W, q += W) memcpy(o, q, bw * sizeof(int32_t));
-                }
-            } else {  /* the block reaches past the frame edge: clamp every position */
-                for (int y = y0; y < y0 + bh; y++)
-                    for (int x = x0; x < x0 + bw; x++)
-                        out[(Py_ssize_t)y * W + x] = src[(Py_ssize_t)clampi(y - oy, 0, H - 1) * W + clampi(x - ox, 0, W - 1)];
-            }
-        }
-    }
-    Py_END_ALLOW_THREADS
-    PyMem_Free(ofs);
-    release(b, 6);
-    Py_RETURN_NONE;
-fail:
-    PyMem_Free(ofs);
-    release(b, 6);
-    return NULL;
-}
-
-/* One chroma sample of acc_residual, repeated 2x2 into the luma-sized plane o (bounds-checked). */
-static inline void acc_chroma_sample(const uint8_t *crow, const int32_t *arow, Plane ip, int16_t *o,
-                                     int y, int x, int H, int W) {
-    int32_t a = arow[x << 1];
-    int16_t v = (int16_t)(crow[x] - ip.data[(Py_ssize_t)(a >> 17) * ip.stride + ((a & 0xFFFF) >> 1)]);
-    int yy = y << 1, xx = x << 1;
-    for (int r = 0; r < 2 && yy + r < H; r++) {
-        int16_t *q = o + (Py_ssize_t)(yy + r) * W + xx;
-        q[0] = v;
-        if (xx + 1 < W) q[1] = v;
-    }
-}
+/* ---- accumulation ------------------------------------------------------------------------------ */
 
 #if EK_SSE2
 /* Positions are packed (y << 16) | x with x < W, so a[i] == a[0] + i for the whole run means one row of
@@ -456,97 +488,192 @@ static inline int even_run_is_contiguous(__m128i lo, __m128i hi, int32_t a0) {
 }
 #endif
 
-/* acc_residual(cur, iframe, acc, H, W, out) -> None
- * out[c, p] = cur_c[p] - iframe_c[acc[p]]; chroma at 4:2:0 resolution, traced through the
- * accumulated position of the chroma sample's top-left luma pixel, repeated 2x2. */
-static PyObject *acc_residual(PyObject *self, PyObject *args) {
-    PyObject *o_cur, *o_i, *o_acc, *o_out;
-    int H, W;
-    if (!PyArg_ParseTuple(args, "OOOiiO", &o_cur, &o_i, &o_acc, &H, &W, &o_out)) return NULL;
-    Buf b[8];
-    memset(b, 0, sizeof(b));
-    Plane cur[3], ip[3];
-    Py_ssize_t npix = (Py_ssize_t)H * W;
-    if (parse_planes(o_cur, b, cur, "cur") != 1 || parse_planes(o_i, b + 3, ip, "iframe") != 1) goto fail;
-    if (get_buf(o_acc, &b[6], 0, "acc") || get_buf(o_out, &b[7], 1, "out")) goto fail;
-    if (need(&b[6], npix * 4, "acc") || need(&b[7], 3 * npix * 2, "out")) goto fail;
-    const int32_t *acc = (const int32_t *)b[6].view.buf;
-    int16_t *out = (int16_t *)b[7].view.buf;
+/* Luma residual row against the I-frame at the accumulated positions arow (W of them). */
+static void acc_luma_row(const uint8_t *crow, const int32_t *arow, Plane ip, int16_t *orow, int W, int nt) {
+    int x = 0;
+#if EK_SSE2
+    for (; x + 8 <= W; x += 8) {
+        const int32_t *a = arow + x;
+        if (run_is_contiguous(_mm_loadu_si128((const __m128i *)a), _mm_loadu_si128((const __m128i *)(a + 4)), a[0])) {
+            const uint8_t *src = ip.data + (Py_ssize_t)(a[0] >> 16) * ip.stride + (a[0] & 0xFFFF);
+            store8x16(orow + x, _mm_sub_epi16(widen8(crow + x), widen8(src)), nt);
+        } else {
+            int16_t t[8];
+            for (int i = 0; i < 8; i++)
+                t[i] = (int16_t)(crow[x + i] - ip.data[(Py_ssize_t)(a[i] >> 16) * ip.stride + (a[i] & 0xFFFF)]);
+            store8x16(orow + x, _mm_loadu_si128((const __m128i *)t), nt);
+        }
+    }
+#else
+    (void)nt;
+#endif
+    for (; x < W; x++) {
+        int32_t a = arow[x];
+        orow[x] = (int16_t)(crow[x] - ip.data[(Py_ssize_t)(a >> 16) * ip.stride + (a & 0xFFFF)]);
+    }
+}
 
+/* Chroma residual row (cw samples) into t, each sample traced through the accumulated position of
+ * its top-left luma pixel (arow is luma row 2y). */
+static void acc_chroma_row(const uint8_t *crow, const int32_t *arow, Plane ip, int16_t *t, int cw, int W) {
+    int x = 0;
+#if EK_SSE2
+    for (; (x << 1) + 8 <= W; x += 4) {
+        const int32_t *a = arow + (x << 1);
+        __m128i lo = _mm_loadu_si128((const __m128i *)a), hi = _mm_loadu_si128((const __m128i *)(a + 4));
+        if (even_run_is_contiguous(lo, hi, a[0])) {
+            const uint8_t *src = ip.data + (Py_ssize_t)(a[0] >> 17) * ip.stride + ((a[0] & 0xFFFF) >> 1);
+            __m128i v = _mm_sub_epi16(_mm_unpacklo_epi8(load4(crow + x), _mm_setzero_si128()),
+                                      _mm_unpacklo_epi8(load4(src), _mm_setzero_si128()));
+            _mm_storel_epi64((__m128i *)(t + x), v);
+            continue;
+        }
+        for (int i = 0; i < 4; i++) {
+            int32_t ai = a[2 * i];
+            t[x + i] = (int16_t)(crow[x + i] - ip.data[(Py_ssize_t)(ai >> 17) * ip.stride + ((ai & 0xFFFF) >> 1)]);
+        }
+    }
+#endif
+    for (; x < cw; x++) {
+        int32_t a = arow[x << 1];
+        t[x] = (int16_t)(crow[x] - ip.data[(Py_ssize_t)(a >> 17) * ip.stride + ((a & 0xFFFF) >> 1)]);
+    }
+}
+
+typedef struct {
+    const int32_t *a0, *a1;
+    int H, W, gw;
+    Py_ssize_t cells;
+    const float *d0, *d1;
+    const uint8_t *fl;
+    int32_t *out;
+    int with_residual;  /* also compute the residual, in the same pass */
+    Plane cur[3], ip[3];
+    int16_t *res;
+} AccJob;
+
+typedef struct {
+    const int32_t *src;
+    int ox, oy, fast;
+} AccCell;
+
+/* One band of rows: the positions of row y are traced, then the residual rows that need them are
+ * computed while that row of positions is still in L1: one pass over memory, not two. */
+static int acc_band(void *arg, int part, int parts) {
+    AccJob *j = (AccJob *)arg;
+    int H = j->H, W = j->W, gw = j->gw, cw = (W + 1) / 2;
+    AccCell *cp = (AccCell *)PyMem_RawMalloc(sizeof(AccCell) * gw);
+    int16_t *tmp = (int16_t *)PyMem_RawMalloc(sizeof(int16_t) * ((size_t)cw + 8));
+    if (!cp || !tmp) {
+        PyMem_RawFree(cp);
+        PyMem_RawFree(tmp);
+        return -1;
+    }
+    int nt = j->with_residual ? streamable(j->res, W) : 0;
+    int y0 = band_lo(H, part, parts), y1 = band_lo(H, part + 1, parts);
+    for (int y = y0; y < y1; y++) {
+        if (y == y0 || (y & 7) == 0) {  /* plan this cell row */
+            int cy = y >> 3, by0 = cy * 8, bh = H - by0 < 8 ? H - by0 : 8;
+            for (int cx = 0; cx < gw; cx++) {
+                Py_ssize_t c = (Py_ssize_t)cy * gw + cx;
+                AccCell *p = &cp[cx];
+                uint8_t f = j->fl[c];
+                p->src = j->a0, p->ox = p->oy = 0;  /* intra (and L1-only without acc1): co-located */
+                if (f & 1)
+                    p->ox = roundi(j->d0[c]), p->oy = roundi(j->d0[j->cells + c]);
+                else if ((f & 2) && j->a1)
+                    p->src = j->a1, p->ox = roundi(j->d1[c]), p->oy = roundi(j->d1[j->cells + c]);
+                p->fast = cx * 8 + 8 <= W && inside(cx * 8 - p->ox, by0 - p->oy, 8, bh, W, H);
+            }
+        }
+        int32_t *arow = j->out + (Py_ssize_t)y * W;
+        for (int cx = 0, x0 = 0; cx < gw; cx++, x0 += 8) {
+            const AccCell *p = &cp[cx];
+            if (p->fast) {  /* interior: one run of 8 positions */
+                memcpy(arow + x0, p->src + (Py_ssize_t)(y - p->oy) * W + (x0 - p->ox), 8 * sizeof(int32_t));
+                continue;
+            }
+            int bw = W - x0 < 8 ? W - x0 : 8;  /* the cell reaches past the frame edge: clamp */
+            const int32_t *srow = p->src + (Py_ssize_t)clampi(y - p->oy, 0, H - 1) * W;
+            for (int x = x0; x < x0 + bw; x++) arow[x] = srow[clampi(x - p->ox, 0, W - 1)];
+        }
+        if (j->with_residual) {
+            acc_luma_row(j->cur[0].data + (Py_ssize_t)y * j->cur[0].stride, arow, j->ip[0],
+                         j->res + (Py_ssize_t)y * W, W, nt);
+            if ((y & 1) == 0) {  /* chroma row y / 2 samples luma row y */
+                for (int k = 1; k < 3; k++) {
+                    int cy = y >> 1;
+                    acc_chroma_row(j->cur[k].data + (Py_ssize_t)cy * j->cur[k].stride, arow, j->ip[k], tmp, cw, W);
+                    int16_t *row = j->res + (Py_ssize_t)k * H * W + (Py_ssize_t)y * W;
+                    widen_rows(tmp, row, y + 1 < H ? row + W : NULL, W, nt);
+                }
+            }
+        }
+    }
+    stream_fence(nt);
+    PyMem_RawFree(cp);
+    PyMem_RawFree(tmp);
+    return 0;
+}
+
+/* accumulate(acc0, acc1_or_None, H, W, d0, d1, flags, gw, out[, threads, cur, iframe, residual]) -> None
+ * Traces every pixel back to the GOP's I-frame: out[p] = acc_ref[p - round(d)] with the past
+ * reference's map for L0 vectors, the future reference's for L1-only blocks; intra blocks (and
+ * L1-only blocks when acc1 is None) keep the past reference's co-located position.
+ * With cur, iframe (plane 6-tuples) and residual (int16 (3, H, W)) also computes, in the same pass,
+ * residual[c, p] = cur_c[p] - iframe_c[out[p]]; chroma at 4:2:0 resolution, traced through the
+ * accumulated position of the chroma sample's top-left luma pixel, repeated 2x2. */
+static PyObject *accumulate(PyObject *self, PyObject *args) {
+    PyObject *o_a0, *o_a1, *o_d0, *o_d1, *o_fl, *o_out, *o_cur = Py_None, *o_i = Py_None, *o_res = Py_None;
+    int H, W, gw, threads = 1;
+    if (!PyArg_ParseTuple(args, "OOiiOOOiO|iOOO", &o_a0, &o_a1, &H, &W, &o_d0, &o_d1, &o_fl, &gw, &o_out, &threads,
+                          &o_cur, &o_i, &o_res))
+        return NULL;
+    if (H <= 0 || W <= 0 || gw != (W + 7) / 8) {
+        PyErr_Format(PyExc_ValueError, "bad frame geometry: H=%d W=%d gw=%d", H, W, gw);
+        return NULL;
+    }
+    Buf b[13];
+    memset(b, 0, sizeof(b));
+    AccJob j;
+    memset(&j, 0, sizeof(j));
+    Py_ssize_t npix = (Py_ssize_t)H * W;
+    j.H = H, j.W = W, j.gw = gw, j.cells = (Py_ssize_t)((H + 7) / 8) * gw;
+    if (get_buf(o_a0, &b[0], 0, "acc0") || get_buf(o_a1, &b[1], 0, "acc1") || get_buf(o_d0, &b[2], 0, "d0") ||
+        get_buf(o_d1, &b[3], 0, "d1") || get_buf(o_fl, &b[4], 0, "flags") || get_buf(o_out, &b[5], 1, "out"))
+        goto fail;
+    if (need(&b[0], npix * 4, "acc0") || (b[1].held && need(&b[1], npix * 4, "acc1")) ||
+        need(&b[2], j.cells * 8, "d0") || need(&b[3], j.cells * 8, "d1") || need(&b[4], j.cells, "flags") ||
+        need(&b[5], npix * 4, "out"))
+        goto fail;
+    if (o_res != Py_None) {
+        if (parse_planes(o_cur, b + 6, j.cur, "cur") != 1 || parse_planes(o_i, b + 9, j.ip, "iframe") != 1 ||
+            get_buf(o_res, &b[12], 1, "residual") || need(&b[12], 3 * npix * 2, "residual"))
+            goto fail;
+        j.with_residual = 1;
+        j.res = (int16_t *)b[12].view.buf;
+    }
+    j.a0 = (const int32_t *)b[0].view.buf;
+    j.a1 = b[1].held ? (const int32_t *)b[1].view.buf : NULL;
+    j.d0 = (const float *)b[2].view.buf, j.d1 = (const float *)b[3].view.buf;
+    j.fl = (const uint8_t *)b[4].view.buf;
+    j.out = (int32_t *)b[5].view.buf;
+    int rc;
     Py_BEGIN_ALLOW_THREADS
-    for (int y = 0; y < H; y++) {
-        const uint8_t *crow = cur[0].data + (Py_ssize_t)y * cur[0].stride;
-        const int32_t *arow = acc + (Py_ssize_t)y * W;
-        int16_t *orow = out + (Py_ssize_t)y * W;
-        int x = 0;
-#if EK_SSE2
-        for (; x + 8 <= W; x += 8) {
-            const int32_t *a = arow + x;
-            if (run_is_contiguous(_mm_loadu_si128((const __m128i *)a), _mm_loadu_si128((const __m128i *)(a + 4)), a[0])) {
-                const uint8_t *src = ip[0].data + (Py_ssize_t)(a[0] >> 16) * ip[0].stride + (a[0] & 0xFFFF);
-                _mm_storeu_si128((__m128i *)(orow + x), _mm_sub_epi16(widen8(crow + x), widen8(src)));
-            } else {
-                for (int i = 0; i < 8; i++) {
-                    const uint8_t *irow = ip[0].data + (Py_ssize_t)(a[i] >> 16) * ip[0].stride;
-                    orow[x + i] = (int16_t)(crow[x + i] - irow[a[i] & 0xFFFF]);
-                }
-            }
-        }
-#endif
-        for (; x < W; x++) {
-            int32_t a = arow[x];
-            orow[x] = (int16_t)(crow[x] - ip[0].data[(Py_ssize_t)(a >> 16) * ip[0].stride + (a & 0xFFFF)]);
-        }
-    }
-    int ch = (H + 1) / 2, cw = (W + 1) / 2;
-    for (int k = 1; k < 3; k++) {
-        int16_t *o = out + (Py_ssize_t)k * npix;
-        for (int y = 0; y < ch; y++) {
-            const uint8_t *crow = cur[k].data + (Py_ssize_t)y * cur[k].stride;
-            const int32_t *arow = acc + (Py_ssize_t)(y << 1) * W;
-            int x = 0;
-#if EK_SSE2
-            if ((y << 1) + 1 < H) {  /* both output rows exist: 4 samples -> an 8x2 block at a time */
-                for (; (x << 1) + 8 <= W; x += 4) {
-                    const int32_t *a = arow + (x << 1);
-                    __m128i lo = _mm_loadu_si128((const __m128i *)a), hi = _mm_loadu_si128((const __m128i *)(a + 4));
-                    __m128i v;
-                    if (even_run_is_contiguous(lo, hi, a[0])) {
-                        const uint8_t *src = ip[k].data + (Py_ssize_t)(a[0] >> 17) * ip[k].stride + ((a[0] & 0xFFFF) >> 1);
-                        v = _mm_sub_epi16(_mm_unpacklo_epi8(load4(crow + x), _mm_setzero_si128()),
-                                          _mm_unpacklo_epi8(load4(src), _mm_setzero_si128()));
-                    } else {
-                        int16_t t[4];
-                        for (int i = 0; i < 4; i++) {
-                            int32_t ai = a[2 * i];
-                            const uint8_t *irow = ip[k].data + (Py_ssize_t)(ai >> 17) * ip[k].stride;
-                            t[i] = (int16_t)(crow[x + i] - irow[(ai & 0xFFFF) >> 1]);
-                        }
-                        v = _mm_loadl_epi64((const __m128i *)t);
-                    }
-                    v = _mm_unpacklo_epi16(v, v);  /* repeat 2x2 */
-                    int16_t *q = o + (Py_ssize_t)(y << 1) * W + (x << 1);
-                    _mm_storeu_si128((__m128i *)q, v);
-                    _mm_storeu_si128((__m128i *)(q + W), v);
-                }
-            }
-#endif
-            for (; x < cw; x++) acc_chroma_sample(crow, arow, ip[k], o, y, x, H, W);
-        }
-    }
+    rc = run_bands(acc_band, &j, parse_parts(threads));
     Py_END_ALLOW_THREADS
-    release(b, 8);
+    release(b, 13);
+    if (rc) return PyErr_NoMemory();
     Py_RETURN_NONE;
 fail:
-    release(b, 8);
+    release(b, 13);
     return NULL;
 }
 
 static PyMethodDef methods[] = {
     {"mv_grid", mv_grid, METH_VARARGS, "Scatter AVMotionVector side data onto the 8x8 grid."},
     {"mc_residual", mc_residual, METH_VARARGS, "Motion-compensated residual of a YUV 4:2:0 frame."},
-    {"accumulate", accumulate, METH_VARARGS, "Trace every pixel back to the GOP's I-frame."},
-    {"acc_residual", acc_residual, METH_VARARGS, "Residual against the I-frame at accumulated positions."},
+    {"accumulate", accumulate, METH_VARARGS, "Trace every pixel back to the GOP's I-frame (and its residual)."},
     {NULL, NULL, 0, NULL},
 };
 

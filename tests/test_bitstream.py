@@ -197,6 +197,121 @@ def test_native_kernels_match_numpy_reference(clips, monkeypatch, codec, b, accu
         np.testing.assert_array_equal(a.residual, r.residual)
 
 
+def test_fast_full_mode_skips_deblocking_only_where_nothing_depends_on_it(clips):
+    path = clips[("h264", 2)][0]
+    fast, r = read(path)
+    exact, r_exact = read(path, fast=False)
+    assert r.decoder_options.get("skip_loop_filter") == "noref" and "skip_loop_filter" not in r_exact.decoder_options
+    b_diff = []
+    for f, e in zip(fast, exact, strict=True):
+        np.testing.assert_array_equal(f.mv, e.mv)
+        if f.kind == "B":  # not deblocked: close to, not equal to, the player's picture
+            b_diff.append(np.abs(f.residual.astype(np.int32) - e.residual).mean())
+        else:  # nothing is predicted from a non-reference picture: I/P decode bit-identically
+            np.testing.assert_array_equal(f.residual, e.residual)
+            if f.rgb is not None:
+                np.testing.assert_array_equal(f.rgb, e.rgb)
+    assert len(b_diff) == 14 and 0 < max(b_diff) < 1.0  # IBBPBBPBBPBP x 2
+    _, r_all = read(path, rgb="all")  # every frame returned as RGB: every frame deblocked
+    assert "skip_loop_filter" not in r_all.decoder_options
+
+
+def test_threads_never_change_motion_vectors(tmp_path):
+    """Decoder and kernel threads give the single-threaded result, the last frames included: FFmpeg's
+    frame threads would export another picture's vectors for frames returned while draining."""
+    path = tmp_path / "long.mp4"
+    moving_square_clip(path, codec="h264", bframes=2, size=(648, 360), frames=48, pan=(3, 1), motion=(6, -3))
+    want, _ = read(path, threads=1)
+    for threads in ["auto", 2] * 4:
+        got, r = read(path, threads=threads)
+        assert r._stream.codec_context.thread_type.name == "SLICE"
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_array_equal(a.mv, b.mv)
+            np.testing.assert_array_equal(a.residual, b.residual)
+    # the last frame, a P two frames after its reference: the background pan of 3 px/frame, twice
+    assert want[-1].kind == "P" and np.median(want[-1].mv[0]) == pytest.approx(6, abs=0.5)
+
+
+@pytest.mark.parametrize("size", [(648, 360), (650, 362)])
+def test_native_kernels_match_numpy_reference_in_threaded_bands(tmp_path, monkeypatch, size):
+    """Above 640x360 the kernels split rows over threads; at a width that is a multiple of 8 they also
+    use streaming stores. Both paths must give the reference's exact arrays, at every thread count."""
+    if reader_module._native is None:
+        pytest.skip("native extension not built (pip install -e . builds it)")
+    path = tmp_path / "wide.mp4"
+    moving_square_clip(path, codec="h264", bframes=2, size=size, frames=13, pan=(3, 1), motion=(6, -3))
+    for accumulate in (False, True):
+        runs = {threads: read(path, accumulate=accumulate, threads=threads)[0] for threads in ("auto", 1, 3)}
+        with monkeypatch.context() as m:
+            m.setenv("EDGEKIT_NATIVE", "0")
+            ref, _ = read(path, accumulate=accumulate)
+        for frames in runs.values():
+            for a, r in zip(frames, ref, strict=True):
+                np.testing.assert_array_equal(a.mv, r.mv)
+                np.testing.assert_array_equal(a.residual, r.residual)
+        assert any(np.abs(f.residual).sum() > 0 for f in ref)  # a real comparison, not zeros
+
+
+@pytest.mark.parametrize("H,W", [(37, 53), (64, 512), (90, 1024)])
+@pytest.mark.parametrize("threads", [1, 2, 5])
+def test_kernels_match_reference_on_random_fields(H, W, threads):
+    """Vectors pointing far outside the frame, all prediction modes, odd sizes, more bands than rows
+    of cells: the native kernels equal the numpy reference."""
+    if reader_module._native is None:
+        pytest.skip("native extension not built (pip install -e . builds it)")
+    native = reader_module._native
+    rng = np.random.default_rng(H * W + threads)
+    gh, gw = (H + 7) // 8, (W + 7) // 8
+
+    def planes():
+        ys = rng.integers(0, 256, (H, W + 16), dtype=np.uint8)
+        cs = [rng.integers(0, 256, ((H + 1) // 2, (W + 1) // 2 + 8), dtype=np.uint8) for _ in range(2)]
+        return ys, cs
+
+    def as_native(p):
+        ys, (u, v) = p
+        return (ys, ys.shape[1], u, u.shape[1], v, v.shape[1])
+
+    def as_numpy(p):
+        ys, (u, v) = p
+        return (ys[:, :W], u[:, :(W + 1) // 2], v[:, :(W + 1) // 2])
+
+    cur, r0, r1 = planes(), planes(), planes()
+    d0 = (rng.integers(-80, 81, (2, gh, gw)) / 4).astype(np.float32)
+    d1 = (rng.integers(-80, 81, (2, gh, gw)) / 4).astype(np.float32)
+    d0[:, ::3] = 0  # runs of alike cells, as on a static background
+    flags = rng.integers(0, 4, (gh, gw)).astype(np.uint8)
+    d0[0, 1::2, -1], d0[1, 1::2, -1] = 4, 0  # partial last column, source inside the frame: must not take a full-cell path
+    flags[1::2, -1] = 1
+    def guarded(shape, dtype):  # an output with a sentinel tail: a write past its end shows
+        buf = np.full(int(np.prod(shape)) + 64, -7, dtype)
+        return buf, buf[:-64].reshape(shape)
+
+    for ref1 in (None, r1):
+        buf, got = guarded((3, H, W), np.int16)
+        want = np.empty((3, H, W), np.int16)
+        native.mc_residual(as_native(cur), as_native(r0), ref1 and as_native(ref1), H, W, d0, d1, flags, gw, got,
+                           threads)
+        _reference.mc_residual(as_numpy(cur), as_numpy(r0), ref1 and as_numpy(ref1), H, W, d0, d1, flags, gw, want)
+        np.testing.assert_array_equal(got, want)
+        assert (buf[-64:] == -7).all()
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.int32)
+    acc0 = ((yy << 16) | xx).reshape(-1)
+    acc1 = np.roll(acc0.reshape(H, W), (3, -5), axis=(0, 1)).reshape(-1).copy()
+    for a1 in (None, acc1):
+        acc_buf, got_acc = guarded((H * W,), np.int32)
+        buf, got = guarded((3, H, W), np.int16)
+        want_acc, want = np.empty(H * W, np.int32), np.empty((3, H, W), np.int16)
+        native.accumulate(acc0, a1, H, W, d0, d1, flags, gw, got_acc, threads, as_native(cur), as_native(r0), got)
+        _reference.accumulate(acc0, a1, H, W, d0, d1, flags, gw, want_acc, 1, as_numpy(cur), as_numpy(r0), want)
+        np.testing.assert_array_equal(got_acc, want_acc)
+        np.testing.assert_array_equal(got, want)
+        assert (acc_buf[-64:] == -7).all() and (buf[-64:] == -7).all()
+        positions_only = np.empty(H * W, np.int32)
+        native.accumulate(acc0, a1, H, W, d0, d1, flags, gw, positions_only, threads)
+        np.testing.assert_array_equal(positions_only, want_acc)
+
+
 @pytest.mark.parametrize("codec,b", CODECS)
 def test_mv_only_mode_gives_identical_mvs_and_skips_work(clips, codec, b):
     path = clips[(codec, b)][0]

@@ -56,7 +56,11 @@ def test_cpu_and_openvino_agree_on_real_clips(package, tmp_path, codec, bframes)
     with Recognizer(package / "m.edgepkg", "cpu") as cpu, Recognizer(package / "m.edgepkg", "openvino") as ov:
         a, b = cpu.recognize(clip), ov.recognize(clip)
     assert len(a.windows) == len(b.windows) >= 2
-    assert a.label == b.label and a.label in cpu.labels
+    assert a.label in cpu.labels
+    # A two-epoch model scores every class near 1/17: the top two can lie closer together than INT8
+    # kernels of two runtimes agree, so a different top-1 is allowed only within that margin.
+    top_b = dict(b.topk)
+    assert a.label == b.label or (a.label in top_b and b.score - top_b[a.label] < 0.002)
     np.testing.assert_allclose([w.score for w in a.windows], [w.score for w in b.windows], atol=0.02)
     assert a.windows[0].start_s == 0 and a.windows[-1].end_s == pytest.approx(48 / 25, abs=0.05)
     assert {"decode", "preprocess", "inference", "total"} <= set(a.latency_ms)

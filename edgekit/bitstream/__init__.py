@@ -6,7 +6,7 @@
 ...         f.kind, f.mv.shape, f.residual.shape
 
 ``open(source, *, residual=True, rgb="iframes", accumulate=False, transcode=None, format=None,
-threads="auto", timeout_s=10.0, max_pixels=MAX_PIXELS, fast_mv=True)``
+threads="auto", timeout_s=10.0, max_pixels=MAX_PIXELS, fast=True)``
 
 source
     A path, a URL FFmpeg opens (rtsp/http/file), ``bytes``, a binary file-like object, or an iterable
@@ -52,16 +52,22 @@ that precede an I-frame in display order belong to the GOP before it.
 V; chroma computed at 4:2:0 resolution and repeated 2x2), exact integers in [-255, 255]; zeros on
 I-frames. FFmpeg does not export the coded residual, so it is recomputed from decoded pixels. YUV is
 used rather than CoViAR's RGB because it needs no colour conversion of every frame: at CoViAR's
-340x256, MV + residual + I-RGB runs faster than decoding every frame to RGB. At 1080p it does not:
-a full-resolution int16 residual writes twice the bytes of an RGB frame (``benchmarks/extract.py``).
+340x256 and at 1080p, MV + residual + I-RGB runs at least as fast as decoding every frame to RGB
+(``benchmarks/extract.py``), although a full-resolution int16 residual writes twice the bytes of an
+RGB frame: the kernels stream their output past the cache and split rows over threads.
 ``edgekit.preprocess.residual_rgb`` converts it to RGB exactly (the conversion is linear).
 
 **RGB** ``rgb``: uint8 (H, W, 3) on I-frames (``rgb="iframes"``), on every frame (``"all"``), or
 never (``None``).
 
 **Cost follows what is asked.** ``residual=False, rgb=None`` (MV-only) converts nothing and predicts
-nothing, and with ``fast_mv=True`` tells FFmpeg to skip the loop filter and the IDCT, which leave the
-motion vectors bit-identical. Per-frame MV-only reading yields each frame as soon as it is decoded;
+nothing, and with ``fast=True`` tells FFmpeg to skip the loop filter and the IDCT, which leave the
+motion vectors bit-identical. With residuals and ``rgb`` other than ``"all"``, ``fast=True`` skips
+the in-loop deblocking filter of non-reference pictures only (H.264 B-frames without B-pyramid; MPEG-4
+Part 2 has no such filter): nothing is predicted from them, so every other frame decodes
+bit-identically, and a B-frame's residual is its prediction error before the filter, as it was coded.
+``fast=False`` decodes every picture exactly as a player would. Above 640x360 the residual kernels
+split rows over ``min(cpu_count, 4)`` threads (``threads=N`` sets decoder and kernel threads). Per-frame MV-only reading yields each frame as soon as it is decoded;
 modes that need a B-frame's future reference hold back at most one run of B-frames.
 
 **Codecs.** FFmpeg 8 exports motion vectors for H.264, MPEG-4 Part 2, MPEG-1/2 and H.263, not for

@@ -68,8 +68,9 @@ def _upsample_into(out: np.ndarray, v: np.ndarray) -> None:
     out[...] = np.repeat(np.repeat(v, 2, axis=0), 2, axis=1)[:H, :W]
 
 
-def mc_residual(cur, ref0, ref1, H, W, d0, d1, flags, gw, out) -> None:
-    """cur/ref0/ref1: 3-tuples of 2D uint8 planes (Y full, U/V half resolution)."""
+def mc_residual(cur, ref0, ref1, H, W, d0, d1, flags, gw, out, threads=1) -> None:
+    """cur/ref0/ref1: 3-tuples of 2D uint8 planes (Y full, U/V half resolution). ``threads`` is
+    accepted for the native signature and ignored."""
     for k in range(3):
         shift = 0 if k == 0 else 1
         ph, pw = (H, W) if k == 0 else ((H + 1) // 2, (W + 1) // 2)
@@ -91,7 +92,8 @@ def mc_residual(cur, ref0, ref1, H, W, d0, d1, flags, gw, out) -> None:
             out[k] = v
 
 
-def accumulate(acc0, acc1, H, W, d0, d1, flags, gw, out) -> None:
+def accumulate(acc0, acc1, H, W, d0, d1, flags, gw, out, threads=1, cur=None, iframe=None, residual=None) -> None:
+    """Accumulated positions into ``out``; with ``residual`` also the residual against ``iframe``."""
     yy, xx = np.mgrid[0:H, 0:W]
     f = _expand(flags, 8, H, W)
     a0 = acc0.reshape(H, W)
@@ -103,9 +105,11 @@ def accumulate(acc0, acc1, H, W, d0, d1, flags, gw, out) -> None:
         l1 = a1[np.clip(yy - oy1, 0, H - 1), np.clip(xx - ox1, 0, W - 1)]
         res = np.where(((f & 2) != 0) & ((f & 1) == 0), l1, res)
     out.reshape(H, W)[...] = res
+    if residual is not None:
+        _acc_residual(cur, iframe, out, H, W, residual)
 
 
-def acc_residual(cur, iframe, acc, H, W, out) -> None:
+def _acc_residual(cur, iframe, acc, H, W, out) -> None:
     a = acc.reshape(H, W)
     ay, ax = a >> 16, a & 0xFFFF
     out[0] = (cur[0][:H, :W].astype(np.int32) - iframe[0][ay, ax]).astype(np.int16)

@@ -98,28 +98,29 @@ class CompressedFrame:
 class _Decoded:
     """A decoded picture with what the reader needs of it, kept while it may be referenced."""
 
-    __slots__ = ("frame", "kind", "pts", "planes", "d0", "d1", "flags", "acc")
+    __slots__ = ("frame", "kind", "pts", "planes", "d0", "d1", "flags", "acc", "residual")
 
     def __init__(self, frame, kind, pts):
         self.frame, self.kind, self.pts = frame, kind, pts
         self.planes = None
         self.acc = None
+        self.residual = None  # accumulated mode computes it with the positions
 
 
 def open(source, *, residual: bool = True, rgb: str | None = "iframes", accumulate: bool = False,
          transcode: str | None = None, format: str | None = None, threads: str | int = "auto",
-         timeout_s: float = 10.0, max_pixels: int = MAX_PIXELS, fast_mv: bool = True) -> "Reader":
+         timeout_s: float = 10.0, max_pixels: int = MAX_PIXELS, fast: bool = True) -> "Reader":
     """Open a video source for compressed-domain reading. See ``edgekit.bitstream`` for details."""
     return Reader(source, residual=residual, rgb=rgb, accumulate=accumulate, transcode=transcode,
                   format=format, threads=threads, timeout_s=timeout_s, max_pixels=max_pixels,
-                  fast_mv=fast_mv)
+                  fast=fast)
 
 
 class Reader:
     """Iterate a source's CompressedFrames. Use ``edgekit.bitstream.open``; a context manager."""
 
     def __init__(self, source, *, residual=True, rgb="iframes", accumulate=False, transcode=None,
-                 format=None, threads="auto", timeout_s=10.0, max_pixels=MAX_PIXELS, fast_mv=True):
+                 format=None, threads="auto", timeout_s=10.0, max_pixels=MAX_PIXELS, fast=True):
         if rgb not in (None, "iframes", "all"):
             raise ConfigError(f"rgb must be None, 'iframes' or 'all', got {rgb!r}")
         if transcode not in (None, "mpeg4", "h264"):
@@ -129,14 +130,14 @@ class Reader:
         self._kernels = kernels()
         self._container, self.description = open_container(source, timeout_s=timeout_s, format=format)
         try:
-            self._setup(transcode, threads, max_pixels, fast_mv)
+            self._setup(transcode, threads, max_pixels, fast)
         except BaseException:
             self._container.close()
             raise
 
     # -- setup -------------------------------------------------------------------------------------
 
-    def _setup(self, transcode, threads, max_pixels, fast_mv):
+    def _setup(self, transcode, threads, max_pixels, fast):
         streams = self._container.streams.video
         if not streams:
             raise EmptySourceError(f"{self.description}: no video stream (audio-only or data file)")
@@ -153,33 +154,47 @@ class Reader:
             raise UnsupportedCodecError(
                 f"{self.description}: FFmpeg exports no motion vectors for {codec}; "
                 "open it with transcode='mpeg4' (or 'h264') to re-encode on the fly", codec=codec)
-        if threads == "auto":  # frame threads pay off only on larger pictures (measured, see benchmarks)
-            threads = "AUTO" if width * height >= 640 * 360 else None
-        elif isinstance(threads, int):
+        # Decoder threads: slice threads (FFmpeg's thread_count, 0 = one per core) and never frame
+        # threads. With frame threads, FFmpeg 8's H.264 decoder exports another picture's motion
+        # vectors for frames returned while draining at the end of the stream, in most runs
+        # (tests/test_bitstream.py::test_threads_never_change_motion_vectors). Kernel threads: rows of
+        # the residual split over min(cpu_count, 4) threads above 640x360, where they pay off.
+        large = width * height >= 640 * 360
+        if threads == "auto":
+            ctx.thread_count = 0
+            self._kernel_threads = min(os.cpu_count() or 1, 4) if large else 1
+        elif isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1:
             ctx.thread_count = threads
-            threads = "AUTO" if threads != 1 else None
+            self._kernel_threads = threads
+        else:
+            raise ConfigError(f"threads must be 'auto' or an int >= 1, got {threads!r}")
+        ctx.thread_type = "SLICE"
         mv_only = not self.residual and self.rgb is None
         decoder_options = {"flags2": "+export_mvs"}
-        if mv_only and fast_mv:
+        if fast and mv_only:
             # MVs are parsed from the bitstream before reconstruction: skipping the loop filter and the
             # IDCT leaves them identical (tests/test_bitstream.py proves it) and decodes faster.
             decoder_options.update(skip_loop_filter="all", skip_idct="all")
+        elif fast and self.rgb != "all":
+            # Non-reference pictures (B-frames without B-pyramid) are never predicted from and, here,
+            # never returned as RGB: not deblocking them leaves every other frame bit-identical, and
+            # their residual is then prediction error before the in-loop filter, as coded.
+            decoder_options.update(skip_loop_filter="noref")
         rate = stream.average_rate or stream.guessed_rate
         fps = float(rate) if rate else None
         frame_count = stream.frames or None
         duration_s = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
         if transcode is None:
-            if threads:
-                stream.thread_type = threads
             ctx.options = dict(decoder_options)
             self._decoder = ctx
             self._encoder = None
         else:
-            # source decoder -> encoder (MV codec) -> our decoder with export_mvs
-            if threads:
-                stream.thread_type = threads
+            # source decoder -> encoder (MV codec) -> our decoder with export_mvs. The source decoder
+            # exports nothing, so frame threads are safe there.
+            stream.thread_type = "AUTO" if threads == "auto" and large else "SLICE"
             self._encoder = _make_encoder(transcode, width, height, rate)
             self._decoder = av.CodecContext.create(transcode, "r")
+            self._decoder.thread_type, self._decoder.thread_count = "SLICE", ctx.thread_count
             self._decoder.options = dict(decoder_options)
         self.decoder_options = decoder_options  # what FFmpeg was told (its own dict is consumed on open)
         self.info = StreamInfo(codec=transcode or codec, source_codec=codec, width=width, height=height, fps=fps,
@@ -374,12 +389,19 @@ class Reader:
 
     def _predict(self, cur: _Decoded, past: _Decoded | None, future: _Decoded | None,
                  iframe: _Decoded | None, future_same_gop: bool = True) -> None:
-        """Set ``cur.acc`` (accumulated mode) for a P/B frame given its references."""
+        """Accumulated mode: set ``cur.acc`` for a P/B frame given its references and, when the
+        residual is wanted, ``cur.residual`` in the same pass over memory."""
         if not self.accumulate or past is None:
             return
-        cur.acc = np.empty(self._H * self._W, np.int32)
+        H, W = self._H, self._W
+        cur.acc = np.empty(H * W, np.int32)
         acc1 = future.acc if (future is not None and future_same_gop) else None
-        self._kernels.accumulate(past.acc, acc1, self._H, self._W, cur.d0, cur.d1, cur.flags, self._gw, cur.acc)
+        args = (past.acc, acc1, H, W, cur.d0, cur.d1, cur.flags, self._gw, cur.acc, self._kernel_threads)
+        if self.residual and iframe is not None:
+            cur.residual = np.empty((3, H, W), np.int16)
+            self._kernels.accumulate(*args, self._planes(cur), self._planes(iframe), cur.residual)
+        else:
+            self._kernels.accumulate(*args)
 
     def _emit(self, cur: _Decoded, gop: int, iframe, past, future) -> CompressedFrame:
         flags = cur.flags
@@ -410,15 +432,15 @@ class Reader:
 
     def _residual(self, cur: _Decoded, iframe, past, future) -> np.ndarray:
         H, W = self._H, self._W
-        if cur.kind == "I" or past is None:
+        if cur.residual is not None:  # accumulated: computed by _predict
+            out, cur.residual = cur.residual, None
+            return out
+        if cur.kind == "I" or past is None or self.accumulate:
             return np.zeros((3, H, W), np.int16)
         out = np.empty((3, H, W), np.int16)
-        k = self._kernels
-        if self.accumulate:
-            k.acc_residual(self._planes(cur), self._planes(iframe), cur.acc, H, W, out)
-        else:
-            ref1 = self._planes(future) if future is not None else None
-            k.mc_residual(self._planes(cur), self._planes(past), ref1, H, W, cur.d0, cur.d1, cur.flags, self._gw, out)
+        ref1 = self._planes(future) if future is not None else None
+        self._kernels.mc_residual(self._planes(cur), self._planes(past), ref1, H, W, cur.d0, cur.d1, cur.flags,
+                                  self._gw, out, self._kernel_threads)
         return out
 
 
