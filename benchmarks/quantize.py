@@ -10,8 +10,9 @@ static 8x8-block motion field with a few moving objects (MV channels, in input u
 and sparse, small residuals concentrated on the objects.
 
 Timing: for each thread count, an FP32 and an INT8 session are loaded side by side, warmed up, then
-run in interleaved rounds (one FP32 and one INT8 inference per round, the order alternating), so a
-slow phase of a shared machine hits both. Figures per precision: median, p90, p10, min (ms). The
+run in interleaved rounds (a block of 10 timed FP32 inferences and one of 10 INT8 ones per round, the
+order alternating, each block after one untimed inference), so a slow phase of a shared machine
+hits both, and one session's spinning thread pool does not slow the other's timed runs. Figures per precision: median, p90, p10, min (ms). The
 speedup is FP32 / INT8 of the medians, and of the p10s and minima: on a busy machine the medians
 measure the other processes as much as the model, the low percentiles much less.
 ``load_average`` in the environment says how busy the machine was.
@@ -44,7 +45,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+# numpy's OpenBLAS pool spins after any BLAS call and would take the second core from two-thread
+# inference sessions (p90 latencies several times the median); nothing here needs BLAS threads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from a checkout
@@ -156,18 +161,23 @@ def stats(times_ms: list[float]) -> dict:
             "p10": round(float(np.percentile(t, 10)), 4), "min": round(float(t.min()), 4), "runs": int(t.size)}
 
 
-def interleaved(backends: dict, x: dict, runs: int, warmup: int) -> dict:
-    """{name: stats} of ``runs`` rounds, each running every backend once (order alternating)."""
+def interleaved(backends: dict, x: dict, runs: int, warmup: int, block: int = 10) -> dict:
+    """{name: stats} of ``runs`` timed inferences per backend, in interleaved rounds: each round runs
+    every backend for a block of ``block`` timed inferences (order alternating), after one untimed
+    inference that lets the previous backend's worker threads stop spinning (ONNX Runtime's pool
+    spins after each run and would otherwise take the second core from the next session)."""
     names = list(backends)
     for name in names:
         for _ in range(warmup):
             backends[name].run(x)
     times = {name: [] for name in names}
-    for r in range(runs):
+    for r in range(-(-runs // block)):
         for name in (names if r % 2 == 0 else names[::-1]):
-            t0 = time.perf_counter()
-            backends[name].run(x)
-            times[name].append((time.perf_counter() - t0) * 1e3)
+            backends[name].run(x)  # switch-in, untimed
+            for _ in range(min(block, runs - len(times[name]))):
+                t0 = time.perf_counter()
+                backends[name].run(x)
+                times[name].append((time.perf_counter() - t0) * 1e3)
     return {name: stats(t) for name, t in times.items()}
 
 
@@ -187,7 +197,7 @@ def latency(backend_name: str, paths: dict, x: dict, threads: list[int], runs: i
     out = {}
     for t in threads:
         options = {"threads": t} if backend_name == "cpu" else {"threads": t, "cache": False}
-        log(f"{backend_name}: {runs} interleaved rounds at {t} thread(s)")
+        log(f"{backend_name}: {runs} runs per model in interleaved blocks at {t} thread(s)")
         backends = {p: load_backend(backend_name, path, **options) for p, path in paths.items()}
         try:
             out[str(t)] = with_speedup(interleaved(backends, x, runs, warmup))
@@ -347,7 +357,8 @@ def benchmark(args) -> dict:
         f"onnxruntime_{t}_thread{'s' if t != '1' else ''}_met":
             min(r["speedup_median"], r["speedup_p10"]) >= TARGET_SPEEDUP for t, r in ort.items()}}
     report["settings"] = {"runs": args.runs, "warmup": args.warmup, "threads": args.threads, "inputs": args.inputs,
-                          "seed": args.seed, "quick": args.quick}
+                          "seed": args.seed, "quick": args.quick, "block": 10,
+                          "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS")}
     env["load_average"] = {"start": [round(v, 2) for v in load_start], "end": [round(v, 2) for v in os.getloadavg()]}
     env["wall_seconds"] = round(time.perf_counter() - started, 1)
     report["environment"] = env

@@ -155,7 +155,8 @@ def quantize_checkpoint(checkpoint, out_dir, *, calib=None, calib_clips: int = 1
                 continue
             with be:
                 report["top1"][f"{backend_name}_{precision}"] = accuracy(be, samples)
-                report["latency_ms"][f"{backend_name}_{precision}"] = latency_ms(be, x, latency_runs)
+                report["latency_ms"][f"{backend_name}_{precision}"] = {
+                    **latency_ms(be, x, latency_runs), "threads": getattr(be, "threads", None)}
     t = report["top1"]
     if "cpu_fp32" in t and "cpu_int8" in t:
         report["int8_top1_drop_points"] = 100 * (t["cpu_fp32"] - t["cpu_int8"])
@@ -220,7 +221,9 @@ def report_markdown(r: dict) -> str:
         if f"{backend}_fp32" in t:
             lines.append(f"| top-1 ({backend}) | {100 * t[backend + '_fp32']:.1f} % | {100 * t[backend + '_int8']:.1f} % |")
         if "median" in lat.get(f"{backend}_fp32", {}):
-            lines.append(f"| ms per clip ({backend}) | {lat[backend + '_fp32']['median']:.2f} | "
+            threads = lat[backend + "_fp32"].get("threads")
+            where = f"{backend}, {threads} threads" if threads else backend
+            lines.append(f"| ms per clip ({where}) | {lat[backend + '_fp32']['median']:.2f} | "
                          f"{lat[backend + '_int8']['median']:.2f} |")
     lines += ["", f"Nodes left in float: {len(r['float_nodes'])}" + (f" ({', '.join(r['float_nodes'])})" if r["float_nodes"] else "")]
     if "ort_int8_ops" in r:

@@ -109,8 +109,18 @@ def test_tsn_consensus_is_the_mean_of_segment_scores():
 
 def test_edge_model_is_small():
     info = count_model("edge-mvr", 101)
-    assert info["params"] < 1_000_000
-    assert info["gflops"] < 0.2
+    assert info["params"] < 2_000_000
+    assert info["gflops"] < 0.2  # 3 segments at 112x112
+
+
+def test_patch_stem_keeps_stride_4_and_cuts_the_stems_work():
+    patch, conv7 = build_model("edge-mvr", 5), build_model("edge-mvr", 5, stem="conv7")
+    x = torch.randn(2, 5, 112, 112)
+    for model in (patch, conv7):
+        assert model.backbone.forward_stem(x).shape == (2, 24, 28, 28)
+    assert count_model("edge-mvr", 5)["macs"] < count_model("edge-mvr", 5, stem="conv7")["macs"]
+    with pytest.raises(ConfigError, match="unknown stem"):
+        build_model("edge-mvr", 5, stem="conv9")
     two = count_model("edge-mvr-i", 101)  # the default package's model: two such streams
     assert two["params"] < 2_000_000 and two["gflops"] < 0.3
 

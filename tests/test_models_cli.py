@@ -15,7 +15,7 @@ def test_models_json_is_one_object_with_every_requested_model(capsys):
     rows = {row["name"]: row for row in report["models"]}
     assert set(rows) == {"edge-mvr", "dmc-r18"}
     assert rows["edge-mvr"]["inputs"][0]["shape"] == [1, 3, 5, 112, 112]
-    assert rows["edge-mvr"]["params"] < 1_000_000
+    assert rows["edge-mvr"]["params"] < 2_000_000
     # DMC generator (0.2285) + 3 segments of a 2-channel ResNet-18 (1.7747 - FC) at 224
     assert rows["dmc-r18"]["gflops"] == pytest.approx(3 * (0.2285 + 1.7742), abs=0.01)
     figures = {r["what"]: r for r in report["reference"]}

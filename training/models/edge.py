@@ -1,14 +1,21 @@
-"""``edge-mvr``: the default edge model, a quarter-width ResNet-18 on stacked MV+R segments.
+"""``edge-mvr``: the default edge model, a 3/8-width ResNet-18 with a patch stem on stacked MV+R segments.
 
 Why this shape:
 
 - Input: stacked MV+R (5 channels, the DMC-Net / IP-TSN P-frame input) of 3 TSN segments at
   112x112. MV and R need no decoding to RGB, and 3 segments x 112^2 keep preprocessing cheap.
-- Backbone: ResNet-18 with stage widths 16, 32, 64, 128 (a quarter of 64..512): 0.7M parameters,
-  ~37M multiply-accumulates per segment, an INT8 ONNX well under 1 MB.
-- INT8-friendly by construction: only Conv (BatchNorm folds into it), ReLU, MaxPool, Add,
-  ReduceMean and Gemm; no depthwise convs (whose per-tensor INT8 ranges are fragile), no ReLU6
-  clipping, no hard-swish. Every op is in TensorRT's, OpenVINO's and ONNX Runtime's INT8 paths.
+- Stem: one 4x4 stride-4 conv (``stem="patch4"``) instead of ResNet's 7x7 stride-2 conv + max-pool.
+  Motion vectors are constant over 8x8 blocks, so a 4x4 patch loses nothing a 7x7 window would
+  see, and the stem stops dominating: at width 16 the 7x7 stem was a third of the multiply-adds and
+  gained only 1.1x from INT8 in ONNX Runtime (a 7x7 window over 5 channels is a poor INT8 GEMM).
+- Backbone: ResNet-18 with stage widths 24, 48, 96, 192 (3/8 of 64..512). Measured with ONNX
+  Runtime, 1 thread, batch 1 (untrained weights, the same graphs): width 16 + 7x7 stem, INT8 1.06 ms
+  (1.36x FP32); width 16 + patch stem, INT8 0.53 ms (1.68x); width 24 + patch stem, INT8 0.81 ms
+  (2.9x); width 32 + patch stem, INT8 1.22-1.46 ms. Width 24 is the widest whose INT8 model is still
+  faster than the old default's, and INT8 pays off twice over (``benchmarks/quantize.py``).
+- INT8-friendly by construction: only Conv (BatchNorm folds into it), ReLU, Add, ReduceMean and
+  Gemm; no depthwise convs (whose per-tensor INT8 ranges are fragile), no ReLU6 clipping, no
+  hard-swish. Every op is in TensorRT's, OpenVINO's and ONNX Runtime's INT8 paths.
 - Trains from scratch on CPU in minutes on the synthetic benchmark.
 """
 
@@ -21,11 +28,12 @@ from .registry import register_model
 from .tsn import stream_classifier
 
 
-@register_model("edge-mvr", summary="Edge default: ResNet-18 at 1/4 width on MV+R, 3x112x112", paper="edgekit")
-def edge_mvr(num_classes: int, segments: int = 3, size: int = 112, width: int = 16,
+@register_model("edge-mvr", summary="Edge default: ResNet-18 at 3/8 width, patch stem, on MV+R, 3x112x112",
+                paper="edgekit")
+def edge_mvr(num_classes: int, segments: int = 3, size: int = 112, width: int = 24, stem: str = "patch4",
              dropout: float = 0.2) -> nn.Module:
     return stream_classifier("mv_residual", num_classes, segments, size, backbone="resnet18", width=width,
-                             dropout=dropout)
+                             dropout=dropout, stem=stem)
 
 
 class EdgeTwoStream(nn.Module):

@@ -76,17 +76,30 @@ class ResNet(nn.Module):
 
     Shapes for a 224x224 input (width 64): conv1 -> 112, maxpool -> 56, layer1 56, layer2 28,
     layer3 14, layer4 7; ``forward`` returns ``(N, 512 * expansion)``.
+
+    ``stem``: ``"conv7"`` (the paper's 7x7 stride-2 conv and 3x3 stride-2 max-pool) or ``"patch4"``
+    (one 4x4 stride-4 conv, no pooling: same stride 4, a third of edge-mvr's multiply-adds at width
+    16, and an INT8 GEMM with 16 * C_in inputs instead of a 7x7 window over few channels).
     """
 
+    STEMS = ("conv7", "patch4")
+
     def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: tuple[int, int, int, int],
-                 in_channels: int = 3, width: int = 64):
+                 in_channels: int = 3, width: int = 64, stem: str = "conv7"):
         super().__init__()
+        if stem not in self.STEMS:
+            raise ValueError(f"unknown stem {stem!r}; expected one of {list(self.STEMS)}")
         self.block = block
         self.in_channels = in_channels
-        self.conv1 = nn.Conv2d(in_channels, width, kernel_size=7, stride=2, padding=3, bias=False)
+        self.stem = stem
+        if stem == "conv7":
+            self.conv1 = nn.Conv2d(in_channels, width, kernel_size=7, stride=2, padding=3, bias=False)
+            self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        else:
+            self.conv1 = nn.Conv2d(in_channels, width, kernel_size=4, stride=4, bias=False)
+            self.maxpool = nn.Identity()
         self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self._planes = width
         self.layer1 = self._make_layer(block, width, layers[0])
         self.layer2 = self._make_layer(block, width * 2, layers[1], stride=2)
@@ -139,24 +152,24 @@ def init_weights(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-def resnet18(in_channels: int = 3, width: int = 64) -> ResNet:
-    return ResNet(BasicBlock, (2, 2, 2, 2), in_channels, width)
+def resnet18(in_channels: int = 3, width: int = 64, stem: str = "conv7") -> ResNet:
+    return ResNet(BasicBlock, (2, 2, 2, 2), in_channels, width, stem)
 
 
-def resnet34(in_channels: int = 3, width: int = 64) -> ResNet:
-    return ResNet(BasicBlock, (3, 4, 6, 3), in_channels, width)
+def resnet34(in_channels: int = 3, width: int = 64, stem: str = "conv7") -> ResNet:
+    return ResNet(BasicBlock, (3, 4, 6, 3), in_channels, width, stem)
 
 
-def resnet50(in_channels: int = 3, width: int = 64) -> ResNet:
-    return ResNet(Bottleneck, (3, 4, 6, 3), in_channels, width)
+def resnet50(in_channels: int = 3, width: int = 64, stem: str = "conv7") -> ResNet:
+    return ResNet(Bottleneck, (3, 4, 6, 3), in_channels, width, stem)
 
 
-def resnet101(in_channels: int = 3, width: int = 64) -> ResNet:
-    return ResNet(Bottleneck, (3, 4, 23, 3), in_channels, width)
+def resnet101(in_channels: int = 3, width: int = 64, stem: str = "conv7") -> ResNet:
+    return ResNet(Bottleneck, (3, 4, 23, 3), in_channels, width, stem)
 
 
-def resnet152(in_channels: int = 3, width: int = 64) -> ResNet:
-    return ResNet(Bottleneck, (3, 8, 36, 3), in_channels, width)
+def resnet152(in_channels: int = 3, width: int = 64, stem: str = "conv7") -> ResNet:
+    return ResNet(Bottleneck, (3, 8, 36, 3), in_channels, width, stem)
 
 
 BACKBONES: dict[str, Callable[..., ResNet]] = {
@@ -168,11 +181,11 @@ BACKBONES: dict[str, Callable[..., ResNet]] = {
 }
 
 
-def build_backbone(name: str, in_channels: int = 3, width: int = 64) -> ResNet:
-    """A headless 2D ResNet by name (``resnet18`` ... ``resnet152``).
+def build_backbone(name: str, in_channels: int = 3, width: int = 64, stem: str = "conv7") -> ResNet:
+    """A headless 2D ResNet by name (``resnet18`` ... ``resnet152``); ``stem`` as in :class:`ResNet`.
 
-    Raises ``ValueError`` for an unknown name.
+    Raises ``ValueError`` for an unknown name or stem.
     """
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; expected one of {sorted(BACKBONES)}")
-    return BACKBONES[name](in_channels=in_channels, width=width)
+    return BACKBONES[name](in_channels=in_channels, width=width, stem=stem)

@@ -27,17 +27,18 @@ class SegmentClassifier(nn.Module):
         num_classes: size of the output.
         backbone: ``resnet18`` ... ``resnet152``.
         width: stage-1 width of the backbone (64 = standard ResNet).
+        stem: the backbone's stem, ``"conv7"`` (standard) or ``"patch4"`` (see ``ResNet``).
         dropout: dropout before the classifier (TSN practice), inactive in eval.
     """
 
     def __init__(self, spec: InputSpec, num_classes: int, backbone: str = "resnet18", width: int = 64,
-                 dropout: float = 0.5):
+                 dropout: float = 0.5, stem: str = "conv7"):
         super().__init__()
         if spec.layout != "BSCHW":
             raise ValueError(f"{type(self).__name__} needs a BSCHW input, got {spec.layout}")
         self.input_specs = (spec,)
         self.segments = spec.segments
-        self.backbone = build_backbone(backbone, in_channels=CHANNELS[spec.stream], width=width)
+        self.backbone = build_backbone(backbone, in_channels=CHANNELS[spec.stream], width=width, stem=stem)
         self.num_features = self.backbone.num_features
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(self.num_features, num_classes)
@@ -104,10 +105,11 @@ STREAM_CLASSIFIERS: dict[str, type[SegmentClassifier]] = {
 
 
 def stream_classifier(stream: str, num_classes: int, segments: int, size, backbone: str = "resnet18",
-                      width: int = 64, dropout: float = 0.5) -> SegmentClassifier:
+                      width: int = 64, dropout: float = 0.5, stem: str = "conv7") -> SegmentClassifier:
     """The TSN classifier of one stream with its BSCHW spec built from ``segments`` and ``size``."""
     if stream not in STREAM_CLASSIFIERS:
         raise ValueError(f"no 2D segment classifier for stream {stream!r}; expected one of "
                          f"{sorted(STREAM_CLASSIFIERS)}")
     spec = segment_spec(stream, segments, size)
-    return STREAM_CLASSIFIERS[stream](spec, num_classes, backbone=backbone, width=width, dropout=dropout)
+    return STREAM_CLASSIFIERS[stream](spec, num_classes, backbone=backbone, width=width, dropout=dropout,
+                                      stem=stem)
