@@ -52,9 +52,10 @@ that precede an I-frame in display order belong to the GOP before it.
 V; chroma computed at 4:2:0 resolution and repeated 2x2), exact integers in [-255, 255]; zeros on
 I-frames. FFmpeg does not export the coded residual, so it is recomputed from decoded pixels. YUV is
 used rather than CoViAR's RGB because it needs no colour conversion of every frame: at CoViAR's
-340x256 and at 1080p, MV + residual + I-RGB runs at least as fast as decoding every frame to RGB
-(``benchmarks/extract.py``), although a full-resolution int16 residual writes twice the bytes of an
-RGB frame: the kernels stream their output past the cache and split rows over threads.
+340x256, MV + residual + I-RGB runs about twice as fast as decoding every frame to RGB; at 1080p with
+B-frames at 0.88x of it (``benchmarks/extract.py``): a full-resolution int16 residual writes twice the
+bytes of an RGB frame, although the kernels stream their output past the cache and split rows over
+threads.
 ``edgekit.preprocess.residual_rgb`` converts it to RGB exactly (the conversion is linear).
 
 **RGB** ``rgb``: uint8 (H, W, 3) on I-frames (``rgb="iframes"``), on every frame (``"all"``), or
