@@ -12,9 +12,10 @@ and sparse, small residuals concentrated on the objects.
 Timing: for each thread count, an FP32 and an INT8 session are loaded side by side, warmed up, then
 run in interleaved rounds (a block of 10 timed FP32 inferences and one of 10 INT8 ones per round, the
 order alternating, each block after one untimed inference), so a slow phase of a shared machine
-hits both, and one session's spinning thread pool does not slow the other's timed runs. Figures per precision: median, p90, p10, min (ms). The
-speedup is FP32 / INT8 of the medians, and of the p10s and minima: on a busy machine the medians
-measure the other processes as much as the model, the low percentiles much less.
+hits both, and one session's spinning thread pool does not slow the other's timed runs. Figures
+per precision: median, p90, p10, min (ms). The speedup is FP32 / INT8 of the medians, and of the
+p10s and minima: on a busy machine the medians measure the other processes as much as the model,
+the low percentiles much less.
 ``load_average`` in the environment says how busy the machine was.
 
 A built model also keeps ``int8_plain.onnx``, the ONNX Runtime quantizer's output before
@@ -161,7 +162,10 @@ def stats(times_ms: list[float]) -> dict:
             "p10": round(float(np.percentile(t, 10)), 4), "min": round(float(t.min()), 4), "runs": int(t.size)}
 
 
-def interleaved(backends: dict, x: dict, runs: int, warmup: int, block: int = 10) -> dict:
+BLOCK = 10  # timed inferences per backend in a row (see the module docstring)
+
+
+def interleaved(backends: dict, x: dict, runs: int, warmup: int, block: int = BLOCK) -> dict:
     """{name: stats} of ``runs`` timed inferences per backend, in interleaved rounds: each round runs
     every backend for a block of ``block`` timed inferences (order alternating), after one untimed
     inference that lets the previous backend's worker threads stop spinning (ONNX Runtime's pool
@@ -357,7 +361,7 @@ def benchmark(args) -> dict:
         f"onnxruntime_{t}_thread{'s' if t != '1' else ''}_met":
             min(r["speedup_median"], r["speedup_p10"]) >= TARGET_SPEEDUP for t, r in ort.items()}}
     report["settings"] = {"runs": args.runs, "warmup": args.warmup, "threads": args.threads, "inputs": args.inputs,
-                          "seed": args.seed, "quick": args.quick, "block": 10,
+                          "seed": args.seed, "quick": args.quick, "block": BLOCK,
                           "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS")}
     env["load_average"] = {"start": [round(v, 2) for v in load_start], "end": [round(v, 2) for v in os.getloadavg()]}
     env["wall_seconds"] = round(time.perf_counter() - started, 1)

@@ -214,9 +214,22 @@ static inline void stream_fence(int nt) {
 #endif
 }
 
-static int parse_parts(int threads) {
-    if (threads < 1) return 1;
-    return threads > EK_MAX_PARTS ? EK_MAX_PARTS : threads;
+/* The frame geometry every pixel kernel is given: a positive size and gw = ceil(W / 8). */
+static int check_geometry(int H, int W, int gw) {
+    if (H > 0 && W > 0 && gw == (W + 7) / 8) return 0;
+    PyErr_Format(PyExc_ValueError, "bad frame geometry: H=%d W=%d gw=%d", H, W, gw);
+    return -1;
+}
+
+/* Runs a prepared job's bands without the GIL, then releases its n buffers. */
+static PyObject *run_job(band_fn fn, void *job, int threads, Buf *bufs, int n) {
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = run_bands(fn, job, threads);
+    Py_END_ALLOW_THREADS
+    release(bufs, n);
+    if (rc) return PyErr_NoMemory();
+    Py_RETURN_NONE;
 }
 
 /* ---- motion-compensated residual --------------------------------------------------------------- */
@@ -439,10 +452,7 @@ static PyObject *mc_residual(PyObject *self, PyObject *args) {
     Buf b[13];
     memset(b, 0, sizeof(b));
     McJob j;
-    if (H <= 0 || W <= 0 || gw != (W + 7) / 8) {
-        PyErr_Format(PyExc_ValueError, "bad frame geometry: H=%d W=%d gw=%d", H, W, gw);
-        return NULL;
-    }
+    if (check_geometry(H, W, gw)) return NULL;
     j.H = H, j.W = W, j.gw = gw, j.cells = (Py_ssize_t)((H + 7) / 8) * gw;
     if (parse_planes(o_cur, b, j.cur, "cur") != 1 || parse_planes(o_r0, b + 3, j.r0, "ref0") != 1) goto fail;
     j.has_r1 = parse_planes(o_r1, b + 6, j.r1, "ref1");
@@ -455,13 +465,7 @@ static PyObject *mc_residual(PyObject *self, PyObject *args) {
     j.d0 = (const float *)b[9].view.buf, j.d1 = (const float *)b[10].view.buf;
     j.fl = (const uint8_t *)b[11].view.buf;
     j.out = (int16_t *)b[12].view.buf;
-    int rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = run_bands(mc_band, &j, parse_parts(threads));
-    Py_END_ALLOW_THREADS
-    release(b, 13);
-    if (rc) return PyErr_NoMemory();
-    Py_RETURN_NONE;
+    return run_job(mc_band, &j, threads, b, 13);
 fail:
     release(b, 13);
     return NULL;
@@ -629,10 +633,7 @@ static PyObject *accumulate(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOiiOOOiO|iOOO", &o_a0, &o_a1, &H, &W, &o_d0, &o_d1, &o_fl, &gw, &o_out, &threads,
                           &o_cur, &o_i, &o_res))
         return NULL;
-    if (H <= 0 || W <= 0 || gw != (W + 7) / 8) {
-        PyErr_Format(PyExc_ValueError, "bad frame geometry: H=%d W=%d gw=%d", H, W, gw);
-        return NULL;
-    }
+    if (check_geometry(H, W, gw)) return NULL;
     Buf b[13];
     memset(b, 0, sizeof(b));
     AccJob j;
@@ -658,13 +659,7 @@ static PyObject *accumulate(PyObject *self, PyObject *args) {
     j.d0 = (const float *)b[2].view.buf, j.d1 = (const float *)b[3].view.buf;
     j.fl = (const uint8_t *)b[4].view.buf;
     j.out = (int32_t *)b[5].view.buf;
-    int rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = run_bands(acc_band, &j, parse_parts(threads));
-    Py_END_ALLOW_THREADS
-    release(b, 13);
-    if (rc) return PyErr_NoMemory();
-    Py_RETURN_NONE;
+    return run_job(acc_band, &j, threads, b, 13);
 fail:
     release(b, 13);
     return NULL;
