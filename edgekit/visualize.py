@@ -10,6 +10,8 @@ import os
 import av
 import numpy as np
 
+from edgekit._fileio import atomic_write
+
 
 def flow_to_rgb(flow: np.ndarray, max_px: float | None = None) -> np.ndarray:
     """uint8 (h, w, 3) colour-wheel image of a (2, h, w) vector field (Middlebury convention).
@@ -47,17 +49,12 @@ def upsample_cells(img: np.ndarray, h: int, w: int) -> np.ndarray:
 
 
 def write_png(path: str | os.PathLike, rgb: np.ndarray) -> None:
-    """Write a uint8 (H, W, 3) image as PNG (to a temp name, then renamed)."""
-    path = os.fspath(path)
+    """Write a uint8 (H, W, 3) image as PNG (atomically: to a temp name, then renamed)."""
     frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
     codec = av.CodecContext.create("png", "w")
     codec.width, codec.height, codec.pix_fmt = frame.width, frame.height, "rgb24"
     packets = codec.encode(frame) + codec.encode(None)
-    tmp = path + ".part"
-    with open(tmp, "wb") as f:
-        for p in packets:
-            f.write(bytes(p))
-    os.replace(tmp, path)
+    atomic_write(path, b"".join(bytes(p) for p in packets))
 
 
 def label(img: np.ndarray, text: str) -> np.ndarray:

@@ -8,6 +8,7 @@ never decoded, so scanning a large model costs one pass over its bytes.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 from edgekit.errors import ConfigError
@@ -74,11 +75,16 @@ def _graph_ops(graph: memoryview, ops: set[str]) -> None:
                             _graph_ops(attr_value, ops)
 
 
-def onnx_operators(model: bytes) -> frozenset[str]:
-    """Operator types used in an ONNX model (main graph and control-flow subgraphs).
+def onnx_operators(model: bytes | str | os.PathLike) -> frozenset[str]:
+    """Operator types used in an ONNX model, its bytes or its path (main graph and control-flow
+    subgraphs).
 
-    Raises :class:`ConfigError` if ``model`` is not a parseable ONNX protobuf or holds no graph.
+    Raises :class:`ConfigError` if ``model`` is not a parseable ONNX protobuf or holds no graph,
+    ``OSError`` if a path cannot be read.
     """
+    if isinstance(model, (str, os.PathLike)):
+        with open(model, "rb") as f:
+            model = f.read()
     ops: set[str] = set()
     has_graph = False
     try:
@@ -93,7 +99,7 @@ def onnx_operators(model: bytes) -> frozenset[str]:
     return frozenset(ops)
 
 
-def onnx_precision(model: bytes) -> str:
+def onnx_precision(model: bytes | str | os.PathLike) -> str:
     """``"int8"`` if the graph holds quantized operators (QDQ, QLinear*, integer kernels), else ``"fp32"``."""
     ops = onnx_operators(model)
     return "int8" if any(op in QUANTIZED_OPS or op.startswith("QLinear") for op in ops) else "fp32"

@@ -1,6 +1,8 @@
 """Real test videos, encoded by the tests themselves with PyAV (FFmpeg's encoders).
 
-``moving_square_clip`` (edgekit.sample.make_clip) renders a smooth-textured square moving a KNOWN
+MPEG-4 and H.264 clips get their encoder settings from edgekit.bitstream.encode, as every clip
+edgekit encodes; ``hevc_clip`` is the exception on purpose (a codec without exportable vectors).
+``moving_square_clip`` (edgekit.synthetic.make_clip) renders a smooth-textured square moving a KNOWN
 number of pixels per frame over a static or panning background, so the tests know the true motion.
 """
 
@@ -9,7 +11,8 @@ from __future__ import annotations
 import av
 import numpy as np
 
-from edgekit.sample import make_clip, smooth_texture
+from edgekit.bitstream.encode import EncoderSettings, add_video_stream, open_output
+from edgekit.synthetic import make_clip, smooth_texture
 
 
 def moving_square_clip(path, codec="mpeg4", size=(320, 240), frames=24, motion=(4, -2), gop=12,
@@ -40,9 +43,9 @@ def audio_only(path) -> None:
 
 
 def zero_frame_video(path) -> None:
-    with av.open(str(path), "w") as out:
-        s = out.add_stream("mpeg4", rate=25)
-        s.width, s.height, s.pix_fmt = 64, 64, "yuv420p"
+    settings = EncoderSettings("mpeg4")
+    with open_output(path, settings) as out:
+        add_video_stream(out, settings, 64, 64, rate=25)
         out.start_encoding()  # header and an empty track, no frames
 
 

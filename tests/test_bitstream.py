@@ -11,8 +11,10 @@ import pytest
 
 import edgekit.bitstream as bs
 from edgekit.bitstream import _reference, reader as reader_module
-from edgekit.errors import (EmptySourceError, ResolutionError, SourceError, SourceTimeoutError,
+from edgekit.bitstream.encode import EncoderSettings, add_video_stream, open_output
+from edgekit.errors import (ConfigError, EmptySourceError, ResolutionError, SourceError, SourceTimeoutError,
                             UnsupportedCodecError)
+from edgekit.synthetic import render_frames
 from media import (audio_only, hevc_clip, moving_square_clip, object_cells, smooth_texture,
                    zero_frame_video)
 
@@ -68,10 +70,9 @@ def test_scene_cut_i_frame_starts_a_new_gop(tmp_path):
     path = tmp_path / "cut.mp4"
     rng = np.random.default_rng(3)
     a, b = smooth_texture(rng, 96, 128), smooth_texture(rng, 96, 128)
-    with av.open(str(path), "w") as out:
-        s = out.add_stream("libx264", rate=25)
-        s.width, s.height, s.pix_fmt = 128, 96, "yuv420p"
-        s.options = {"x264-params": "keyint=250:min-keyint=1:scenecut=40:bframes=0"}
+    settings = EncoderSettings("h264", gop=250, scene_cut=True)
+    with open_output(path, settings) as out:
+        s = add_video_stream(out, settings, 128, 96, rate=25)
         for i in range(20):
             img = np.roll(a if i < 7 else b, i, axis=1)
             out.mux(s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
@@ -388,10 +389,32 @@ def test_hevc_raises_typed_error_naming_the_fallback_and_transcode_works(tmp_pat
     assert np.median(frames[3].mv[0][2:-2, 2:-2]) == pytest.approx(-2, abs=0.5)
 
 
+def test_mpeg4_fixed_quantiser_is_applied(tmp_path):
+    # FFmpeg ignores a "qscale" option silently: a finer quantiser must give a bigger clip
+    sizes = {}
+    for q in (2, 8):
+        path = tmp_path / f"q{q}.mp4"
+        settings = EncoderSettings("mpeg4", qscale=q)
+        with open_output(path, settings) as out:
+            s = add_video_stream(out, settings, 128, 96, rate=25)
+            for _, img in render_frames((128, 96), frames=12, motion=(2, 1), square=32):
+                out.mux(s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+            out.mux(s.encode(None))
+        sizes[q] = path.stat().st_size
+    assert sizes[2] > 2 * sizes[8]
+
+
+def test_encoder_settings_refuse_unknown_codecs_and_bad_gops():
+    with pytest.raises(ConfigError, match="codec must be one of"):
+        EncoderSettings("hevc")
+    with pytest.raises(ConfigError, match="bframes < gop"):
+        EncoderSettings("h264", gop=2, bframes=2)
+
+
 def test_transcode_writes_the_coviar_training_format(tmp_path, clips):
     dst = tmp_path / "out.mp4"
     result = bs.transcode(clips[("h264", 2)][0], dst)  # defaults: mpeg4, GOP 12, no B, 340x256
-    assert result.frames == 24 and dst.exists() and not (tmp_path / "out.mp4.part").exists()
+    assert result.frames == 24 and [p.name for p in tmp_path.iterdir()] == ["out.mp4"]  # no temporary left
     frames, r = read(dst, residual=False, rgb=None)
     assert (r.info.codec, r.info.width, r.info.height) == ("mpeg4", 340, 256)
     assert "".join(f.kind for f in frames) == ("I" + "P" * 11) * 2

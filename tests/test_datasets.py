@@ -9,6 +9,7 @@ import av
 import numpy as np
 import pytest
 
+from edgekit.bitstream.encode import EncoderSettings, add_video_stream
 from edgekit.errors import ConfigError, SourceError
 from training.datasets import VideoSample, detect_layout, open_dataset
 
@@ -18,8 +19,7 @@ CLIP_FRAMES = 4
 def _encode(container_format: str) -> bytes:
     buffer = io.BytesIO()
     with av.open(buffer, "w", format=container_format) as container:
-        stream = container.add_stream("mpeg4", rate=25)
-        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        stream = add_video_stream(container, EncoderSettings("mpeg4"), 32, 32, 25)
         for t in range(CLIP_FRAMES):
             rgb = np.full((32, 32, 3), 40 * t, np.uint8)
             container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))

@@ -39,8 +39,8 @@ def test_demo_prints_windows_and_latency():
 
 
 def test_recognize_reads_a_raw_h264_stream_on_stdin_with_the_default_model(tmp_path):
-    # an encoder's raw Annex-B output, piped; edgekit.sample renders differently from the benchmark
-    from edgekit.sample import make_clip
+    # an encoder's raw Annex-B output, piped; edgekit.synthetic renders differently from the benchmark
+    from edgekit.synthetic import make_clip
 
     for motion, label in (("left", "move_left"), ("up", "move_up")):
         raw = tmp_path / f"{motion}.h264"

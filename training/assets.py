@@ -13,12 +13,12 @@ examples:
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 
+from edgekit._fileio import atomic_output, atomic_write
 from edgekit.errors import ConfigError
 
 ASSETS = Path(__file__).resolve().parents[1] / "edgekit" / "assets"
@@ -43,11 +43,10 @@ def make_demo_clip(out_dir: Path, classes=DEMO_CLASSES, size=(340, 256), frames=
     for i, label in enumerate(classes):
         parts.append(render(plan_scene(label, clip_rng(DEMO_SEED, i), canvas)).frames)
         segments.append({"start_s": i * frames / fps, "end_s": (i + 1) * frames / fps, "label": label})
-    tmp = out_dir / "demo.mp4.part"
-    encode_video(np.concatenate(parts), tmp, codec, fps)
-    os.replace(tmp, out_dir / "demo.mp4")
+    with atomic_output(out_dir / "demo.mp4") as tmp:
+        encode_video(np.concatenate(parts), tmp, codec, fps)
     truth = {"segments": segments, "fps": fps, "size": list(size), "codec": codec, "seed": DEMO_SEED}
-    (out_dir / "demo.json").write_text(json.dumps(truth, indent=1))
+    atomic_write(out_dir / "demo.json", json.dumps(truth, indent=1))
     return truth
 
 
@@ -66,7 +65,7 @@ def run(args) -> int:
         from edgekit.package import load_package
 
         load_package(args.package)  # verified before it becomes the default
-        shutil.copyfile(args.package, out / "default.edgepkg.part")
-        os.replace(out / "default.edgepkg.part", out / "default.edgepkg")
+        with atomic_output(out / "default.edgepkg") as tmp:
+            shutil.copyfile(args.package, tmp)
         print(f"installed {args.package} as {out / 'default.edgepkg'}")
     return 0

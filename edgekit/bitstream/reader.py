@@ -16,6 +16,7 @@ import av
 import numpy as np
 
 from edgekit.bitstream import _reference
+from edgekit.bitstream.encode import EncoderSettings, create_encoder
 from edgekit.bitstream.source import _short, open_container
 from edgekit.errors import (ConfigError, DecodeError, EmptySourceError, ResolutionError,
                             SourceError, SourceTimeoutError, UnsupportedCodecError)
@@ -192,7 +193,8 @@ class Reader:
             # source decoder -> encoder (MV codec) -> our decoder with export_mvs. The source decoder
             # exports nothing, so frame threads are safe there.
             stream.thread_type = "AUTO" if threads == "auto" and large else "SLICE"
-            self._encoder = _make_encoder(transcode, width, height, rate)
+            self._encoder = create_encoder(EncoderSettings(transcode, gop=12, qscale=3, preset="ultrafast",
+                                                           tune="zerolatency"), width, height, rate)
             self._decoder = av.CodecContext.create(transcode, "r")
             self._decoder.thread_type, self._decoder.thread_count = "SLICE", ctx.thread_count
             self._decoder.options = dict(decoder_options)
@@ -458,19 +460,3 @@ def _detach_side_data(side_data) -> None:
         side_data.__init__(_NO_SIDE_DATA)
     except Exception:  # a PyAV whose container cannot be re-pointed: the collector frees the frame later
         pass
-
-
-def _make_encoder(codec: str, width: int, height: int, rate) -> av.CodecContext:
-    name = "libx264" if codec == "h264" else "mpeg4"
-    enc = av.CodecContext.create(name, "w")
-    enc.width, enc.height = width, height
-    enc.pix_fmt = "yuv420p"
-    enc.time_base = Fraction(1, 25) if not rate else Fraction(rate.denominator, rate.numerator)
-    enc.framerate = rate or Fraction(25)
-    enc.gop_size = 12
-    enc.max_b_frames = 0
-    if name == "mpeg4":
-        enc.options = {"qscale": "3"}
-    else:
-        enc.options = {"preset": "ultrafast", "tune": "zerolatency", "x264-params": "bframes=0:ref=1:keyint=12"}
-    return enc

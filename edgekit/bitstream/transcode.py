@@ -1,8 +1,8 @@
 """Re-encode any video FFmpeg reads into the CoViAR/DMC-Net training format.
 
 MPEG-4 Part 2 with a fixed GOP and no B-frames at 340x256 is what CoViAR and DMC-Net train on;
-H.264 is also offered (``ref=1``, no B-pyramid, so references are the nearest I/P frames, which is
-what edgekit.bitstream assumes for B-frames).
+H.264 is also offered. Encoder settings come from :mod:`edgekit.bitstream.encode` (fixed GOP,
+references that are the nearest I/P frames, which is what edgekit.bitstream assumes for B-frames).
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from fractions import Fraction
 
 import av
 
+from edgekit._fileio import atomic_output
+from edgekit.bitstream.encode import EncoderSettings, add_video_stream, container_format, open_output
 from edgekit.bitstream.source import _short, open_container
 from edgekit.errors import ConfigError, EmptySourceError, SourceError
-
-CODECS = {"mpeg4": "mpeg4", "h264": "libx264"}
 
 
 @dataclass(frozen=True)
@@ -39,19 +39,16 @@ def transcode(src, dst: str | os.PathLike, codec: str = "mpeg4", gop: int = 12, 
 
     size: (width, height) to scale to, or None to keep the source size. MPEG-4 needs even sizes.
     fps: output frame rate (frames are re-timed, not dropped), default the source's.
+    qscale: MPEG-4's fixed quantiser (1 best .. 31); crf: H.264's constant rate factor.
     progress: called with the number of frames written so far.
-    The output is written to ``dst + ".part"`` and renamed when complete, so an interrupted run
-    never leaves a half-written file under ``dst``. Raises SourceError subclasses for bad input and
-    ConfigError for bad options.
+    The output is written to a temporary name beside ``dst`` and renamed when complete, so an
+    interrupted run never leaves a half-written file under ``dst``. Raises SourceError subclasses
+    for bad input and ConfigError for bad options.
     """
-    if codec not in CODECS:
-        raise ConfigError(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
-    if gop < 1 or bframes < 0 or bframes >= gop:
-        raise ConfigError(f"need gop >= 1 and 0 <= bframes < gop, got gop={gop}, bframes={bframes}")
+    settings = EncoderSettings(codec, gop=gop, bframes=bframes, qscale=qscale, crf=crf)
     if size is not None and (len(size) != 2 or min(size) < 16 or size[0] % 2 or size[1] % 2):
         raise ConfigError(f"size must be (width, height), even and >= 16, got {size!r}")
     dst = os.fspath(dst)
-    tmp = dst + ".part"
     container, desc = open_container(src, timeout_s=timeout_s)
     try:
         if not container.streams.video:
@@ -61,39 +58,25 @@ def transcode(src, dst: str | os.PathLike, codec: str = "mpeg4", gop: int = 12, 
         width, height = size if size is not None else (stream.codec_context.width // 2 * 2,
                                                        stream.codec_context.height // 2 * 2)
         rate = Fraction(fps).limit_denominator(1001) if fps else (stream.average_rate or Fraction(25))
-        fmt = {".m4v": "m4v", ".h264": "h264", ".264": "h264"}.get(os.path.splitext(dst)[1].lower())
         written = 0
-        with av.open(tmp, "w", format=fmt or _format_for(dst)) as out:
-            ostream = out.add_stream(CODECS[codec], rate=rate)
-            ostream.width, ostream.height, ostream.pix_fmt = width, height, "yuv420p"
-            ctx = ostream.codec_context
-            ctx.gop_size = gop
-            ctx.max_b_frames = bframes
-            if codec == "mpeg4":
-                ostream.options = {"qscale": str(qscale)}
-            else:
-                ostream.options = {"preset": "veryfast", "crf": str(crf), "x264-params":
-                                   f"keyint={gop}:min-keyint={gop}:bframes={bframes}:b-pyramid=none:ref=1"}
-            try:
-                for packet in container.demux(stream):
-                    for frame in _decode(stream, packet):
-                        frame = frame.reformat(width=width, height=height, format="yuv420p")
-                        frame.pts, frame.time_base = written, Fraction(1) / rate
-                        out.mux(ostream.encode(frame))
-                        written += 1
-                        if progress:
-                            progress(written)
-            except av.error.FFmpegError as err:  # truncated input: keep what decoded
-                if written == 0:
-                    raise SourceError(f"{desc}: cannot decode ({_short(err)})") from None
-            out.mux(ostream.encode(None))
-        if written == 0:
-            raise EmptySourceError(f"{desc}: no frames to transcode")
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+        with atomic_output(dst) as tmp:
+            with open_output(tmp, settings, format=container_format(dst)) as out:
+                ostream = add_video_stream(out, settings, width, height, rate)
+                try:
+                    for packet in container.demux(stream):
+                        for frame in _decode(stream, packet):
+                            frame = frame.reformat(width=width, height=height, format="yuv420p")
+                            frame.pts, frame.time_base = written, Fraction(1) / rate
+                            out.mux(ostream.encode(frame))
+                            written += 1
+                            if progress:
+                                progress(written)
+                except av.error.FFmpegError as err:  # truncated input: keep what decoded
+                    if written == 0:
+                        raise SourceError(f"{desc}: cannot decode ({_short(err)})") from None
+                out.mux(ostream.encode(None))
+            if written == 0:
+                raise EmptySourceError(f"{desc}: no frames to transcode")
     finally:
         container.close()
     return TranscodeResult(dst, codec, width, height, written, gop, bframes)
@@ -104,8 +87,3 @@ def _decode(stream, packet):
         return stream.codec_context.decode(packet)
     except av.error.InvalidDataError:
         return []
-
-
-def _format_for(path: str) -> str | None:
-    ext = os.path.splitext(path)[1].lower()
-    return {".mp4": "mp4", ".avi": "avi", ".mkv": "matroska", ".mov": "mov"}.get(ext)

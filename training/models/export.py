@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from edgekit._fileio import atomic_output
 from edgekit.errors import EdgekitError, MissingDependencyError
 
 PORTABLE_OPS = frozenset({
@@ -93,35 +94,19 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, opset: int = 17, c
     _add_metadata(proto, model)
     if check:
         verify(proto, model.input_specs, getattr(model, "default_cfg", {}).get("num_classes"))
-    tmp = path.with_name(path.name + ".tmp")
-    try:
+    with atomic_output(path, suffix=".onnx") as tmp:
         onnx.save(proto, str(tmp))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
-def onnx_operators(model) -> set[str]:
-    """Operator types used anywhere in an ONNX model (a path or a ``ModelProto``), subgraphs included."""
-    onnx = _onnx()
+def onnx_operators(model) -> frozenset[str]:
+    """Operator types used anywhere in an ONNX model (a path, its bytes or a ``ModelProto``),
+    subgraphs included: :func:`targets.onnx_info.onnx_operators`, which reads them without ``onnx``."""
+    from targets.onnx_info import onnx_operators as operators_of
 
-    if not isinstance(model, onnx.ModelProto):
-        model = onnx.load(str(model), load_external_data=False)
-    ops: set[str] = set()
-
-    def visit(graph):
-        for node in graph.node:
-            ops.add(node.op_type)
-            for attribute in node.attribute:
-                if attribute.type == onnx.AttributeProto.GRAPH:
-                    visit(attribute.g)
-                for subgraph in attribute.graphs:
-                    visit(subgraph)
-
-    visit(model.graph)
-    return ops
+    if hasattr(model, "SerializeToString"):  # a ModelProto
+        model = model.SerializeToString()
+    return operators_of(model)
 
 
 def verify(proto, specs, num_classes: int | None = None) -> None:

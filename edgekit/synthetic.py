@@ -1,4 +1,4 @@
-"""Sample clips with known motion, rendered with numpy and encoded with FFmpeg (no data download).
+"""Synthetic clips with known motion, rendered with numpy and encoded with FFmpeg (no data download).
 
 ``make_clip`` draws a smooth-textured object moving a known number of pixels per frame over a
 smooth-textured background (optionally panning), so a newcomer can try ``edgekit inspect`` at once
@@ -13,6 +13,8 @@ from fractions import Fraction
 import av
 import numpy as np
 
+from edgekit._fileio import atomic_output
+from edgekit.bitstream.encode import EncoderSettings, add_video_stream, container_format, open_output
 from edgekit.errors import ConfigError
 
 DIRECTIONS = {"right": (1, 0), "left": (-1, 0), "down": (0, 1), "up": (0, -1), "none": (0, 0)}
@@ -30,20 +32,6 @@ def smooth_texture(rng: np.random.Generator, h: int, w: int, cell: int = 8) -> n
     top = coarse[y0][:, x0] * (1 - fx) + coarse[y0][:, x0 + 1] * fx
     bottom = coarse[y0 + 1][:, x0] * (1 - fx) + coarse[y0 + 1][:, x0 + 1] * fx
     return (top * (1 - fy) + bottom * fy).astype(np.uint8)
-
-
-def encoder_settings(codec: str, gop: int, bframes: int) -> tuple[str, dict]:
-    """(FFmpeg encoder name, options) for MPEG-4 Part 2 or x264 with a fixed GOP.
-
-    x264 gets ``ref=1`` and no B-pyramid, so a frame's references are the nearest I/P frames."""
-    if codec == "mpeg4":
-        return "mpeg4", {"qscale": "2"}
-    if codec == "h264":
-        params = f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes={bframes}:ref=1"
-        if bframes:
-            params += ":b-adapt=0:b-pyramid=none"
-        return "libx264", {"preset": "veryfast", "crf": "18", "x264-params": params}
-    raise ConfigError(f"codec must be 'mpeg4' or 'h264', got {codec!r}")
 
 
 def render_frames(size=(320, 240), frames=24, motion=(4, -2), square=64, start=None, pan=(0, 0), seed=0):
@@ -71,37 +59,26 @@ def make_clip(path: str | os.PathLike, motion: str | tuple[int, int] = "right", 
               codec: str = "mpeg4", size: tuple[int, int] = (320, 240), frames: int = 48, fps: int = 25,
               gop: int = 12, bframes: int = 0, square: int = 64, pan: tuple[int, int] = (0, 0),
               seed: int = 0, container: str | None = None) -> dict:
-    """Encode a sample clip to ``path``; returns {"start", "motion", "square", "pan"} (pixels).
+    """Encode a synthetic clip to ``path``; returns {"start", "motion", "square", "pan"} (pixels).
 
     motion: a direction name (right/left/up/down/none, at ``speed_px`` per frame) or (dx, dy)."""
     if isinstance(motion, str):
         if motion not in DIRECTIONS:
             raise ConfigError(f"motion must be one of {sorted(DIRECTIONS)} or (dx, dy), got {motion!r}")
         motion = (DIRECTIONS[motion][0] * speed_px, DIRECTIONS[motion][1] * speed_px)
-    name, options = encoder_settings(codec, gop, bframes)
+    settings = EncoderSettings(codec, gop=gop, bframes=bframes, qscale=2, crf=18)  # high quality: exact vectors
     w, h = size
     if w % 2 or h % 2 or w < 16 or h < 16:
         raise ConfigError(f"size must be even and at least 16x16, got {w}x{h}")
     path = os.fspath(path)
     gen = render_frames(size, frames, motion, square, None, pan, seed)
-    tmp = path + ".part"
-    with av.open(tmp, "w", format=container or _format(path)) as out:
-        s = out.add_stream(name, rate=Fraction(fps))
-        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-        s.codec_context.gop_size = gop
-        s.codec_context.max_b_frames = bframes
-        s.options = options
+    with atomic_output(path) as tmp, open_output(tmp, settings, format=container or container_format(path)) as out:
+        stream = add_video_stream(out, settings, w, h, Fraction(fps))
         try:
             while True:
                 _, img = next(gen)
-                out.mux(s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+                out.mux(stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
         except StopIteration as stop:
             start = stop.value
-        out.mux(s.encode(None))
-    os.replace(tmp, path)
+        out.mux(stream.encode(None))
     return {"start": start, "motion": tuple(motion), "square": square, "pan": tuple(pan)}
-
-
-def _format(path: str) -> str | None:
-    return {".mp4": "mp4", ".m4v": "m4v", ".h264": "h264", ".264": "h264", ".avi": "avi",
-            ".mkv": "matroska"}.get(os.path.splitext(path)[1].lower())
