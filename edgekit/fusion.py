@@ -41,6 +41,11 @@ class Prediction:
         topk = tuple((labels[i], float(scores[i])) for i in order)
         return cls(topk[0][0], topk[0][1], topk, float(start_s), float(end_s))
 
+    def __repr__(self) -> str:
+        runners = ", ".join(f"{lab} {s:.2f}" for lab, s in self.topk[1:3])
+        return (f"Prediction({self.label} {self.score:.2f}, {self.start_s:.2f}-{self.end_s:.2f} s"
+                + (f"; then {runners}" if runners else "") + ")")
+
     def to_dict(self) -> dict:
         return {"start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3), "label": self.label,
                 "score": self.score, "topk": [{"label": lab, "score": s} for lab, s in self.topk]}

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgekit.spec import InputSpec
+if TYPE_CHECKING:  # edgekit.spec imports edgekit.modality, which builds on this module
+    from edgekit.spec import InputSpec
 
 FULL = (0.0, 0.0, 1.0, 1.0)
 
@@ -99,30 +101,43 @@ def flow_input(flow: np.ndarray, frame_hw, out_hw, crop=FULL, scale: float = 1.0
     return mv_input(flow, frame_hw, out_hw, crop, scale, stride)
 
 
+def parts(frame, frame_hw, out_hw, names, norm: Mapping, iframe_rgb: np.ndarray | None = None, crop=FULL,
+          flow: np.ndarray | None = None, flow_stride: int = 1) -> dict[str, np.ndarray]:
+    """The named parts (see edgekit.modality) of one CompressedFrame, each (C, h, w) float32 at
+    ``out_hw`` and scaled by ``norm``: ``mv`` (2), ``residual`` (3, YUV), ``iframe`` (3, normalised
+    RGB of the frame, or of ``iframe_rgb``, its GOP's I-frame) and ``flow`` (2, from ``flow``).
+    The runtime and the training cache both compute parts here. Raises ValueError for a part
+    whose source is missing."""
+    out = {}
+    for name in names:
+        if name == "mv":
+            out[name] = mv_input(frame.mv, frame_hw, out_hw, crop, norm["mv_scale"])
+        elif name == "residual":
+            out[name] = residual_input(_residual(frame, frame_hw), out_hw, crop, norm["residual_scale"])
+        elif name == "iframe":
+            rgb = frame.rgb if frame.rgb is not None else iframe_rgb
+            if rgb is None:
+                raise ValueError(f"frame {frame.index} needs the RGB of its I-frame")
+            out[name] = rgb_input(rgb, out_hw, crop, norm["rgb_mean"], norm["rgb_std"])
+        elif name == "flow":
+            if flow is None:
+                raise ValueError("the flow part needs a flow array")
+            out[name] = flow_input(flow, frame_hw, out_hw, crop, norm["flow_scale"], flow_stride)
+        else:
+            raise ValueError(f"unknown part {name!r}")
+    return out
+
+
 def frame_input(spec: InputSpec, frame, frame_hw, iframe_rgb: np.ndarray | None = None, crop=FULL,
                 flow: np.ndarray | None = None, flow_stride: int = 1) -> np.ndarray:
-    """(C, h, w) float32 of one CompressedFrame for ``spec``'s stream (one segment / one time step)."""
-    n, hw = spec.normalization, spec.size
-    if spec.stream == "iframe":
-        rgb = frame.rgb if frame.rgb is not None else iframe_rgb
-        return rgb_input(rgb, hw, crop, n["rgb_mean"], n["rgb_std"])
-    if spec.stream == "mv":
-        return mv_input(frame.mv, frame_hw, hw, crop, n["mv_scale"])
-    if spec.stream == "residual":
-        return residual_input(_residual(frame, frame_hw), hw, crop, n["residual_scale"])
-    if spec.stream == "mv_residual":
-        return np.concatenate([mv_input(frame.mv, frame_hw, hw, crop, n["mv_scale"]),
-                               residual_input(_residual(frame, frame_hw), hw, crop, n["residual_scale"])])
-    if spec.stream == "gop_clip":
-        i_in = rgb_input(iframe_rgb, hw, crop, n["rgb_mean"], n["rgb_std"])
-        if frame.kind == "I":
-            return i_in
-        return gop_step(residual_input(_residual(frame, frame_hw), hw, crop, 1.0), i_in, n)
-    if spec.stream == "flow":
-        if flow is None:
-            raise ValueError("the flow stream needs a flow array")
-        return flow_input(flow, frame_hw, hw, crop, n["flow_scale"], flow_stride)
-    raise ValueError(f"unknown stream {spec.stream!r}")
+    """(C, h, w) float32 of one CompressedFrame for ``spec`` (one segment / one time step): its
+    parts, assembled by the modality table's one step function."""
+    from edgekit.modality import MODALITIES
+
+    row = MODALITIES[spec.modality]
+    norm = {**row.normalization, **spec.normalization}
+    step_parts = parts(frame, frame_hw, spec.size, row.parts, norm, iframe_rgb, crop, flow, flow_stride)
+    return row.step(step_parts, frame.kind, norm)
 
 
 def gop_step(residual_in: np.ndarray, iframe_in: np.ndarray, norm: dict, residual_scale: float = 1.0) -> np.ndarray:

@@ -1,21 +1,23 @@
 """``edgekit.Recognizer``: a packaged model on a device, applied to a video source window by window.
 
 >>> import edgekit
->>> with edgekit.Recognizer.default() as rec:             # the bundled default package, on the CPU
+>>> with edgekit.Recognizer.default() as rec:             # the bundled default package, on its target
 ...     pred = rec.recognize("clip.mp4")
-...     pred.label, pred.score, [w.label for w in pred.windows], pred.latency_ms
+...     pred.label, pred.score, [w.label for w in pred.windows], pred.latency_ms.total
 >>> for window in rec.stream("rtsp://camera/stream"):      # predictions while the source is read
 ...     print(window.start_s, window.label, window.score)
 
-A window is ``window_frames`` consecutive frames (the clip length the model was trained on), taken
-every ``stride_frames``; in each window, the model's TSN segments are placed at the centres of equal
-spans of the eligible frames (P/B frames for motion streams, I-frames for RGB): the same rule
-(edgekit.sampling) and the same tensor preparation (edgekit.preprocess) as in training. ``stream``
-holds at most one window of side data. The video-level prediction averages the windows' scores.
+A window is ``window_frames`` consecutive frames (the clip length the model was trained on), one
+every ``stride_frames`` (``edgekit.sampling.window_due`` / ``tail_due``). In each window the frames
+of each model input are chosen by ``edgekit.sampling.select_frames`` and prepared by
+``edgekit.preprocess`` through the modality table (``edgekit.modality``): the rule and the
+preparation the training cache uses, so training and the runtime cannot disagree. ``stream`` holds
+at most one window of side data. The video-level prediction averages the windows' scores.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -28,66 +30,121 @@ import edgekit.bitstream as bs
 from edgekit import preprocess, sampling
 from edgekit.errors import ConfigError, EmptySourceError
 from edgekit.fusion import Prediction, fuse, softmax
-from edgekit.spec import InputSpec
+from edgekit.modality import reader_options
 
 ASSETS = Path(__file__).parent / "assets"
 DEFAULT_PACKAGE = ASSETS / "default.edgepkg"
 
 
 @dataclass(frozen=True)
+class StageTimes:
+    """Milliseconds spent per stage: demux + decode + side data (``decode``), frame selection and
+    tensor preparation (``preprocess``), the backend (``inference``), and wall time (``total``)."""
+
+    decode: float = 0.0
+    preprocess: float = 0.0
+    inference: float = 0.0
+    total: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {k: round(v, 3) for k, v in vars(self).items()}
+
+    def __str__(self) -> str:
+        return ", ".join(f"{k} {v:.1f} ms" for k, v in vars(self).items())
+
+
+@dataclass(frozen=True)
+class Window:
+    """One recognized window: its prediction, class scores (float64, one per label) and stage times."""
+
+    prediction: Prediction
+    scores: np.ndarray = field(repr=False)
+    times: StageTimes
+
+
+@dataclass(frozen=True)
 class VideoPrediction:
     """The prediction for a whole source: the fused ``label``/``score``/``topk``, per-window
-    predictions, and latency in milliseconds per stage (decode, preprocess, inference, total)."""
+    predictions, milliseconds per stage (``latency_ms``: a :class:`StageTimes`), frames read and the
+    time span covered in seconds."""
 
     source: str
     label: str
     score: float
     topk: tuple[tuple[str, float], ...]
     windows: tuple[Prediction, ...]
-    latency_ms: dict = field(default_factory=dict)
+    latency_ms: StageTimes = field(default_factory=StageTimes)
     frames: int = 0
     duration_s: float = 0.0
+
+    def __repr__(self) -> str:
+        return (f"VideoPrediction({self.source!r}: {self.label} {self.score:.2f}, {len(self.windows)} windows, "
+                f"{self.frames} frames, {self.duration_s:.2f} s, {self.latency_ms.total:.0f} ms)")
 
     def to_dict(self) -> dict:
         return {"source": self.source, "label": self.label, "score": self.score,
                 "topk": [{"label": lab, "score": s} for lab, s in self.topk],
                 "windows": [{k: v for k, v in w.to_dict().items() if k != "topk"} for w in self.windows],
-                "latency_ms": {k: round(v, 3) for k, v in self.latency_ms.items()},
+                "latency_ms": self.latency_ms.to_dict(),
                 "frames": self.frames, "duration_s": round(self.duration_s, 3)}
 
 
 class Recognizer:
-    """A loaded ``.edgepkg`` on a backend. ``device``: "cpu" (ONNX Runtime) or "openvino" (or the
-    package's own target when None); extra keyword options go to the backend (e.g. threads=2)."""
+    """A verified ``.edgepkg`` loaded on a backend.
 
-    def __init__(self, package, device: str | None = "cpu", *, window_frames: int | None = None,
-                 stride_frames: int | None = None, topk: int = 5, **backend_options):
+    ``package``: a path or a loaded ``edgekit.package.Package``. ``device`` names the hardware —
+    "cpu", "gpu", "npu" or a device profile ("intel-cpu", "x86-cpu", "generic-arm64",
+    "jetson-orin-nano", or a profile ``.toml``) — and ``backend`` the runtime — "onnxruntime",
+    "openvino" or "tensorrt"; both default to the package's own target. ``threads``: inference
+    threads (default: the backend's, or the profile's). ``window_frames`` / ``stride_frames``
+    override the package's windowing; ``topk``: how many (label, score) pairs predictions keep.
+
+    Raises ``PackageError`` for a package that fails verification, ``ConfigError`` for a bad option,
+    ``MissingDependencyError`` when the chosen backend's runtime is not installed.
+    """
+
+    def __init__(self, package: str | os.PathLike | object, *, device: str | None = None, backend: str | None = None,
+                 threads: int | None = None, window_frames: int | None = None, stride_frames: int | None = None,
+                 topk: int = 5):
         from edgekit.package import Package, load_package
 
+        if isinstance(package, str) and package in ("openvino", "cpu", "gpu", "npu") and not Path(package).exists():
+            raise ConfigError(f"the first argument is the package; pass device= or backend= by keyword "
+                              f"(got {package!r})")
+        for name, value in (("threads", threads), ("window_frames", window_frames), ("stride_frames", stride_frames),
+                            ("topk", topk)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ConfigError(f"{name} must be an integer, got {value!r}")
         self.package = package if isinstance(package, Package) else load_package(package)
-        m = self.package.manifest
-        self.labels = list(m["labels"])
-        self.specs = [InputSpec.from_dict(d) for d in m["inputs"]]
-        pre = m.get("preprocessing", {})
-        self.window_frames = int(window_frames or pre.get("window_frames", 48))
-        self.stride_frames = int(stride_frames or pre.get("stride_frames", max(self.window_frames // 2, 1)))
-        if self.window_frames < 2 or self.stride_frames < 1:
-            raise ConfigError(f"need window_frames >= 2 and stride_frames >= 1, got {self.window_frames}, {self.stride_frames}")
+        manifest = self.package.manifest
+        self.labels = manifest.labels
+        self.specs = manifest.inputs
+        self.window_frames = window_frames if window_frames is not None else manifest.preprocessing.window_frames
+        self.stride_frames = stride_frames if stride_frames is not None else manifest.preprocessing.stride_frames
+        if self.window_frames < 2 or self.stride_frames < 1 or topk < 1:
+            raise ConfigError(f"need window_frames >= 2, stride_frames >= 1 and topk >= 1, got "
+                              f"{self.window_frames}, {self.stride_frames}, {topk}")
         self.topk = topk
-        self.backend = self.package.backend(device, **backend_options)
-        streams = {s.stream for s in self.specs}
-        self._reader_options = {
-            "residual": bool(streams & {"residual", "mv_residual", "gop_clip"}),
-            "rgb": "iframes" if streams & {"iframe", "gop_clip"} else None,
-            "accumulate": any(s.representation == "accumulated" for s in self.specs),
-        }
+        self._output = manifest.score_output
+        self._softmax = manifest.fusion.scores == "softmax"
+        self.selection = self.package.select(device, backend, threads)
+        self.backend = self.package.backend(device, backend, threads=threads)
+        self._reader_options = {**reader_options(s.modality for s in self.specs),
+                                "accumulate": any(s.representation == "accumulated" for s in self.specs)}
 
     @classmethod
-    def default(cls, device: str | None = "cpu", **options) -> "Recognizer":
+    def default(cls, *, device: str | None = None, backend: str | None = None, threads: int | None = None,
+                window_frames: int | None = None, stride_frames: int | None = None, topk: int = 5) -> "Recognizer":
         """The default model shipped inside the installed package (edgekit/assets/default.edgepkg)."""
         if not DEFAULT_PACKAGE.exists():
             raise ConfigError(f"the default package is missing from this installation ({DEFAULT_PACKAGE})")
-        return cls(DEFAULT_PACKAGE, device, **options)
+        return cls(DEFAULT_PACKAGE, device=device, backend=backend, threads=threads, window_frames=window_frames,
+                   stride_frames=stride_frames, topk=topk)
+
+    def __repr__(self) -> str:
+        return (f"Recognizer({self.package.manifest.model!r}, {self.package.manifest.precision}, "
+                f"{self.selection}, window {self.window_frames} frames every {self.stride_frames}, "
+                f"{len(self.labels)} labels)")
 
     # -- life cycle --------------------------------------------------------------------------------
 
@@ -102,95 +159,101 @@ class Recognizer:
 
     # -- recognition -------------------------------------------------------------------------------
 
-    def stream(self, source, *, timings: dict | None = None, **open_options) -> Iterator[Prediction]:
-        """Yield one Prediction per window while ``source`` is read (any source edgekit.bitstream
-        opens). ``timings``, if given, accumulates milliseconds per stage."""
-        for prediction, _ in self._windows(source, timings, open_options):
-            yield prediction
+    def stream(self, source, *, timeout_s: float = 10.0, transcode: str | None = None) -> Iterator[Prediction]:
+        """Yield one Prediction per window while ``source`` is read: a path, URL (rtsp/http/tcp),
+        bytes, a binary file object or an iterable of encoded chunks (see ``edgekit.open``).
+        ``timeout_s``: how long a live source may stall; ``transcode``: "mpeg4" or "h264" to read
+        codecs without motion vectors (HEVC, VP9, AV1) by re-encoding them."""
+        for window in self.windows(source, timeout_s=timeout_s, transcode=transcode):
+            yield window.prediction
 
-    def _windows(self, source, timings, open_options, frames_read=None) -> Iterator[tuple[Prediction, np.ndarray]]:
-        t = timings if timings is not None else {}
-        frames_read = frames_read if frames_read is not None else [0]  # set to the frame count at the end
-        for key in ("decode", "preprocess", "inference"):
-            t.setdefault(key, 0.0)
-        W, S = self.window_frames, self.stride_frames
-        buf: deque = deque(maxlen=W)  # the one window of side data held
+    def windows(self, source, *, timeout_s: float = 10.0, transcode: str | None = None) -> "WindowRun":
+        """Like :meth:`stream`, but each item is a :class:`Window` (prediction, scores, stage
+        times); after the loop, the returned run's ``frames`` holds how many frames were read."""
+        return WindowRun(self, source, {"timeout_s": timeout_s, "transcode": transcode})
+
+    def recognize(self, source, *, timeout_s: float = 10.0, transcode: str | None = None) -> VideoPrediction:
+        """Recognize a whole source (any source :meth:`stream` takes): every window's prediction
+        and their fused result. Raises ``SourceError`` subclasses for bad input."""
+        t0 = time.perf_counter()
+        run = self.windows(source, timeout_s=timeout_s, transcode=transcode)
+        results = list(run)
+        total = (time.perf_counter() - t0) * 1000
+        times = StageTimes(*(sum(getattr(w.times, k) for w in results) for k in ("decode", "preprocess", "inference")),
+                           total=total)
+        windows = tuple(w.prediction for w in results)
+        fused = Prediction.from_scores(fuse([w.scores for w in results]), self.labels, windows[0].start_s,
+                                       windows[-1].end_s, self.topk)
+        name = str(source) if isinstance(source, (str, Path)) else type(source).__name__
+        return VideoPrediction(source=name, label=fused.label, score=fused.score, topk=fused.topk, windows=windows,
+                               latency_ms=times, frames=run.frames,
+                               duration_s=windows[-1].end_s - windows[0].start_s)
+
+    def predict_window(self, frames, frame_hw: tuple[int, int], iframes, fps: float) -> Window:
+        """Recognize one window of ``CompressedFrame`` (display order). ``iframes``: GOP index ->
+        that GOP's I-frame RGB, for inputs that read I-frames."""
+        frames = list(frames)
+        t0 = time.perf_counter()
+        inputs = self.prepare_inputs(frames, frame_hw, iframes)
+        t1 = time.perf_counter()
+        outputs = self.backend.run(inputs)[self._output][0]
+        t2 = time.perf_counter()
+        scores = softmax(outputs) if self._softmax else np.asarray(outputs, np.float64)
+        prediction = Prediction.from_scores(scores, self.labels, frames[0].pts, frames[-1].pts + 1 / fps, self.topk)
+        return Window(prediction, scores, StageTimes(preprocess=(t1 - t0) * 1000, inference=(t2 - t1) * 1000))
+
+    def prepare_inputs(self, frames, frame_hw: tuple[int, int], iframes) -> dict[str, np.ndarray]:
+        """The arrays the backend is fed for one window: per input, the frames
+        ``sampling.select_frames`` picks (test-time rule), prepared by ``preprocess.prepare``."""
+        kinds = [f.kind for f in frames]
+        return {spec.name: preprocess.prepare(spec, [frames[i] for i in sampling.select_frames(kinds, spec, train=False)],
+                                              frame_hw, iframes)
+                for spec in self.specs}
+
+
+class WindowRun:
+    """One pass of a Recognizer over a source: iterate for :class:`Window` items; ``frames`` is the
+    number of frames read once the iteration has finished."""
+
+    def __init__(self, recognizer: Recognizer, source, open_options: dict):
+        self._recognizer, self._source, self._open_options = recognizer, source, open_options
+        self.frames = 0
+
+    def __iter__(self) -> Iterator[Window]:
+        rec = self._recognizer
+        length, stride = rec.window_frames, rec.stride_frames
+        held: deque = deque(maxlen=length)  # the one window of side data held
         iframes: dict[int, np.ndarray] = {}
-        n = 0
-        last_end = 0
-        with bs.open(source, **self._reader_options, **open_options) as reader:
-            hw = (reader.info.height, reader.info.width)
+        n = last_end = 0
+        decode_ms = 0.0
+        with bs.open(self._source, **rec._reader_options, **self._open_options) as reader:
+            frame_hw = (reader.info.height, reader.info.width)
             fps = reader.info.fps or 25.0
-            it = iter(reader)
+            frames = iter(reader)
             while True:
                 t0 = time.perf_counter()
-                frame = next(it, None)
-                t["decode"] += (time.perf_counter() - t0) * 1000
+                frame = next(frames, None)
+                decode_ms += (time.perf_counter() - t0) * 1000
                 if frame is None:
                     break
-                buf.append(frame)
+                held.append(frame)
                 if frame.rgb is not None:
                     iframes[frame.gop_index] = frame.rgb
                 n += 1
-                if n >= W and (n - W) % S == 0:
-                    yield self._window(buf, iframes, hw, fps, t)
-                    last_end = n
-                    oldest = buf[0].gop_index
+                self.frames = n
+                if sampling.window_due(n, length, stride):
+                    yield self._timed(rec.predict_window(held, frame_hw, iframes, fps), decode_ms)
+                    decode_ms, last_end = 0.0, n
+                    oldest = held[0].gop_index
                     for g in [g for g in iframes if g < oldest]:  # drop GOPs no longer in the window
                         del iframes[g]
             if n == 0:
                 raise EmptySourceError(f"{reader.description}: no frames")
-            frames_read[0] = n
-            if last_end == 0 or n - last_end >= W // 2:  # short source, or a long enough tail
-                yield self._window(buf, iframes, hw, fps, t)
+            if sampling.tail_due(n, last_end, length):
+                yield self._timed(rec.predict_window(held, frame_hw, iframes, fps), decode_ms)
 
-    def _window(self, frames, iframes, hw, fps, t) -> tuple[Prediction, np.ndarray]:
-        frames = list(frames)
-        kinds = [f.kind for f in frames]
-        t0 = time.perf_counter()
-        inputs = {}
-        for spec in self.specs:
-            if spec.layout == "BCTHW":
-                idx = _clip_indices(kinds, spec)
-            else:
-                idx = sampling.sample_frames(kinds, spec.stream, spec.segments, train=False)
-            inputs[spec.name] = preprocess.prepare(spec, [frames[i] for i in idx], hw, iframes)
-        t1 = time.perf_counter()
-        logits = self.backend.run(inputs)["logits"][0]
-        t2 = time.perf_counter()
-        t["preprocess"] += (t1 - t0) * 1000
-        t["inference"] += (t2 - t1) * 1000
-        scores = softmax(logits)
-        return Prediction.from_scores(scores, self.labels, frames[0].pts, frames[-1].pts + 1 / fps, self.topk), scores
-
-    def recognize(self, source, **open_options) -> VideoPrediction:
-        """Recognize a whole source: every window's prediction and their fused result."""
-        timings: dict = {}
-        t0 = time.perf_counter()
-        frames_read = [0]
-        results = list(self._windows(source, timings, open_options, frames_read))
-        timings["total"] = (time.perf_counter() - t0) * 1000
-        windows = tuple(p for p, _ in results)
-        fused = Prediction.from_scores(fuse([s for _, s in results]), self.labels, windows[0].start_s,
-                                       windows[-1].end_s, self.topk)
-        name = str(source) if isinstance(source, (str, Path)) else type(source).__name__
-        return VideoPrediction(source=name, label=fused.label, score=fused.score, topk=fused.topk, windows=windows,
-                               latency_ms=timings, frames=frames_read[0],
-                               duration_s=windows[-1].end_s - windows[0].start_s)
-
-
-def _clip_indices(kinds, spec: InputSpec) -> list[int]:
-    """Frames of a clip input, by the rule the training cache uses: for a GOP clip, the centre GOP
-    that starts in the window, its I-frame first; otherwise a centred run of ``spec.segments``
-    consecutive eligible (P/B) frames, the last repeated if the window is short."""
-    n, T = len(kinds), spec.segments
-    if spec.stream == "gop_clip":
-        starts = [i for i, k in enumerate(kinds) if k == "I"] or [0]
-        g = starts[int(sampling.segment_positions(len(starts), 1, train=False)[0])]
-        end = next((i for i in range(g + 1, n) if kinds[i] == "I"), n)
-        run = list(range(g, end))
-    else:
-        eligible = sampling.eligible_frames(kinds, spec.stream).tolist()
-        start = sampling.clip_start(len(eligible), T, train=False)
-        run = eligible[start:start + T]
-    return [run[min(i, len(run) - 1)] for i in range(T)]
+    @staticmethod
+    def _timed(window: Window, decode_ms: float) -> Window:
+        t = window.times
+        return Window(window.prediction, window.scores, StageTimes(decode_ms, t.preprocess, t.inference,
+                                                                   decode_ms + t.preprocess + t.inference))

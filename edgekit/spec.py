@@ -4,15 +4,9 @@ A model in ``training.models`` declares a tuple of :class:`InputSpec`; ``edgekit
 ``CompressedFrame`` side data into exactly those arrays, and the package manifest stores them, so
 training and the runtime cannot disagree on shape, layout or scaling.
 
-Streams (what side data an input is made of):
-
-- ``"iframe"``       RGB of the GOP's I-frame, 3 channels.
-- ``"mv"``           motion vectors, 2 channels (dx, dy), in pixels of the *model input* grid.
-- ``"residual"``     residual, 3 channels.
-- ``"mv_residual"``  MV and residual stacked along channels: (dx, dy, r0, r1, r2), 5 channels
-                     (the DMC-Net / IP-TSN P-stream input).
-- ``"gop_clip"``     MFCD-Net GOP clip: [I, (R_acc^1 + I)/2, ..., (R_acc^k + I)/2], 3 channels per step.
-- ``"flow"``         dense optical flow (teacher input during training only), 2 channels.
+Modalities (what side data an input is made of) are listed once, with their channels, frames,
+parts and normalisation, in :mod:`edgekit.modality`: ``iframe``, ``mv``, ``residual``,
+``mv_residual``, ``gop_clip`` and ``flow`` (teacher input during training only).
 
 Layouts:
 
@@ -31,15 +25,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-STREAMS = ("iframe", "mv", "residual", "mv_residual", "gop_clip", "flow")
-LAYOUTS = ("BSCHW", "BCTHW")
-CHANNELS = {"iframe": 3, "mv": 2, "residual": 3, "mv_residual": 5, "gop_clip": 3, "flow": 2}
+from edgekit.modality import (CHANNELS, FLOW_SCALE, MODALITIES, MV_SCALE, RESIDUAL_SCALE, RGB_MEAN, RGB_STD,
+                              default_normalization, modality)
 
-RGB_MEAN = (0.485, 0.456, 0.406)
-RGB_STD = (0.229, 0.224, 0.225)
-MV_SCALE = 1.0 / 8.0
-RESIDUAL_SCALE = 1.0 / 64.0
-FLOW_SCALE = 1.0 / 8.0
+LAYOUTS = ("BSCHW", "BCTHW")
+
+__all__ = ["InputSpec", "LAYOUTS", "CHANNELS", "MODALITIES", "default_normalization", "RGB_MEAN", "RGB_STD",
+           "MV_SCALE", "RESIDUAL_SCALE", "FLOW_SCALE"]
 
 
 @dataclass(frozen=True)
@@ -52,7 +44,7 @@ class InputSpec:
     """
 
     name: str
-    stream: str
+    modality: str
     shape: tuple[int, ...]
     layout: str = "BSCHW"
     dtype: str = "float32"
@@ -60,20 +52,21 @@ class InputSpec:
     normalization: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        if self.stream not in STREAMS:
-            raise ValueError(f"unknown stream {self.stream!r}; expected one of {STREAMS}")
+        row = modality(self.modality)  # ValueError for an unknown name
         if self.layout not in LAYOUTS:
             raise ValueError(f"unknown layout {self.layout!r}; expected one of {LAYOUTS}")
         if len(self.shape) != 5:
             raise ValueError(f"shape must have 5 dims ({self.layout}), got {self.shape}")
         c = self.shape[2] if self.layout == "BSCHW" else self.shape[1]
-        if c != CHANNELS[self.stream]:
-            raise ValueError(f"stream {self.stream!r} has {CHANNELS[self.stream]} channels, shape says {c}")
+        if c != row.channels:
+            raise ValueError(f"modality {self.modality!r} has {row.channels} channels, shape says {c}")
+        if self.layout == "BSCHW" and row.frames == "gop":
+            raise ValueError(f"modality {self.modality!r} is a clip of one GOP: it needs layout BCTHW")
         if self.representation not in ("accumulated", "frame"):
             raise ValueError(f"representation must be 'accumulated' or 'frame', got {self.representation!r}")
         object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
         if not self.normalization:
-            object.__setattr__(self, "normalization", default_normalization(self.stream))
+            object.__setattr__(self, "normalization", default_normalization(self.modality))
 
     @property
     def segments(self) -> int:
@@ -92,17 +85,14 @@ class InputSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> "InputSpec":
+        """The spec of a manifest, model.json or checkpoint; ``stream`` (the field's name before
+        0.2) is read as ``modality``, so packages written earlier keep loading."""
+        d = dict(d)
+        if "stream" in d and "modality" not in d:
+            d["modality"] = d.pop("stream")
         return cls(**{**d, "shape": tuple(d["shape"])})
 
-
-def default_normalization(stream: str) -> dict:
-    """The normalisation constants of a stream, as stored in specs and package manifests."""
-    if stream in ("iframe", "gop_clip"):
-        return {"rgb_mean": list(RGB_MEAN), "rgb_std": list(RGB_STD)}
-    if stream == "mv":
-        return {"mv_scale": MV_SCALE}
-    if stream == "residual":
-        return {"residual_scale": RESIDUAL_SCALE}
-    if stream == "mv_residual":
-        return {"mv_scale": MV_SCALE, "residual_scale": RESIDUAL_SCALE}
-    return {"flow_scale": FLOW_SCALE}
+    @property
+    def frames(self) -> str:
+        """Which frames this input samples: "motion", "iframe" or "gop" (see edgekit.modality)."""
+        return MODALITIES[self.modality].frames

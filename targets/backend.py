@@ -26,9 +26,14 @@ import numpy as np
 from edgekit.errors import ConfigError
 
 # name -> module implementing ``load(model, **options) -> Backend``
-_BACKENDS = {"cpu": "targets.cpu", "openvino": "targets.openvino"}
+_BACKENDS = {"onnxruntime": "targets.cpu", "openvino": "targets.openvino"}
 # names device profiles may use whose backend this build does not ship yet
 _NOT_IN_THIS_BUILD = {"tensorrt": "NVIDIA TensorRT (Jetson)"}
+# older names of a backend (packages and profiles written before 0.2 say "cpu" for ONNX Runtime)
+BACKEND_ALIASES = {"cpu": "onnxruntime", "ort": "onnxruntime"}
+BACKEND_NAMES = ("onnxruntime", "openvino", "tensorrt")
+# hardware classes a user names with ``device=``, and the backends that run each in this build
+DEVICE_CLASSES = {"cpu": ("onnxruntime", "openvino"), "gpu": ("openvino", "tensorrt"), "npu": ("openvino",)}
 
 PRECISIONS = ("int8", "fp32")
 
@@ -75,8 +80,96 @@ def available_backends() -> tuple[str, ...]:
     return tuple(_BACKENDS)
 
 
+def canonical_backend(name: str) -> str:
+    """The backend's name ("onnxruntime", "openvino", "tensorrt") for a name or older alias ("cpu").
+    Raises :class:`ConfigError` for an unknown name."""
+    name = BACKEND_ALIASES.get(name, name)
+    if name not in BACKEND_NAMES:
+        raise ConfigError(f"unknown backend {name!r}; backends are {', '.join(BACKEND_NAMES)}")
+    return name
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Where a model runs: ``backend`` (runtime name), ``device`` (hardware class "cpu", "gpu",
+    "npu"), ``options`` for :func:`load_backend` (the backend's own device string, threads), and the
+    device profile it came from, if any."""
+
+    backend: str
+    device: str
+    options: dict
+    profile: str | None = None
+
+    def __str__(self) -> str:
+        via = f" (profile {self.profile})" if self.profile else ""
+        return f"{self.backend} on {self.device}{via}"
+
+
+def _device_class(backend_device: str) -> str:
+    """"CPU" -> "cpu", "GPU.0" -> "gpu", "NPU" -> "npu" (OpenVINO / profile device strings)."""
+    head = backend_device.split(".")[0].split(":")[0].lower()
+    return head if head in DEVICE_CLASSES else "cpu"
+
+
+def select_backend(device: str | None = None, backend: str | None = None, *,
+                   default: tuple[str, str] = ("onnxruntime", "cpu"), threads: int | None = None) -> Selection:
+    """Resolve the user's words into a backend and its options.
+
+    ``device`` names hardware: "cpu", "gpu", "npu", a device profile (``targets/profiles``:
+    "intel-cpu", "x86-cpu", "generic-arm64", "jetson-orin-nano") or a profile ``.toml`` path.
+    ``backend`` names the runtime: "onnxruntime", "openvino" or "tensorrt". ``default``: the
+    (backend, device) a package was made for, used for whatever the user leaves out. A profile
+    brings its backend, backend device string and thread count; explicit arguments win.
+
+    Raises :class:`ConfigError` for an unknown word, a backend given as the device, or a pair this
+    build cannot run (ONNX Runtime on a GPU).
+    """
+    from targets.profiles import list_profiles, load_profile
+
+    profile = None
+    if device is not None and not isinstance(device, str):
+        raise ConfigError(f"device must be a string, got {type(device).__name__}")
+    if device in BACKEND_NAMES or device in BACKEND_ALIASES and device != "cpu":
+        raise ConfigError(f"{device!r} is a backend, not a device: pass backend={device!r} "
+                          f"(device names hardware: {', '.join(DEVICE_CLASSES)} or a profile)")
+    if device is not None and device not in DEVICE_CLASSES:
+        if device.endswith(".toml") or os.sep in device or device in list_profiles():
+            profile = load_profile(device)
+        else:
+            raise ConfigError(f"unknown device {device!r}; devices are {', '.join(DEVICE_CLASSES)} or a profile: "
+                              f"{', '.join(list_profiles())}")
+    default_backend, default_device = canonical_backend(default[0]), default[1]
+    if profile is not None:
+        device_class = _device_class(profile.device)
+        name = canonical_backend(backend) if backend else canonical_backend(profile.backend)
+    else:
+        device_class = device or default_device
+        if device_class not in DEVICE_CLASSES:
+            device_class = "cpu"
+        if backend:
+            name = canonical_backend(backend)
+        elif default_backend in DEVICE_CLASSES[device_class]:
+            name = default_backend
+        else:
+            name = DEVICE_CLASSES[device_class][0]
+    if name not in DEVICE_CLASSES[device_class] and name != "tensorrt":
+        runs = [d for d, names in DEVICE_CLASSES.items() if name in names]
+        raise ConfigError(f"backend {name!r} runs on {', '.join(runs)} in this build, not on {device_class!r}; "
+                          f"choose another device or backend ({device_class}: "
+                          f"{', '.join(DEVICE_CLASSES[device_class])})")
+    options: dict = {}
+    if name == "openvino":
+        options["device"] = profile.device if profile is not None else device_class.upper()
+    if profile is not None and profile.threads and name != "tensorrt":
+        options["threads"] = profile.threads
+    if threads is not None:
+        options["threads"] = int(threads)
+    return Selection(name, device_class, options, profile.name if profile is not None else None)
+
+
 def load_backend(name: str, model: ModelSource, **options) -> Backend:
-    """Load ``model`` (ONNX bytes or a path; for "openvino" also an IR ``.xml``) on backend ``name``.
+    """Load ``model`` (ONNX bytes or a path; for "openvino" also an IR ``.xml``) on backend ``name``
+("onnxruntime" — also accepted as "cpu" —, "openvino"; see :func:`select_backend` for choosing one).
 
     ``options`` are the backend's keyword options: see ``targets.cpu.load`` (``threads``,
     ``graph_optimization``) and ``targets.openvino.load`` (``device``, ``cache_dir``, ...).
@@ -85,6 +178,7 @@ def load_backend(name: str, model: ModelSource, **options) -> Backend:
     option or an unreadable model; :class:`MissingDependencyError` when the backend's runtime is not
     installed.
     """
+    name = BACKEND_ALIASES.get(name, name)
     if name not in _BACKENDS:
         available = ", ".join(_BACKENDS)
         if name in _NOT_IN_THIS_BUILD:

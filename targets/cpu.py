@@ -56,7 +56,7 @@ def ort_tensor_info(node_arg) -> TensorInfo:
 class CPUBackend:
     """An ONNX Runtime session on the CPU. Build it with :func:`load` or ``load_backend("cpu", ...)``."""
 
-    name = "cpu"
+    name = "onnxruntime"
     device = "CPU"
 
     def __init__(self, session, precision: str, threads: int):

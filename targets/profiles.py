@@ -3,7 +3,7 @@
 Each profile is a TOML file in ``targets/profiles/`` (``jetson-orin-nano``, ``intel-cpu``,
 ``generic-arm64``, ``x86-cpu``); a user's own profile is any ``.toml`` file with the same keys::
 
-    backend = "openvino"        # a targets backend name: cpu | openvino | tensorrt
+    backend = "openvino"        # a targets backend name: onnxruntime | openvino | tensorrt
     device = "CPU"              # the backend's device string
     precision = "int8"          # preferred model precision: int8 | fp16 | fp32
     threads = 0                 # CPU threads; 0 = every physical core available
@@ -11,7 +11,10 @@ Each profile is a TOML file in ``targets/profiles/`` (``jetson-orin-nano``, ``in
     notes = "..."
 
 A profile is data only: naming a backend this build does not ship (``tensorrt``) is allowed;
-``load_backend`` says so when it is asked to run it.
+``load_backend`` says so when it is asked to run it. Profiles are used by name wherever edgekit
+takes a ``device``: ``Recognizer(pkg, device="intel-cpu")``, ``edgekit recognize --device
+intel-cpu``, ``edgekit export --device intel-cpu`` (``targets.backend.select_backend`` resolves
+them).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pathlib import Path
 
 from edgekit.errors import ConfigError
 
-PROFILE_BACKENDS = ("cpu", "openvino", "tensorrt")
+PROFILE_BACKENDS = ("onnxruntime", "openvino", "tensorrt", "cpu")  # "cpu": the older name of onnxruntime
 PROFILE_PRECISIONS = ("int8", "fp16", "fp32")
 _KEYS = {"backend": str, "device": str, "precision": str, "threads": int, "memory_budget_mb": int, "notes": str}
 
@@ -98,5 +101,6 @@ def _validate(name: str, data: dict) -> DeviceProfile:
                           f"got {data['precision']!r}")
     if data["threads"] < 0 or data["memory_budget_mb"] <= 0:
         raise ConfigError(f"device profile {name!r}: threads must be >= 0 and memory_budget_mb > 0")
-    return DeviceProfile(name=name, notes=data.get("notes", "").strip(),
-                         **{k: data[k] for k in _KEYS if k != "notes"})
+    values = {k: data[k] for k in _KEYS if k != "notes"}
+    values["backend"] = "onnxruntime" if values["backend"] == "cpu" else values["backend"]
+    return DeviceProfile(name=name, notes=data.get("notes", "").strip(), **values)

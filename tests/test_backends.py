@@ -38,7 +38,7 @@ def logits(backend, x):
 def test_cpu_backend_matches_torch(onnx):
     with load_backend("cpu", onnx["fp32"]) as backend:
         assert isinstance(backend, Backend)
-        assert (backend.name, backend.device, backend.precision) == ("cpu", "CPU", "fp32")
+        assert (backend.name, backend.device, backend.precision) == ("onnxruntime", "CPU", "fp32")
         assert backend.input_names == (INPUT_NAME,) and backend.output_names == ("logits",)
         for seed in range(3):
             x = random_input(seed)
@@ -142,12 +142,12 @@ def test_inputs_are_validated(onnx, name):
 
 
 def test_factory_refuses_unknown_backends_options_and_models(onnx, tmp_path):
-    assert available_backends() == ("cpu", "openvino")
-    with pytest.raises(ConfigError, match="unknown backend 'tflite'; available backends: cpu, openvino"):
+    assert available_backends() == ("onnxruntime", "openvino")
+    with pytest.raises(ConfigError, match="unknown backend 'tflite'; available backends: onnxruntime, openvino"):
         load_backend("tflite", onnx["fp32"])
-    with pytest.raises(ConfigError, match="'tensorrt' .* not available in this build .* backends: cpu, openvino"):
+    with pytest.raises(ConfigError, match="'tensorrt' .* not available in this build .* backends: onnxruntime, openvino"):
         load_backend("tensorrt", onnx["fp32"])
-    with pytest.raises(ConfigError, match=r"unknown option\(s\) \['thread'\] for backend 'cpu'"):
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) \['thread'\] for backend 'onnxruntime'"):
         load_backend("cpu", onnx["fp32"], thread=2)
     with pytest.raises(ConfigError, match="graph_optimization must be one of"):
         load_backend("cpu", onnx["fp32"], graph_optimization="max")
@@ -193,7 +193,7 @@ def test_profile_from_a_user_file_and_errors(tmp_path):
     path = tmp_path / "my-box.toml"
     path.write_text('backend = "cpu"\ndevice = "CPU"\nprecision = "fp32"\nthreads = 2\nmemory_budget_mb = 256\n')
     profile = load_profile(path)
-    assert (profile.name, profile.backend, profile.threads, profile.notes) == ("my-box", "cpu", 2, "")
+    assert (profile.name, profile.backend, profile.threads, profile.notes) == ("my-box", "onnxruntime", 2, "")
     with pytest.raises(ConfigError, match="unknown device profile 'jetson-nano'; available: generic-arm64, intel-cpu"):
         load_profile("jetson-nano")
     path.write_text('backend = "cpu"\ndevice = "CPU"\nprecision = "int8"\nthreads = "all"\nmemory_budget_mb = 1\n')

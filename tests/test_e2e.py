@@ -53,7 +53,7 @@ def test_quantization_report_is_complete(package):
 def test_cpu_and_openvino_agree_on_real_clips(package, tmp_path, codec, bframes):
     clip = tmp_path / "clip.mp4"
     moving_square_clip(clip, codec, size=(128, 96), frames=48, motion=(3, 0), square=32, bframes=bframes)
-    with Recognizer(package / "m.edgepkg", "cpu") as cpu, Recognizer(package / "m.edgepkg", "openvino") as ov:
+    with Recognizer(package / "m.edgepkg") as cpu, Recognizer(package / "m.edgepkg", backend="openvino") as ov:
         a, b = cpu.recognize(clip), ov.recognize(clip)
     assert len(a.windows) == len(b.windows) >= 2
     assert a.label in cpu.labels
@@ -63,7 +63,9 @@ def test_cpu_and_openvino_agree_on_real_clips(package, tmp_path, codec, bframes)
     assert a.label == b.label or (a.label in top_b and b.score - top_b[a.label] < 0.002)
     np.testing.assert_allclose([w.score for w in a.windows], [w.score for w in b.windows], atol=0.02)
     assert a.windows[0].start_s == 0 and a.windows[-1].end_s == pytest.approx(48 / 25, abs=0.05)
-    assert {"decode", "preprocess", "inference", "total"} <= set(a.latency_ms)
+    assert cpu.backend.name == "onnxruntime" and ov.backend.name == "openvino"
+    lat = a.latency_ms
+    assert lat.total >= lat.decode + lat.preprocess + lat.inference > 0
 
 
 def test_stream_yields_windows_before_the_source_ends(package, tmp_path):

@@ -26,11 +26,31 @@ def test_segment_positions_train_mode_draws_one_per_span_deterministically():
     assert all(25 * i <= p < 25 * (i + 1) for i, p in enumerate(a))
 
 
-def test_sample_frames_uses_p_frames_for_motion_and_i_frames_for_rgb():
+def test_select_frames_uses_p_frames_for_motion_and_i_frames_for_rgb():
     kinds = ("I" + "P" * 11) * 3
-    mv = sampling.sample_frames(kinds, "mv_residual", 3, train=False)
+    mv = sampling.select_frames(kinds, InputSpec("x", "mv_residual", (1, 3, 5, 8, 8)), train=False)
     assert all(kinds[i] == "P" for i in mv) and len(set(mv.tolist())) == 3
-    assert sampling.sample_frames(kinds, "iframe", 3, train=False).tolist() == [0, 12, 24]
+    assert sampling.select_frames(kinds, InputSpec("x", "iframe", (1, 3, 3, 8, 8)), train=False).tolist() == [0, 12, 24]
+
+
+def test_select_frames_for_clips_a_centred_run_and_the_centre_gop():
+    kinds = ("I" + "P" * 11) * 3
+    run = sampling.select_frames(kinds, InputSpec("x", "mv_residual", (1, 5, 4, 8, 8), layout="BCTHW"), train=False)
+    assert run.tolist() == [16, 17, 18, 19]  # 4 consecutive P frames at the centre of the 33 P frames
+    gop = sampling.select_frames(kinds, InputSpec("x", "gop_clip", (1, 3, 14, 8, 8), layout="BCTHW"), train=False)
+    assert gop.tolist() == list(range(12, 24)) + [23, 23]  # the middle GOP, I-frame first, last frame repeated
+
+
+def test_windows_are_what_the_runtime_emits_frame_by_frame():
+    for n, length, stride in [(100, 50, 25), (20, 50, 25), (110, 50, 50), (130, 50, 50), (48, 48, 24)]:
+        emitted, last_end = [], 0
+        for count in range(1, n + 1):
+            if sampling.window_due(count, length, stride):
+                emitted.append((count - length, count))
+                last_end = count
+        if sampling.tail_due(n, last_end, length):
+            emitted.append((max(n - length, 0), n))
+        assert sampling.windows(n, length, stride) == emitted
 
 
 def test_windows_cover_the_stream():
@@ -99,23 +119,20 @@ def test_residual_rgb_matches_decoded_rgb_difference(clip):
     assert np.abs(got - want).mean() < 2.0
 
 
-@pytest.mark.parametrize("stream,layout,shape", [
+@pytest.mark.parametrize("modality,layout,shape", [
     ("mv_residual", "BSCHW", (1, 3, 5, 112, 112)),
     ("mv", "BSCHW", (1, 3, 2, 64, 64)),
     ("residual", "BSCHW", (1, 3, 3, 64, 64)),
     ("iframe", "BSCHW", (1, 2, 3, 96, 96)),
     ("gop_clip", "BCTHW", (1, 3, 4, 56, 56)),
 ])
-def test_prepare_builds_the_declared_shape_from_real_frames(clip, stream, layout, shape):
+def test_prepare_builds_the_declared_shape_from_real_frames(clip, modality, layout, shape):
     _, _, frames = clip
-    spec = InputSpec("x", stream, shape, layout=layout)
+    spec = InputSpec("x", modality, shape, layout=layout)
     kinds = [f.kind for f in frames]
-    if layout == "BCTHW":
-        chosen = [frames[i] for i in range(12, 12 + shape[2])]  # a GOP: I then P frames
-    else:
-        chosen = [frames[i] for i in sampling.sample_frames(kinds, stream, shape[1], train=False)]
+    chosen = [frames[i] for i in sampling.select_frames(kinds, spec, train=False)]
     iframes = {f.gop_index: f.rgb for f in frames if f.kind == "I"}
     x = pp.prepare(spec, chosen, (240, 320), iframes)
     assert x.shape == shape and x.dtype == np.float32 and np.isfinite(x).all()
-    if stream == "mv_residual":
+    if modality == "mv_residual":
         assert np.abs(x[0, :, 0]).max() > 4 * 112 / 320 * MV_SCALE * 0.9  # the motion is there

@@ -1,42 +1,35 @@
-"""A torch ``Dataset`` over a side-data cache, with TSN segment sampling from ``edgekit.sampling``.
+"""A torch ``Dataset`` over a side-data cache: the runtime's frame selection and tensor preparation,
+served from stored parts.
 
-Each item is a dict of float32 tensors, one per requested stream, plus ``label`` (int64):
+The cache stores, per clip, the *parts* of ``edgekit.modality`` once per frame (MV + residual of
+every P/B frame, the RGB of every I-frame, teacher flow), already prepared by ``edgekit.preprocess``.
+An item is made exactly as ``edgekit.Recognizer`` makes a window's inputs: the clip's frame types go
+through ``edgekit.sampling.select_frames`` (random positions when training, the test-time rule
+otherwise), and each chosen frame's parts through the modality table's one step function. Items
+are dicts keyed by model input name, float32, without the batch dimension:
 
-- ``"mv"``           (S, 2, s, s)  segments of MV
-- ``"residual"``     (S, 3, s, s)
-- ``"mv_residual"``  (S, 5, s, s)  stacked MV + R (DMC-Net / IP-TSN P-stream / edge model)
-- ``"iframe"``       (S, 3, s, s)  I-frames, TSN-sampled among the clip's GOPs
-- ``"flow"``         (S, 2, s, s)  teacher flow at the same frames as the motion streams
-- ``"mv_residual_clip"`` (5, T, s, s) T consecutive P/B frames (IP-TSN P-stream, BCTHW)
-- ``"gop_clip"``     (3, T, s, s)  MFCD-Net: [I, (R_acc + I)/2, ...] of one GOP (BCTHW)
+- layout BSCHW: (S, C, s, s)  TSN segments (``mv``, ``residual``, ``mv_residual``, ``iframe``, ``flow``)
+- layout BCTHW: (C, T, s, s)  a clip (IP-TSN's consecutive P/B frames, MFCD-Net's ``gop_clip``)
 
-Training draws one random frame per segment (seeded by (seed, epoch, index), so runs repeat);
-testing takes segment centres, the rule edgekit.Recognizer applies on a device.
+plus ``label`` (int64). Training draws are seeded by (seed, epoch, index), so runs repeat.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from edgekit import preprocess as pp
-from edgekit import sampling
+from edgekit import preprocess, sampling
 from edgekit.errors import ConfigError
+from edgekit.modality import MODALITIES
+from edgekit.spec import InputSpec
+from training.cache.index import load_index
 
-STREAMS = ("mv", "residual", "mv_residual", "iframe", "flow", "mv_residual_clip", "gop_clip")
-
-
-def cache_stream(spec) -> str:
-    """The cache stream that feeds an ``edgekit.spec.InputSpec``."""
-    if spec.layout == "BSCHW" and spec.stream in ("mv", "residual", "mv_residual", "iframe", "flow"):
-        return spec.stream
-    if spec.layout == "BCTHW" and spec.stream == "mv_residual":
-        return "mv_residual_clip"
-    if spec.layout == "BCTHW" and spec.stream == "gop_clip":
-        return "gop_clip"
-    raise ConfigError(f"the side-data cache cannot feed input {spec.name!r} ({spec.stream}, {spec.layout})")
+# the cache can feed every runtime modality, and teacher flow
+CACHE_MODALITIES = tuple(MODALITIES)
 
 
 def find_cache(path: str | Path) -> Path:
@@ -52,46 +45,86 @@ def find_cache(path: str | Path) -> Path:
     raise ConfigError(f"{path} holds {len(found)} caches ({', '.join(p.name for p in found)}); give one of them")
 
 
-def _load_index(folder: Path, split: str) -> list[dict]:
-    clips = []
-    for shard_json in sorted(folder.glob("shard-*.json")):
-        shard = json.loads(shard_json.read_text())
-        clips += [{**c, "shard": shard["shard"]} for c in shard["clips"] if c["split"] == split]
-    return clips
+def clip_frames(clip: dict) -> tuple[list[str], list[tuple[str, int]]]:
+    """The stored frames of a cached clip in display order: their types ("I", "P", "B") and where
+    each one's parts are, ("iframe", GOP number) or ("motion", row of the clip's motion arrays)."""
+    kinds, where = [], []
+    emitted = 0  # I-frames placed so far
+    for row, (kind, gop) in enumerate(zip(clip["kinds"], clip["gop"])):
+        while emitted <= gop:  # every GOP starts with its I-frame
+            kinds.append("I")
+            where.append(("iframe", emitted))
+            emitted += 1
+        kinds.append(kind)
+        where.append(("motion", row))
+    while emitted < clip["iframe_count"]:
+        kinds.append("I")
+        where.append(("iframe", emitted))
+        emitted += 1
+    return kinds, where
+
+
+def specs_for_streams(streams: Sequence[str], segments: int, clip_length: int, size: int) -> list[InputSpec]:
+    """Input specs named after the older cache stream names: a modality name gives a BSCHW input of
+    ``segments``; ``"mv_residual_clip"`` and ``"gop_clip"`` give BCTHW clips of ``clip_length``."""
+    specs = []
+    for name in streams:
+        if name == "mv_residual_clip":
+            specs.append(InputSpec(name, "mv_residual", (1, 5, clip_length, size, size), layout="BCTHW"))
+        elif name == "gop_clip":
+            specs.append(InputSpec(name, "gop_clip", (1, 3, clip_length, size, size), layout="BCTHW"))
+        elif name in MODALITIES:
+            specs.append(InputSpec(name, name, (1, segments, MODALITIES[name].channels, size, size)))
+        else:
+            raise ConfigError(f"unknown stream {name!r}; expected a modality {tuple(MODALITIES)}, "
+                              "'mv_residual_clip' or 'gop_clip'")
+    return specs
 
 
 class CachedClips:
-    """Indexable dataset of one split of a cache (usable directly as a torch Dataset)."""
+    """Indexable dataset of one split of a cache (usable directly as a torch Dataset).
+
+    ``specs``: the model's input specs (items are keyed by their names). Without specs, ``streams``
+    names inputs as in :func:`specs_for_streams`. Raises :class:`ConfigError` when the cache cannot
+    feed a spec (other size or normalisation, no flow stored) or holds no clip of ``split``.
+    """
 
     def __init__(self, cache: str | Path, split: str = "train", streams=("mv_residual",), segments: int = 3,
-                 clip_length: int = 12, train: bool | None = None, seed: int = 0):
-        bad = [s for s in streams if s not in STREAMS]
-        if bad:
-            raise ConfigError(f"unknown stream(s) {bad}; expected any of {STREAMS}")
+                 clip_length: int = 12, train: bool | None = None, seed: int = 0,
+                 specs: Sequence[InputSpec] | None = None):
         self.folder = find_cache(cache)
         meta = json.loads((self.folder / "spec.json").read_text())
         self.spec, self.classes = meta["spec"], meta["classes"]
-        self.clips = _load_index(self.folder, split)
+        self.specs = tuple(specs) if specs is not None else tuple(
+            specs_for_streams(streams, segments, clip_length, self.spec["size"]))
+        for spec in self.specs:
+            self._check_feeds(spec)
+        self.clips = load_index(self.folder, split)
         if not self.clips:
             raise ConfigError(f"{self.folder} has no clips of split {split!r} (is the build complete?)")
-        if "flow" in streams and self.spec["flow"] == "none":
-            raise ConfigError("this cache holds no flow; rebuild it with --flow gt|tvl1|farneback|dis")
-        self.streams, self.segments, self.clip_length = tuple(streams), segments, clip_length
         self.train = split == "train" if train is None else train
         self.seed, self.epoch = seed, 0
-        self.input_names: dict[str, str] | None = None  # model input name -> cache stream (for_specs)
         self._arrays: dict = {}
 
     @classmethod
     def for_specs(cls, cache, split: str, specs, train: bool | None = None, seed: int = 0) -> "CachedClips":
-        """The dataset that feeds a model: items keyed by the specs' input names (plus ``label``),
-        with the specs' segment count / clip length."""
-        names = {s.name: cache_stream(s) for s in specs}
-        segments = max(s.segments for s in specs)
-        ds = cls(cache, split, streams=tuple(names.values()), segments=segments, clip_length=segments,
-                 train=train, seed=seed)
-        ds.input_names = names
-        return ds
+        """The dataset that feeds a model: items keyed by the specs' input names (plus ``label``)."""
+        return cls(cache, split, train=train, seed=seed, specs=specs)
+
+    def _check_feeds(self, spec: InputSpec) -> None:
+        size = self.spec["size"]
+        if spec.size != (size, size):
+            raise ConfigError(f"input {spec.name!r} is {spec.size[0]}x{spec.size[1]} but the cache at {self.folder} "
+                              f"stores {size}x{size}")
+        if spec.representation != self.spec["representation"]:
+            raise ConfigError(f"input {spec.name!r} wants {spec.representation} side data, the cache holds "
+                              f"{self.spec['representation']}")
+        stored = self.spec["normalization"]
+        differ = sorted(k for k, v in spec.normalization.items() if k in stored and stored[k] != v)
+        if differ:
+            raise ConfigError(f"input {spec.name!r} normalises {differ} otherwise than the cache; rebuild the cache")
+        if "flow" in MODALITIES[spec.modality].parts and self.spec["flow"] == "none":
+            raise ConfigError("this cache holds no flow; rebuild it with --flow gt|tvl1|farneback|dis")
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -109,53 +142,38 @@ class CachedClips:
             self._arrays[key] = np.load(self.folder / f"shard-{shard:05d}.{kind}.npy", mmap_mode="r")
         return self._arrays[key]
 
-    def arrays(self, i: int, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
-        """The item as numpy float32 arrays (what ``__getitem__`` wraps in tensors)."""
-        clip = self.clips[i]
-        rng = rng or np.random.default_rng((self.seed, self.epoch, i))
-        n = clip["motion_count"]
-        motion = self._array(clip["shard"], "motion")
-        m0 = clip["motion_offset"]
+    def frame_parts(self, clip: dict, where: tuple[str, int], parts: Sequence[str]) -> dict[str, np.ndarray]:
+        """The stored parts of one frame of ``clip`` (float32, (C, s, s)); an I-frame has zero motion."""
+        kind, row = where
+        size = self.spec["size"]
+        gop = row if kind == "iframe" else clip["gop"][row]
         out = {}
-        seg = None
-        if {"mv", "residual", "mv_residual", "flow"} & set(self.streams):
-            seg = sampling.segment_positions(n, self.segments, train=self.train, rng=rng)
-            x = motion[m0 + seg].astype(np.float32)  # (S, 5, s, s)
-            if "mv_residual" in self.streams:
-                out["mv_residual"] = x
-            if "mv" in self.streams:
-                out["mv"] = np.ascontiguousarray(x[:, :2])
-            if "residual" in self.streams:
-                out["residual"] = np.ascontiguousarray(x[:, 2:])
-            if "flow" in self.streams:
-                out["flow"] = self._array(clip["shard"], "flow")[m0 + seg].astype(np.float32)
-        if "iframe" in self.streams:
-            g = sampling.segment_positions(clip["iframe_count"], self.segments, train=self.train, rng=rng)
-            out["iframe"] = self._array(clip["shard"], "iframe")[clip["iframe_offset"] + g].astype(np.float32)
-        if "mv_residual_clip" in self.streams:
-            start = sampling.clip_start(n, self.clip_length, train=self.train, rng=rng)
-            idx = np.minimum(np.arange(start, start + self.clip_length), n - 1)
-            out["mv_residual_clip"] = np.moveaxis(motion[m0 + idx].astype(np.float32), 0, 1)
-        if "gop_clip" in self.streams:
-            out["gop_clip"] = self._gop_clip(clip, motion, rng)
-        if self.input_names is not None:
-            out = {name: out[stream] for name, stream in self.input_names.items()}
+        for part in parts:
+            if part == "iframe":
+                out[part] = self._array(clip["shard"], "iframe")[clip["iframe_offset"] + gop].astype(np.float32)
+            elif kind == "iframe":
+                out[part] = np.zeros((MODALITIES[part].channels, size, size), np.float32)
+            elif part == "flow":
+                out[part] = self._array(clip["shard"], "flow")[clip["motion_offset"] + row].astype(np.float32)
+            else:
+                motion = self._array(clip["shard"], "motion")[clip["motion_offset"] + row]
+                out[part] = (motion[:2] if part == "mv" else motion[2:]).astype(np.float32)
         return out
 
-    def _gop_clip(self, clip, motion, rng) -> np.ndarray:
-        """[I, (R_acc^1 + I)/2, ...] of one GOP, T steps (padded by repeating the last), (3, T, s, s)."""
-        gops = np.asarray(clip["gop"])
-        g = int(sampling.segment_positions(clip["iframe_count"], 1, train=self.train, rng=rng)[0])
-        frames = np.flatnonzero(gops == g)
-        i_in = self._array(clip["shard"], "iframe")[clip["iframe_offset"] + g].astype(np.float32)
-        steps = [i_in]
-        scale = self.spec["normalization"]["residual_scale"]
-        for k in frames[: self.clip_length - 1]:
-            res = motion[clip["motion_offset"] + k, 2:].astype(np.float32)
-            steps.append(pp.gop_step(res, i_in, self.spec["normalization"], residual_scale=scale))
-        while len(steps) < self.clip_length:
-            steps.append(steps[-1])
-        return np.stack(steps, axis=1)
+    def arrays(self, i: int, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
+        """Item ``i`` as float32 numpy arrays keyed by input name (what ``__getitem__`` wraps)."""
+        clip = self.clips[i]
+        rng = rng or np.random.default_rng((self.seed, self.epoch, i))
+        kinds, where = clip_frames(clip)
+        norm = self.spec["normalization"]
+        out = {}
+        for spec in self.specs:
+            row = MODALITIES[spec.modality]
+            chosen = sampling.select_frames(kinds, spec, train=self.train, rng=rng)
+            steps = [row.step(self.frame_parts(clip, where[k], row.parts), kinds[k], {**row.normalization, **norm})
+                     for k in chosen]
+            out[spec.name] = preprocess.stack(spec, steps)[0]
+        return out
 
     def __getitem__(self, i: int) -> dict:
         import torch
