@@ -1,4 +1,4 @@
-"""``python -m training models``: table, JSON, export check, errors."""
+"""``edgekit models`` / ``python -m training models``: table, JSON, export check, errors."""
 
 from __future__ import annotations
 
@@ -34,7 +34,16 @@ def test_models_table_with_export_check(capsys):
 def test_unknown_model_exits_2_with_one_line(capsys):
     assert main(["models", "--model", "resnet9000"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: unknown model") and err.count("\n") == 1
+    assert err.startswith("python -m training: error: unknown model") and err.count("\n") == 1
+
+
+def test_edgekit_models_is_the_same_command(capsys):
+    from edgekit.cli import main as edgekit_main
+
+    argv = ["models", "--json", "--model", "edge-mvr", "--num-classes", "5"]
+    assert main(argv) == 0 and edgekit_main(argv) == 0
+    training_out, edgekit_out = capsys.readouterr().out.splitlines()
+    assert json.loads(training_out) == json.loads(edgekit_out)
 
 
 def test_help_has_examples(capsys):

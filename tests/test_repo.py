@@ -26,7 +26,7 @@ def test_ci_runs_the_readme_test_command():
 def test_runtime_imports_without_torch():
     # a fresh interpreter, with torch made unimportable: the runtime must not need it
     code = ("import sys; sys.modules['torch'] = None\n"
-            "import edgekit, edgekit.bitstream, edgekit.cli, edgekit.sample, edgekit.visualize\n"
+            "import edgekit, edgekit.bitstream, edgekit.cli, edgekit.synthetic, edgekit.visualize\n"
             "assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

@@ -1,41 +1,32 @@
-"""``python -m training <command>``: one entry point, one module per command.
+"""``python -m training <command>``: the training commands, the same as ``edgekit <command>``.
 
-Each command module defines ``add_arguments(parser)`` and ``run(args) -> int``.
+Each command is a module defining ``add_arguments(parser)`` and ``run(args) -> int`` (listed in
+``edgekit.cli.training.COMMANDS``); it is imported only when its command is used, so ``--help``
+works without torch, and a command run without the ``train`` extra says so in one line.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import sys
 
-COMMANDS = {
-    "synth": ("training.synth.cli", "generate the synthetic motion benchmark"),
-    "cache": ("training.cache.cli", "extract side data (and teacher flow) of a dataset into a memory-mapped cache"),
-    "models": ("training.models.cli", "list the model zoo with parameters and GFLOPs"),
-    "train": ("training.train", "train a model from a TOML config"),
-    "eval": ("training.evaluate", "video-level top-1/top-5 of a checkpoint, confusion matrix"),
-    "assets": ("training.assets", "build the bundled default package and demo clip"),
-}
+from edgekit.cli.common import CommandParser, run_command
+from edgekit.cli.training import add_commands
+
+COMMANDS = ("synth", "cache", "models", "train", "eval", "assets")
+EXAMPLES = """examples:
+  python -m training synth --preset small --out data/synth-small
+  python -m training train --config training/configs/edge-mvr.toml
+  python -m training eval --checkpoint runs/edge-mvr/best.json
+  python -m training models --json"""
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    modules = {}
-    for name, (module_name, help_text) in COMMANDS.items():
-        module = modules[name] = importlib.import_module(module_name)
-        p = sub.add_parser(name, help=help_text, description=module.__doc__,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-        module.add_arguments(p)
-    args = parser.parse_args(argv)
-    from edgekit.errors import EdgekitError
-
-    try:
-        return int(modules[args.command].run(args) or 0)
-    except EdgekitError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    parser = CommandParser(prog="python -m training", epilog=EXAMPLES,
+                           description="The training commands, the same as 'edgekit <command>'; they need the "
+                           "train extra: pip install 'edgekit[train]'.")
+    add_commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"), COMMANDS,
+                 prefix="python -m training")
+    return run_command(parser, argv)
 
 
 if __name__ == "__main__":

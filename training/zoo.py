@@ -56,7 +56,7 @@ def _try_export(name: str, num_classes: int, folder: Path) -> tuple[bool, float 
     """(exported?, size in MB, error message) for one model at its default config."""
     import torch
 
-    from . import build_model, export_onnx
+    from training.models import build_model, export_onnx
 
     torch.manual_seed(0)
     model = build_model(name, num_classes).eval()
@@ -74,8 +74,7 @@ def collect(names: list[str], num_classes: int, check_export: bool, progress: bo
     """One row per model: name, paper, summary, inputs, params, gflops (+ onnx, onnx_mb)."""
     import torch
 
-    from . import count_macs, count_params, model_entry, spec_inputs
-    from .registry import build_model
+    from training.models import build_model, count_macs, count_params, model_entry, spec_inputs
 
     rows = []
     for name in names:
@@ -127,8 +126,8 @@ def format_reference(reference: list[dict]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import list_models
-    from .flops import reference_figures
+    from training.models import list_models
+    from training.models.flops import reference_figures
 
     if args.num_classes < 1:
         raise ConfigError(f"--num-classes must be >= 1, got {args.num_classes}")

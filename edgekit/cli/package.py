@@ -1,0 +1,127 @@
+"""Package commands: ``export`` writes a device package, ``package inspect`` verifies and describes one.
+
+``edgekit export MODEL_DIR --device D --backend B`` is
+``edgekit.package.write_package(MODEL_DIR, OUT, device=D, backend=B)``, then a verifying load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from edgekit.cli.common import add_command, backend_help, device_help
+
+EXPORT_EXAMPLES = """examples:
+  edgekit export models/edge-mvr --device cpu -o edge-mvr-cpu.edgepkg
+  edgekit export models/edge-mvr --device intel-cpu -o edge-mvr-intel.edgepkg   # ONNX + OpenVINO IR
+  edgekit export models/edge-mvr --device cpu --backend openvino --no-ir --precision fp32 -o fp32.edgepkg --json"""
+
+INSPECT_EXAMPLES = """examples:
+  edgekit package inspect edge-mvr-cpu.edgepkg                # model, labels, inputs, target, checksums
+  edgekit package inspect edge-mvr-cpu.edgepkg --json         # the same as one JSON object
+  edgekit package inspect edge-mvr-cpu.edgepkg --verify-only  # exit 0 if every checksum matches, else 2"""
+
+def add_commands(subparsers) -> None:
+    add_command(subparsers, "export", "Write a device package (.edgepkg) from a quantized model directory.",
+                EXPORT_EXAMPLES, add_arguments=_export_arguments).set_defaults(run=export)
+    package = add_command(subparsers, "package", "Work with .edgepkg packages.", INSPECT_EXAMPLES)
+    package_commands = package.add_subparsers(dest="package_command", required=True, metavar="SUBCOMMAND")
+    add_command(package_commands, "inspect", "Show and verify a package: model, labels, inputs, target, checksums.",
+                INSPECT_EXAMPLES, add_arguments=_inspect_arguments).set_defaults(run=inspect)
+
+
+def _export_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model_dir", metavar="MODEL_DIR",
+                   help="directory written by quantization (model.json, int8.onnx and/or fp32.onnx)")
+    p.add_argument("--device", required=True, metavar="D", help=device_help(None))
+    p.add_argument("--backend", metavar="B", help=backend_help("the device's usual runtime"))
+    p.add_argument("--precision", default="int8", choices=["int8", "fp32"], help="model to package (default int8)")
+    p.add_argument("--no-ir", action="store_true", help="leave the OpenVINO IR out of an OpenVINO package (ONNX only)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.edgepkg", help="package file to write")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _inspect_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("package", metavar="PKG", help="an .edgepkg file")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--verify-only", action="store_true", help="only verify format and checksums")
+
+
+def manifest_dict(package) -> dict:
+    """The package's manifest as plain JSON data, whether ``package.manifest`` is a ``Manifest``
+    (with ``to_dict()``) or the dict read from ``manifest.json``."""
+    manifest = package.manifest
+    return manifest.to_dict() if hasattr(manifest, "to_dict") else dict(manifest)
+
+
+def export(args: argparse.Namespace) -> int:
+    """Write the package, then load it back (which verifies it) and describe it."""
+    from edgekit.package import load_package, write_package
+
+    options = {"backend": args.backend} if args.backend is not None else {}
+    out = write_package(args.model_dir, args.output, device=args.device, precision=args.precision,
+                        include_ir=False if args.no_ir else None, **options)
+    package = load_package(out)
+    manifest = manifest_dict(package)
+    if args.json:
+        print(json.dumps(_summary(package, manifest)))
+        return 0
+    ir = " + OpenVINO IR" if package.has_ir else ""
+    print(f"wrote {out}: {manifest['model']}, {manifest['precision']} ONNX{ir}, for {_target(manifest)}, "
+          f"{_size(package.size_bytes)}, {len(manifest['labels'])} labels")
+    return 0
+
+
+def inspect(args: argparse.Namespace) -> int:
+    """Verify the package (checksums, format, specs against the ONNX) and describe it."""
+    from edgekit.package import load_package
+    from edgekit.spec import InputSpec
+
+    package = load_package(args.package)
+    manifest = manifest_dict(package)
+    members = manifest["members"]
+    verified = f"{len(members)} member{'s' if len(members) != 1 else ''}"
+    if args.verify_only:
+        if args.json:
+            print(json.dumps({"path": str(package.path), "ok": True, "format_version": manifest["format_version"],
+                              "members": len(members)}))
+        else:
+            print(f"{package.path}: OK (format {manifest['format_version']}, {verified} verified)")
+        return 0
+    if args.json:
+        print(json.dumps(_summary(package, manifest)))
+        return 0
+    labels = manifest["labels"]
+    producer = manifest["producer"]
+    versions = ", ".join(f"{name} {producer[name]}" for name in ("edgekit", "onnxruntime", "onnx", "openvino", "python")
+                         if producer.get(name))
+    print(f"{package.path}: edgekit package format {manifest['format_version']}, {_size(package.size_bytes)}")
+    print(f"  model        {manifest['model']}")
+    print(f"  labels       {len(labels)}: {', '.join(labels[:10])}{', ...' if len(labels) > 10 else ''}")
+    for spec in map(InputSpec.from_dict, manifest["inputs"]):
+        print(f"  input        {spec.name}: {spec.modality} {tuple(spec.shape)} {spec.layout} {spec.dtype} "
+              f"({spec.representation})")
+    print(f"  outputs      {', '.join(manifest['outputs'])}")
+    print(f"  target       {_target(manifest)}{', OpenVINO IR included' if package.has_ir else ''}")
+    print(f"  precision    {manifest['precision']}")
+    print(f"  preprocess   {json.dumps(manifest['preprocessing'])}")
+    print(f"  fusion       {json.dumps(manifest['fusion'])}")
+    print(f"  producer     {versions}; created {producer.get('created', '?')}")
+    for name, record in members.items():
+        print(f"  member       {name}  {_size(record['bytes'])}  sha256 {record['sha256'][:16]}...")
+    print(f"  checksums    OK ({verified})")
+    return 0
+
+
+def _summary(package, manifest: dict) -> dict:
+    return {"path": str(package.path), "size_bytes": package.size_bytes, **manifest, "checksums": "OK"}
+
+
+def _target(manifest: dict) -> str:
+    """``cpu (backend cpu)``: the device the package is for and the runtime that runs it."""
+    target = manifest["target"]
+    return f"{target.get('device', '?')} (backend {target.get('backend', '?')})"
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.2f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"

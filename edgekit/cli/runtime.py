@@ -1,0 +1,255 @@
+"""Runtime commands: ``recognize``, ``demo``, ``inspect``, ``sample``, ``transcode``.
+
+They mirror the Python API word for word: ``edgekit recognize SOURCE --device D --backend B``
+is ``edgekit.Recognizer(package, device=D, backend=B).recognize(SOURCE)``. Runtime dependencies
+only (numpy, PyAV, ONNX Runtime), each imported when its command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from edgekit.cli.common import add_command, backend_help, device_help
+from edgekit.errors import ConfigError
+
+RECOGNIZE_EXAMPLES = """examples:
+  edgekit recognize clip.mp4                         # the bundled default model, on its own target
+  edgekit recognize clip.mp4 --json                  # one JSON object: label, score, topk, windows, latency_ms
+  edgekit recognize clip.mp4 --stream                # each window as soon as it is decided
+  edgekit recognize clip.mp4 --backend openvino --threads 2
+  edgekit recognize rtsp://camera/stream --package my.edgepkg --device intel-cpu   # the profile picks OpenVINO
+  ffmpeg -i in.mp4 -c:v libx264 -f h264 - | edgekit recognize - --json   # raw H.264 on stdin"""
+
+DEMO_EXAMPLES = """examples:
+  edgekit demo                       # recognize the bundled sample clip with the bundled default model
+  edgekit demo --json
+  edgekit demo --backend openvino"""
+
+INSPECT_EXAMPLES = """examples:
+  edgekit inspect clip.mp4                    # codec, size, frame types, GOPs, MV statistics
+  edgekit inspect clip.mp4 --json             # the same as one JSON object
+  edgekit inspect clip.mp4 --render sheet.png # I-frame | MV colour wheel | residual, for 4 frames
+  edgekit inspect rtsp://camera/stream --timeout 5"""
+
+SAMPLE_EXAMPLES = """examples:
+  edgekit sample clip.mp4                          # 48 frames, a square moving right 4 px/frame
+  edgekit sample clip.mp4 --motion up --codec h264 --bframes 2
+  edgekit sample pan.mp4 --motion none --pan=-3x0 # camera pans: content moves 3 px/frame left"""
+
+TRANSCODE_EXAMPLES = """examples:
+  edgekit transcode in.mkv out.mp4                        # MPEG-4, GOP 12, no B, 340x256 (CoViAR)
+  edgekit transcode in.mp4 out.mp4 --codec h264 --bframes 2 --size 640x360
+  edgekit transcode hevc.mp4 out.mp4 --size keep --json"""
+
+TRANSCODE_CODECS = ("mpeg4", "h264")
+
+
+def add_commands(subparsers) -> None:
+    add_command(subparsers, "recognize", "Recognize actions in a video from its compressed-domain side data.",
+                RECOGNIZE_EXAMPLES, add_arguments=_recognize_arguments).set_defaults(run=recognize)
+    add_command(subparsers, "demo", "Run the default model on the bundled sample clip: per-window predictions "
+                "and latency.", DEMO_EXAMPLES, add_arguments=_demo_arguments).set_defaults(run=demo)
+    add_command(subparsers, "inspect", "Show what a video's bitstream holds: frame types, GOPs, motion vectors.",
+                INSPECT_EXAMPLES, add_arguments=_inspect_arguments).set_defaults(run=inspect)
+    add_command(subparsers, "sample", "Write a sample clip with known motion (no download needed).",
+                SAMPLE_EXAMPLES, add_arguments=_sample_arguments).set_defaults(run=sample)
+    add_command(subparsers, "transcode", "Re-encode a video into the CoViAR/DMC-Net training format.",
+                TRANSCODE_EXAMPLES, add_arguments=_transcode_arguments).set_defaults(run=transcode)
+
+
+def _size(text: str) -> tuple[int, int] | None:
+    """``340x256`` -> (340, 256); ``keep`` -> None."""
+    if text == "keep":
+        return None
+    try:
+        width, height = (int(v) for v in text.lower().split("x", 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 340x256 or 'keep', got {text!r}") from None
+    return (width, height)
+
+
+def _add_runtime_arguments(p: argparse.ArgumentParser) -> None:
+    """``--device`` / ``--backend`` / ``--threads``: the keywords of ``edgekit.Recognizer``."""
+    p.add_argument("--device", metavar="D", help=device_help("the package's target"))
+    p.add_argument("--backend", metavar="B", help=backend_help("the device's usual runtime"))
+    p.add_argument("--threads", type=int, metavar="N", help="inference threads (default: the backend's choice)")
+
+
+def _recognize_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", metavar="SOURCE", help="path, URL (rtsp/http) or '-' for a raw H.264/MPEG-4 stream "
+                   "on stdin")
+    p.add_argument("--package", metavar="PKG", help="an .edgepkg (default: the bundled default model)")
+    _add_runtime_arguments(p)
+    p.add_argument("--timeout", type=float, default=10.0, metavar="S",
+                   help="seconds a live source may stall (default 10)")
+    p.add_argument("--transcode", choices=TRANSCODE_CODECS, help="re-encode codecs without MVs (HEVC, VP9, AV1)")
+    p.add_argument("--stream", action="store_true", help="print each window as soon as it is decided "
+                   "(with --json: one JSON object per line)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _demo_arguments(p: argparse.ArgumentParser) -> None:
+    _add_runtime_arguments(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _inspect_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("video", metavar="VIDEO", help="path or URL of the video")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--render", metavar="OUT.png", help="also write a picture of I-frame, MV field and residual")
+    p.add_argument("--frames", type=int, default=4, help="frames in the --render sheet (default 4)")
+    p.add_argument("--accumulate", action="store_true", help="render accumulated (CoViAR) MV/residual")
+    p.add_argument("--transcode", choices=TRANSCODE_CODECS, help="re-encode codecs without MVs (HEVC, VP9, AV1)")
+    p.add_argument("--timeout", type=float, default=10.0, metavar="S",
+                   help="seconds a live source may stall (default 10)")
+
+
+def _sample_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("out", metavar="OUT", help="output file (.mp4, .m4v, .h264, .avi, .mkv)")
+    p.add_argument("--motion", default="right", choices=["right", "left", "up", "down", "none"])
+    p.add_argument("--speed", type=int, default=4, help="object speed in px/frame (default 4)")
+    p.add_argument("--pan", type=_size, default=(0, 0), help="background motion DXxDY px/frame, e.g. --pan=-3x0")
+    p.add_argument("--codec", choices=TRANSCODE_CODECS, default="mpeg4")
+    p.add_argument("--bframes", type=int, default=0, help="B-frames between anchors (h264 only)")
+    p.add_argument("--size", type=_size, default=(320, 240), help="WxH (default 320x240)")
+    p.add_argument("--frames", type=int, default=48)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _transcode_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("src", metavar="SRC", help="input video")
+    p.add_argument("dst", metavar="DST", help="output file (.mp4, .avi, .mkv, .m4v)")
+    p.add_argument("--codec", choices=TRANSCODE_CODECS, default="mpeg4")
+    p.add_argument("--gop", type=int, default=12)
+    p.add_argument("--bframes", type=int, default=0)
+    p.add_argument("--size", type=_size, default=(340, 256), help="WxH or 'keep' (default 340x256)")
+    p.add_argument("--fps", type=float, help="output frame rate (default: the source's)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+# ------------------------------------------------------------------------------------------- recognize
+
+
+def open_recognizer(package: str | None, args: argparse.Namespace):
+    """``edgekit.Recognizer`` for ``package`` (None: the bundled default) with the user's ``--device``,
+    ``--backend`` and ``--threads``; one left out means the package's own choice."""
+    from edgekit.recognizer import Recognizer
+
+    options = {"device": args.device, "backend": args.backend, "threads": args.threads}
+    return Recognizer(package, **options) if package else Recognizer.default(**options)
+
+
+def recognize(args: argparse.Namespace) -> int:
+    source = sys.stdin.buffer if args.source == "-" else args.source
+    read_options = {"timeout_s": args.timeout, "transcode": args.transcode}
+    with open_recognizer(args.package, args) as recognizer:
+        if args.stream:
+            for window in recognizer.stream(source, **read_options):
+                print(json.dumps(window.to_dict()) if args.json else _window_line(window), flush=True)
+            return 0
+        prediction = recognizer.recognize(source, **read_options)
+    if args.json:
+        print(json.dumps(prediction.to_dict()))
+    else:
+        _print_prediction(prediction, prediction.source)
+    return 0
+
+
+def demo(args: argparse.Namespace) -> int:
+    from edgekit.recognizer import ASSETS
+
+    clip = ASSETS / "demo.mp4"
+    truth = json.loads((ASSETS / "demo.json").read_text())["segments"]
+    with open_recognizer(None, args) as recognizer:
+        prediction = recognizer.recognize(clip)
+    if args.json:
+        print(json.dumps({**prediction.to_dict(), "package": str(recognizer.package.path), "truth": truth}))
+        return 0
+    print(f"edgekit demo: {recognizer!r}; sample clip of {len(truth)} actions")
+    print("  truth: " + ", ".join(f"{t['start_s']:.1f}-{t['end_s']:.1f} s {t['label']}" for t in truth))
+    _print_prediction(prediction, "prediction")
+    return 0
+
+
+def _window_line(window) -> str:
+    return f"{window.start_s:6.2f}-{window.end_s:6.2f} s  {window.label:<14} {window.score:.2f}"
+
+
+def _print_prediction(prediction, title: str) -> None:
+    print(f"{title}: {prediction.label} ({prediction.score:.2f})   top-3: "
+          + ", ".join(f"{label} {score:.2f}" for label, score in prediction.topk[:3]))
+    for window in prediction.windows:
+        print("  " + _window_line(window))
+    latency = prediction.latency_ms  # an edgekit.recognizer.StageTimes
+    windows = max(len(prediction.windows), 1)
+    per_window = {stage: getattr(latency, stage) / windows for stage in ("decode", "preprocess", "inference")}
+    print(f"  latency: total {latency.total:.0f} ms for {prediction.duration_s:.1f} s of video "
+          f"({prediction.duration_s * 1000 / max(latency.total, 1e-9):.0f}x real time); per window: "
+          + ", ".join(f"{stage} {ms:.1f} ms" for stage, ms in per_window.items()))
+
+
+# ---------------------------------------------------------------------------------------------- inspect
+
+
+def inspect(args: argparse.Namespace) -> int:
+    from edgekit.bitstream import inspect as bitstream_inspect
+
+    read_options = {"transcode": args.transcode, "timeout_s": args.timeout}
+    summary = bitstream_inspect.summarize(args.video, progress=False if args.json else None, **read_options)
+    if args.render:
+        summary["render"] = bitstream_inspect.render(args.video, args.render, frames=args.frames,
+                                                     accumulate=args.accumulate, **read_options)
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    mv = summary["mv"]
+    print(f"{summary['source']}: {summary['codec']} {summary['width']}x{summary['height']}"
+          f" @ {summary['fps'] or '?'} fps, {summary['frames']} frames")
+    if summary["source_codec"] != summary["codec"]:
+        print(f"  transcoded from {summary['source_codec']}")
+    print(f"  frame types  {summary['frame_types']}")
+    print(f"  pattern      {summary['pattern']}")
+    print(f"  GOP lengths  {summary['gop_summary']}")
+    print(f"  MV grid      {mv['grid'][0]}x{mv['grid'][1]} blocks of 8x8; median {mv['median_px']:.2f} px, "
+          f"p95 {mv['p95_px']:.2f} px, max {mv['max_px']:.1f} px; mean (dx, dy) = "
+          f"({mv['mean_dx_px']:+.2f}, {mv['mean_dy_px']:+.2f}) px")
+    print(f"  blocks       {mv['intra_fraction']:.1%} intra, {mv['zero_fraction']:.1%} zero vectors")
+    print(f"  damaged      {summary['damaged_frames']} frames ({summary['decode_errors']} decode errors)")
+    if args.render:
+        print(f"  wrote        {summary['render']['path']} (frames {summary['render']['frames']})")
+    return 0
+
+
+# ------------------------------------------------------------------------------------ sample, transcode
+
+
+def sample(args: argparse.Namespace) -> int:
+    from edgekit.synthetic import make_clip
+
+    if args.bframes and args.codec != "h264":
+        raise ConfigError("--bframes needs --codec h264 (MPEG-4 Part 2 samples have no B-frames)")
+    meta = make_clip(args.out, args.motion, speed_px=args.speed, codec=args.codec, size=args.size,
+                     frames=args.frames, bframes=args.bframes, pan=args.pan)
+    if args.json:
+        print(json.dumps({"path": args.out, **{k: list(v) if isinstance(v, tuple) else v for k, v in meta.items()}}))
+    else:
+        print(f"wrote {args.out}: {args.frames} frames, object moves {meta['motion']} px/frame, pan {meta['pan']}")
+    return 0
+
+
+def transcode(args: argparse.Namespace) -> int:
+    from edgekit._progress import Progress
+    from edgekit.bitstream import transcode as transcode_video
+
+    with Progress(None, "transcode", enabled=False if args.json else None) as bar:
+        result = transcode_video(args.src, args.dst, codec=args.codec, gop=args.gop, bframes=args.bframes,
+                                 size=args.size, fps=args.fps, progress=lambda n: bar.update())
+    if args.json:
+        print(json.dumps({"path": result.path, "codec": result.codec, "width": result.width, "height": result.height,
+                          "frames": result.frames, "gop": result.gop, "bframes": result.bframes}))
+    else:
+        print(f"wrote {result.path}: {result.codec} {result.width}x{result.height}, {result.frames} frames, "
+              f"GOP {result.gop}, {result.bframes} B-frames")
+    return 0
