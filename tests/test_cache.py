@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
 
-from edgekit.sample import render_frames
-from training.cache import CachedClips, CacheSpec, build_cache, extract_clip
+from edgekit.synthetic import render_frames
+from edgekit.errors import ConfigError
+from training.cache import (CachedClips, CacheSpec, build_cache, cache_location, cache_statistics, extract_clip,
+                            is_complete, load_index)
 from training.flow import make_teacher
 
 
@@ -79,8 +82,9 @@ def test_build_resumes_and_a_changed_spec_builds_a_new_cache(dataset, cache):
     before = {p.name: p.stat().st_mtime_ns for p in cache.glob("shard-*.json")}
     os.remove(last)  # as if interrupted before the last shard was complete
     (cache / "shard-99999.motion.npy.part").write_bytes(b"half written")
+    assert not is_complete(cache)
     again = build_cache(dataset, cache.parent, CacheSpec(size=64, flow="gt"), workers=1, shard_clips=4, progress=False)
-    assert again == cache and last.exists()
+    assert again == cache and last.exists() and is_complete(cache)
     after = {p.name: p.stat().st_mtime_ns for p in cache.glob("shard-*.json")}
     assert {k for k in after if after[k] != before.get(k)} == {last.name}  # only the missing shard rebuilt
     assert CacheSpec(size=64, flow="gt").key() != CacheSpec(size=64, flow="gt", representation="frame").key()
@@ -111,8 +115,7 @@ def test_a_dataset_with_empty_splits_still_caches_what_it_has(tmp_path):
 
     assert main(["synth", "--preset", "tiny", "--clips-per-class", "1", "--out", str(tmp_path / "d"), "--json"]) == 0
     folder = build_cache(tmp_path / "d", tmp_path / "c", CacheSpec(size=32), workers=1, progress=False)
-    clips = [c for p in folder.glob("shard-*.json") for c in json.loads(p.read_text())["clips"]]
-    assert len(clips) == 17 and {c["split"] for c in clips} == {"train"}
+    assert cache_statistics(folder).clips == {"train": 17}
 
 
 def test_for_specs_keys_items_by_model_input_names(cache):
@@ -122,3 +125,38 @@ def test_for_specs_keys_items_by_model_input_names(cache):
     item = CachedClips.for_specs(cache, "test", specs)[0]
     assert set(item) == {"motion", "frames", "label"}
     assert tuple(item["motion"].shape) == (2, 5, 64, 64) and tuple(item["frames"].shape) == (2, 3, 64, 64)
+
+
+def test_the_cache_publishes_its_index_and_statistics(cache):
+    stats = cache_statistics(cache)
+    train = load_index(cache, "train")
+    assert stats.clips == {"train": 34, "val": 17, "test": 17}  # 17 classes x (2, 1, 1)
+    assert len(train) == stats.clips["train"] and all(c["split"] == "train" and "shard" in c for c in train)
+    frames = sorted(c["motion_count"] + c["iframe_count"] for c in train)
+    assert stats.median_frames_per_clip["train"] == int(np.median(frames))
+    assert stats.motion_frames["train"] == sum(c["motion_count"] for c in train)
+    assert stats.failures == () and stats.size_bytes > 0 and is_complete(cache)
+
+
+def test_the_cache_key_follows_the_datasets_content(dataset, tmp_path):
+    spec = CacheSpec(size=64)
+    key = cache_location(dataset, tmp_path, spec)
+    assert cache_location(dataset, tmp_path, spec) == key  # stable: the same data finds its cache again
+    copy = shutil.copytree(dataset, tmp_path / "copy")  # same videos, another dataset folder
+    assert cache_location(copy, tmp_path, spec) != key
+    before = cache_location(copy, tmp_path, spec)
+    video = next((copy / "videos").rglob("*.mp4"))
+    with open(video, "ab") as f:
+        f.write(b"\0")  # one video re-encoded: another size
+    after = cache_location(copy, tmp_path, spec)
+    assert after != before
+    stat = video.stat()
+    os.utime(video, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # rewritten in place: another mtime
+    assert cache_location(copy, tmp_path, spec) not in (before, after)
+    assert cache_location(dataset, tmp_path, CacheSpec(size=32)) != key
+
+
+def test_a_missing_dataset_is_refused_with_its_name(tmp_path):
+    with pytest.raises(ConfigError, match=r"dataset folder .*missing-set does not exist"):
+        build_cache(tmp_path / "missing-set", tmp_path / "cache", CacheSpec(size=32), progress=False)
+    assert not (tmp_path / "cache").exists()

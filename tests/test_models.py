@@ -66,7 +66,29 @@ def test_input_specs_are_the_named_forward_inputs(name):
     for spec in specs:
         assert spec.shape[0] == 1
         channels = spec.shape[2] if spec.layout == "BSCHW" else spec.shape[1]
-        assert channels == CHANNELS[spec.stream]
+        assert channels == CHANNELS[spec.modality]
+
+
+@pytest.mark.parametrize("name, cfg", [(name, {}) for name in sorted(EXPECTED_MODELS)] + [
+    ("edge-mvr-i", {"segments": 5, "size": 96}),
+    ("iptsn", {"segments": 4, "frames": 6, "size": 64}),
+    ("off-r18", {"stream": "mv_residual", "size": 64}),
+])
+def test_registry_knows_the_input_specs_without_building(name, cfg):
+    from training.models import model_input_specs
+
+    with torch.device("meta"):
+        model = build_model(name, 3, **cfg)
+    assert model_input_specs(name, **cfg) == model.input_specs
+
+
+def test_input_specs_of_a_bad_config_are_refused_with_a_suggestion():
+    from training.models import model_input_specs
+
+    with pytest.raises(ConfigError, match="no config key.*'segmets'.*did you mean 'segments'"):
+        model_input_specs("edge-mvr", segmets=4)
+    with pytest.raises(ConfigError, match="off-r18 supports streams"):
+        model_input_specs("off-r18", stream="gop_clip")
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_MODELS))

@@ -2,26 +2,26 @@
 
 ``<stem>.safetensors`` holds ``model.<name>`` tensors and, for resuming, ``optim.<param>.<key>``
 tensors; ``<stem>.json`` holds the model name and config, classes, input specs, epoch, metrics,
-the optimizer's param groups and the run config. Both are written to temp names and renamed, JSON
-last, so a checkpoint exists only once it is complete.
+the optimizer's param groups and the run config. Both are written atomically (temp name, fsync,
+rename), the weights first, JSON last, so a checkpoint exists only once it is complete. The weights
+file also carries the same JSON in its header: if a crash falls between the two renames, the
+weights (new) and the JSON (old) disagree, and loading trusts the header, which describes those
+weights, so the pair is never read torn.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from edgekit._fileio import atomic_output, atomic_write
 from edgekit.errors import ConfigError
 
-
-def _atomic_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+_HEADER_KEY = "edgekit_checkpoint"  # safetensors metadata entry holding the checkpoint's JSON
 
 
 def save_checkpoint(stem: str | Path, model: torch.nn.Module, meta: dict,
@@ -39,11 +39,11 @@ def save_checkpoint(stem: str | Path, model: torch.nn.Module, meta: dict,
                 tensors[f"optim.{idx}.{key}"] = t.detach().cpu().contiguous()
         meta["optimizer_param_groups"] = state["param_groups"]
     weights = stem.with_suffix(".safetensors")
-    tmp = weights.with_name(weights.name + ".part")
-    save_file(tensors, str(tmp))
-    os.replace(tmp, weights)
     meta["weights"] = weights.name
-    _atomic_json(stem.with_suffix(".json"), meta)
+    text = json.dumps(meta, indent=1)
+    with atomic_output(weights) as tmp:
+        save_file(tensors, str(tmp), metadata={_HEADER_KEY: text})
+    atomic_write(stem.with_suffix(".json"), text)
     return stem.with_suffix(".json")
 
 
@@ -57,6 +57,10 @@ def load_checkpoint(path: str | Path) -> tuple[dict, dict[str, torch.Tensor], di
     weights = json_path.with_name(meta.get("weights", json_path.stem + ".safetensors"))
     if not weights.exists():
         raise ConfigError(f"checkpoint {json_path} names {weights.name}, which is missing")
+    with safe_open(str(weights), framework="pt") as f:
+        header = (f.metadata() or {}).get(_HEADER_KEY)
+    if header is not None:
+        meta = json.loads(header)  # describes these very weights, even if the JSON beside them is older
     tensors = load_file(str(weights))
     model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     optim = None

@@ -49,14 +49,24 @@ def evaluate_checkpoint(checkpoint, split: str = "test", batch_size: int = 32, w
 
     import torch
 
+    from edgekit.errors import ConfigError
     from edgekit.spec import InputSpec
-    from training.cache import CachedClips
+    from training.cache import CachedClips, is_complete
     from training.checkpoint import build_from_checkpoint
     from training.train import evaluate_loader, make_loader
 
     model, meta = build_from_checkpoint(checkpoint)
     specs = [InputSpec.from_dict(d) for d in meta["input_specs"]]
-    ds = CachedClips.for_specs(meta["cache"], split, specs, train=False)
+    cache = Path(meta["cache"])
+    if not is_complete(cache):
+        spec = meta.get("cache_spec", {})
+        dataset = meta.get("config", {}).get("data", {}).get("dataset", "DATASET")
+        raise ConfigError(f"the cache {cache} this checkpoint was trained on is missing or incomplete; rebuild it "
+                          f"(same dataset, same folder): python -m training cache {dataset} --out {cache.parent} "
+                          f"--representation {spec.get('representation', 'accumulated')} "
+                          f"--size {spec.get('size', 112)} --flow {spec.get('flow', 'none')} "
+                          f"--max-frames {spec.get('max_frames', 0)}")
+    ds = CachedClips.for_specs(cache, split, specs, train=False)
     loader = make_loader(ds, batch_size, False, 0, workers)
     result = evaluate_loader(model, loader, torch.device("cpu"), [s.name for s in specs], contextlib.nullcontext)
     labels = result["labels"].numpy()
@@ -65,7 +75,7 @@ def evaluate_checkpoint(checkpoint, split: str = "test", batch_size: int = 32, w
     matrix = confusion_matrix(labels, preds, len(classes))
     per_class = {c: float(matrix[i, i] / max(matrix[i].sum(), 1)) for i, c in enumerate(classes)}
     out = {"checkpoint": str(checkpoint), "model": meta["model"], "split": split, "videos": int(len(labels)),
-           "segments": ds.segments, "top1": result["top1"], "top5": result["top5"], "per_class_top1": per_class,
+           "segments": max(s.segments for s in ds.specs), "top1": result["top1"], "top5": result["top5"], "per_class_top1": per_class,
            "confusion": matrix.tolist()}
     if confusion:
         confusion_png(matrix, classes, confusion)

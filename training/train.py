@@ -1,67 +1,47 @@
 """Train a model from a TOML config: ``python -m training train --config CONFIG.toml [--set k=v ...]``.
 
-The side-data cache the model needs is built first if it is missing (or resumed if interrupted).
-Runs on CUDA with bf16 autocast when a GPU is present, on the CPU otherwise, deterministic by seed
-on the CPU. Writes to ``train.out``: ``metrics.jsonl`` (one line per epoch), ``last.{json,safetensors}``
-every epoch (atomically) and ``best.*`` when validation top-1 improves. ``--resume`` continues from
-``last``.
+The config is checked first (unknown keys are refused with the closest name, bad values with one
+line); then the side-data cache of this dataset and the model's inputs is built, or found, or resumed
+(a cache is keyed by the dataset's content as well as the preprocessing, so another dataset never
+trains on an old cache). Runs on CUDA with bf16 autocast when a GPU is present, on the CPU otherwise,
+deterministic by seed on the CPU. Writes to ``train.out``: ``metrics.jsonl`` (one line per epoch),
+``last.{json,safetensors}`` every epoch and ``best.*`` when validation top-1 improves, each file
+atomically.
+
+An output folder that already holds a run is never restarted silently: pass ``--resume`` to continue
+it from ``last`` (refused if the config differs, unless ``--force-resume``) or ``--overwrite`` to
+start a fresh run there (the old files are replaced as the new run writes its own; nothing is
+deleted beforehand).
 
 examples:
   python -m training train --config training/configs/edge-mvr.toml
   python -m training train --config training/configs/edge-mvr.toml --set train.epochs=3 --set train.out=runs/quick
   python -m training train --config training/configs/edge-mvr.toml --resume
+  python -m training train --config training/configs/edge-mvr.toml --overwrite --no-progress > train.log
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
 import random
+import sys
 import time
-import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from edgekit._fileio import atomic_write
 from edgekit.errors import ConfigError
+from training.config import TrainConfig, differences, load_config
 
-DEFAULTS = {
-    "model": {"name": "edge-mvr"},
-    "data": {"dataset": "data/synth-small", "cache": "data/cache", "workers": 2, "flow": "none"},
-    "train": {"epochs": 10, "batch_size": 32, "lr": 2e-3, "weight_decay": 5e-4, "optimizer": "adamw",
-              "warmup_epochs": 1, "label_smoothing": 0.05, "seed": 0, "device": "auto", "out": "runs/edge-mvr",
-              "threads": 0, "max_steps_per_epoch": 0},
-}
+__all__ = ["TrainConfig", "add_arguments", "evaluate_loader", "load_config", "make_loader", "run", "train"]
 
-
-def load_config(path: str | Path | None, overrides: list[str] = ()) -> dict:
-    """DEFAULTS, updated by the TOML file, updated by ``section.key=value`` overrides (TOML values)."""
-    cfg = copy.deepcopy(DEFAULTS)
-    if path is not None:
-        path = Path(path)
-        if not path.exists():
-            raise ConfigError(f"no config file {path}")
-        try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError(f"{path}: {err}") from None
-        for section, values in data.items():
-            if not isinstance(values, dict):
-                raise ConfigError(f"{path}: top-level key {section!r} must be a [section]")
-            cfg.setdefault(section, {}).update(values)
-    for item in overrides:
-        if "=" not in item or "." not in item.split("=", 1)[0]:
-            raise ConfigError(f"--set expects section.key=value, got {item!r}")
-        key, raw = item.split("=", 1)
-        section, name = key.split(".", 1)
-        try:
-            value = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw  # a bare string
-        cfg.setdefault(section, {})[name] = value
-    return cfg
+RUN_FILES = ("metrics.jsonl", "last.json")  # what makes a folder hold a previous run
+# keys that do not change what a run learns: a resumed run may change them freely
+RESUME_FREE_KEYS = ("data.workers", "train.threads", "train.device", "train.out")
 
 
 def resolve_device(name: str):
@@ -80,8 +60,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def ensure_cache(cfg: dict, specs) -> Path:
-    """Build (or resume) the cache the model's inputs need; returns its folder."""
+def ensure_cache(cfg: TrainConfig, specs, progress: bool = True) -> Path:
+    """Build, resume or find the cache of ``cfg.data.dataset`` holding the inputs ``specs`` need;
+    returns its folder. Raises ConfigError for a missing dataset or inputs the cache cannot hold."""
     from training.cache import CacheSpec, build_cache
 
     sizes = {s.size for s in specs}
@@ -91,19 +72,8 @@ def ensure_cache(cfg: dict, specs) -> Path:
     (h, w), rep = sizes.pop(), reps.pop()
     if h != w:
         raise ConfigError(f"the cache stores square inputs; the model wants {h}x{w}")
-    spec = CacheSpec(representation=rep, size=h, flow=cfg["data"].get("flow", "none"))
-    folder = Path(cfg["data"]["cache"]) / spec.key()
-    if not folder.exists() or _incomplete(folder):
-        folder = build_cache(cfg["data"]["dataset"], cfg["data"]["cache"], spec, workers=cfg["data"]["workers"])
-    return folder
-
-
-def _incomplete(folder: Path) -> bool:
-    meta = json.loads((folder / "spec.json").read_text()) if (folder / "spec.json").exists() else None
-    if meta is None:
-        return True
-    expected = math.ceil(meta["clips"] / meta["shard_clips"])
-    return len(list(folder.glob("shard-*.json"))) < expected
+    spec = CacheSpec(representation=rep, size=h, flow=cfg.data.flow)
+    return build_cache(cfg.data.dataset, cfg.data.cache, spec, workers=cfg.data.workers, progress=progress)
 
 
 def make_loader(dataset, batch_size: int, shuffle: bool, seed: int, workers: int):
@@ -133,12 +103,60 @@ def evaluate_loader(model, loader, device, input_names, autocast) -> dict:
     labels = torch.cat(labels)
     k = min(5, logits.shape[1])
     topk = logits.topk(k, dim=1).indices
-    return {"top1": float((topk[:, 0] == labels).float().mean()), "top5": float((topk == labels[:, None]).any(1).float().mean()),
-            "logits": logits, "labels": labels}
+    return {"top1": float((topk[:, 0] == labels).float().mean()),
+            "top5": float((topk == labels[:, None]).any(1).float().mean()), "logits": logits, "labels": labels}
 
 
-def train(cfg: dict, resume: bool = False, progress: bool | None = None) -> dict:
-    """Run the training described by ``cfg`` (see DEFAULTS); returns the final summary dict."""
+def check_output_folder(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to start a run in a folder that holds another one unless told what to do with it."""
+    if resume and overwrite:
+        raise ConfigError("--resume continues the run in train.out and --overwrite starts a new one; pass one of them")
+    found = [name for name in RUN_FILES if (out / name).exists()]
+    if resume and not (out / "last.json").exists():
+        again = "--overwrite instead of --resume" if found else "without --resume"
+        raise ConfigError(f"--resume: no checkpoint at {out / 'last.json'}; start the run again with {again}")
+    if found and not resume and not overwrite:
+        raise ConfigError(f"{out} holds a previous run ({', '.join(found)}); pass --resume to continue it, "
+                          "--overwrite to start a fresh run there, or set train.out to another folder")
+
+
+def config_changes(saved: dict, cfg: TrainConfig) -> list[str]:
+    """``"key: old -> new"`` for every setting that differs between a checkpoint's saved config and
+    ``cfg``, except those a resumed run may change (:data:`RESUME_FREE_KEYS`)."""
+    current = cfg.to_dict()
+    flat_saved = {f"{s}.{k}": v for s, values in saved.items() for k, v in values.items()}
+    flat_now = {f"{s}.{k}": v for s, values in current.items() for k, v in values.items()}
+    return [f"{k}: {flat_saved.get(k, '(unset)')!r} -> {flat_now.get(k, '(unset)')!r}"
+            for k in differences(saved, current, ignore=RESUME_FREE_KEYS)]
+
+
+def _read_metrics(path: Path, last_epoch: int, last_record: dict | None) -> list[dict]:
+    """The metrics of epochs 1..``last_epoch`` (1-based) from ``path``; the checkpoint's own record
+    completes them if a crash came between the checkpoint and the metrics file."""
+    records = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:  # a torn last line of a run written before writes were atomic
+                continue
+            if record.get("epoch", 0) <= last_epoch:
+                records.append(record)
+    if last_record is not None and not any(r.get("epoch") == last_record.get("epoch") for r in records):
+        records.append(last_record)
+    return records
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, force_resume: bool = False,
+          progress: bool = True, log: Callable[[str], None] | None = print) -> dict:
+    """Run the training described by ``cfg``; returns the summary (out, epochs, best_val_top1, last).
+
+    ``resume`` continues ``cfg.train.out/last``; it is refused if the checkpoint's config or dataset
+    content differs from ``cfg``'s, unless ``force_resume``. ``overwrite`` starts a fresh run in a
+    folder that holds one. ``progress`` shows progress bars; ``log`` gets one line per epoch.
+    Raises ConfigError for a bad config, a missing dataset, or an output folder that holds a run
+    when neither ``resume`` nor ``overwrite`` is given.
+    """
     import contextlib
 
     import torch
@@ -146,42 +164,50 @@ def train(cfg: dict, resume: bool = False, progress: bool | None = None) -> dict
 
     from training.cache import CachedClips
     from training.checkpoint import load_checkpoint, save_checkpoint
-    from training.models import build_model
+    from training.models import build_model, model_input_specs
 
-    t_cfg, m_cfg = cfg["train"], dict(cfg["model"])
-    out = Path(t_cfg["out"])
+    t_cfg = cfg.train
+    out = t_cfg.out
+    check_output_folder(out, resume, overwrite)
+    resumed = load_checkpoint(out / "last.json") if resume else None
+    if resumed is not None:
+        changes = config_changes(resumed[0].get("config", {}), cfg)
+        if changes and not force_resume:
+            raise ConfigError(f"--resume: {out / 'last.json'} was trained with another config ({'; '.join(changes)}); "
+                              "pass --force-resume to continue it with this one, or set train.out to start a new run")
+    name, model_kwargs = cfg.model.name, dict(cfg.model.kwargs)
+    specs = model_input_specs(name, **model_kwargs)  # checks the model config before any long work
+    cache = ensure_cache(cfg, specs, progress)
+    if resumed is not None and Path(resumed[0].get("cache", cache)).name != cache.name and not force_resume:
+        raise ConfigError(f"--resume: the dataset changed since {out / 'last.json'} was written (its cache "
+                          f"{resumed[0]['cache']}, now {cache}); pass --force-resume to continue on the new data")
+
     out.mkdir(parents=True, exist_ok=True)
-    seed_everything(int(t_cfg["seed"]))
-    if t_cfg.get("threads"):
-        torch.set_num_threads(int(t_cfg["threads"]))
-    device = resolve_device(t_cfg["device"])
-    name = m_cfg.pop("name")
-    probe = build_model(name, 2, **m_cfg)
-    specs = probe.input_specs
-    cache = ensure_cache(cfg, specs)
-    train_ds = CachedClips.for_specs(cache, "train", specs, seed=int(t_cfg["seed"]))
+    seed_everything(t_cfg.seed)
+    if t_cfg.threads:
+        torch.set_num_threads(t_cfg.threads)
+    device = resolve_device(t_cfg.device)
+    train_ds = CachedClips.for_specs(cache, "train", specs, seed=t_cfg.seed)
     try:
         val_ds = CachedClips.for_specs(cache, "val", specs, train=False)
     except ConfigError:
         val_ds = CachedClips.for_specs(cache, "test", specs, train=False)
     classes = train_ds.classes
-    model = build_model(name, len(classes), **m_cfg).to(device)
-    bs = int(t_cfg["batch_size"])
-    workers = int(cfg["data"].get("workers", 0))
+    model = build_model(name, len(classes), **model_kwargs).to(device)
+    bs = t_cfg.batch_size
+    workers = cfg.data.workers
     val_loader = make_loader(val_ds, bs, False, 0, workers)
     params = [p for p in model.parameters() if p.requires_grad]
-    if t_cfg["optimizer"] == "adamw":
-        optimizer = torch.optim.AdamW(params, lr=float(t_cfg["lr"]), weight_decay=float(t_cfg["weight_decay"]))
-    elif t_cfg["optimizer"] == "sgd":
-        optimizer = torch.optim.SGD(params, lr=float(t_cfg["lr"]), momentum=0.9, weight_decay=float(t_cfg["weight_decay"]))
+    if t_cfg.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(params, lr=t_cfg.lr, weight_decay=t_cfg.weight_decay)
     else:
-        raise ConfigError(f"train.optimizer must be 'adamw' or 'sgd', got {t_cfg['optimizer']!r}")
-    epochs = int(t_cfg["epochs"])
+        optimizer = torch.optim.SGD(params, lr=t_cfg.lr, momentum=0.9, weight_decay=t_cfg.weight_decay)
+    epochs = t_cfg.epochs
     steps_per_epoch = math.ceil(len(train_ds) / bs)
-    if t_cfg.get("max_steps_per_epoch"):
-        steps_per_epoch = min(steps_per_epoch, int(t_cfg["max_steps_per_epoch"]))
+    if t_cfg.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, t_cfg.max_steps_per_epoch)
     total_steps = max(epochs * steps_per_epoch, 1)
-    warmup = int(float(t_cfg["warmup_epochs"]) * steps_per_epoch)
+    warmup = int(t_cfg.warmup_epochs * steps_per_epoch)
 
     def lr_at(step: int) -> float:  # linear warm-up, then cosine to zero
         if step < warmup:
@@ -190,37 +216,37 @@ def train(cfg: dict, resume: bool = False, progress: bool | None = None) -> dict
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
     start_epoch, best, step = 0, -1.0, 0
-    meta_base = {"model": name, "model_cfg": m_cfg, "classes": classes,
-                 "input_specs": [s.to_dict() for s in specs], "config": cfg, "cache": str(cache),
+    meta_base = {"model": name, "model_cfg": model_kwargs, "classes": classes,
+                 "input_specs": [s.to_dict() for s in specs], "config": cfg.to_dict(), "cache": str(cache),
                  "cache_spec": train_ds.spec}
-    if resume:
-        last = out / "last.json"
-        if not last.exists():
-            raise ConfigError(f"--resume: no checkpoint at {last}")
-        meta, state, optim_state = load_checkpoint(last)
+    log_path = out / "metrics.jsonl"
+    records: list[dict] = []
+    summary = {"out": str(out), "cache": str(cache), "epochs": 0, "best_val_top1": best, "last": None}
+    if resumed is not None:
+        meta, state, optim_state = resumed
         model.load_state_dict(state)
         if optim_state:
             optimizer.load_state_dict(optim_state)
         start_epoch, best, step = meta["epoch"] + 1, meta.get("best_top1", -1.0), meta["step"]
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at, last_epoch=step - 1)
+        records = _read_metrics(log_path, start_epoch, meta.get("metrics"))
+        summary.update(epochs=start_epoch, best_val_top1=best, last=meta.get("metrics"))
     use_amp = device.type == "cuda"
 
     def autocast():
         return torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else contextlib.nullcontext()
 
-    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=float(t_cfg["label_smoothing"]))
-    log_path = out / "metrics.jsonl"
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=t_cfg.label_smoothing)
     input_names = [s.name for s in specs]
-    summary = {}
     for epoch in range(start_epoch, epochs):
         t0 = time.perf_counter()
         train_ds.set_epoch(epoch)
-        loader = make_loader(train_ds, bs, True, int(t_cfg["seed"]) * 1000 + epoch, workers)
+        loader = make_loader(train_ds, bs, True, t_cfg.seed * 1000 + epoch, workers)
         model.train()
         seen = correct = 0
         loss_sum = 0.0
         with tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}", unit="step",
-                  disable=progress is False, leave=False) as bar:
+                  disable=not progress, leave=False) as bar:
             for i, batch in enumerate(loader):
                 if i >= steps_per_epoch:
                     break
@@ -243,33 +269,59 @@ def train(cfg: dict, resume: bool = False, progress: bool | None = None) -> dict
         record = {"epoch": epoch + 1, "step": step, "train_loss": loss_sum / max(seen, 1),
                   "train_top1": correct / max(seen, 1), "val_top1": val["top1"], "val_top5": val["top5"],
                   "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.perf_counter() - t0, 2)}
-        with open(log_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
         is_best = val["top1"] > best
         best = max(best, val["top1"])
         meta = {**meta_base, "epoch": epoch, "step": step, "metrics": record, "best_top1": best}
-        save_checkpoint(out / "last", model, meta, optimizer)
+        # best, then last, then metrics: whatever a crash interrupts, resuming from last redoes the rest
         if is_best:
             save_checkpoint(out / "best", model, meta)
-        if progress is not False:
-            print(f"epoch {epoch + 1}/{epochs}: loss {record['train_loss']:.3f} train {record['train_top1']:.3f} "
-                  f"val {record['val_top1']:.3f} ({record['seconds']:.0f} s)", flush=True)
-        summary = {"out": str(out), "epochs": epoch + 1, "best_val_top1": best, "last": record}
+        save_checkpoint(out / "last", model, meta, optimizer)
+        records.append(record)
+        atomic_write(log_path, "".join(json.dumps(r) + "\n" for r in records))
+        if log is not None:
+            log(f"epoch {epoch + 1}/{epochs}: loss {record['train_loss']:.3f} train {record['train_top1']:.3f} "
+                f"val {record['val_top1']:.3f} ({record['seconds']:.0f} s)")
+        summary.update(epochs=epoch + 1, best_val_top1=best, last=record)
     return summary
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--config", help="TOML config (see training/configs/)")
+    p.add_argument("--config", help="TOML config (see training/configs/); without it, the built-in defaults")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config value (repeatable), e.g. --set train.epochs=3")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.json")
-    p.add_argument("--json", action="store_true", help="print one JSON summary at the end")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--resume", action="store_true",
+                      help="continue the run in train.out from last.json (refused if the config differs)")
+    what.add_argument("--overwrite", action="store_true",
+                      help="start a fresh run in a train.out that holds one (its files are replaced as the new "
+                           "run writes; nothing is deleted first)")
+    p.add_argument("--force-resume", action="store_true",
+                   help="resume even if the config or the dataset differ from the checkpoint's (implies --resume)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs); epoch lines stay")
+    p.add_argument("--json", action="store_true", help="print one JSON summary at the end (epoch lines go to stderr)")
+
+
+def _defaults_line(cfg: TrainConfig, overridden: bool) -> str:
+    kwargs = "".join(f" {k}={v}" for k, v in cfg.model.kwargs.items())
+    source = "the built-in defaults and --set" if overridden else "the built-in defaults"
+    return (f"no --config, so {source}: model {cfg.model.name}{kwargs}, epochs {cfg.train.epochs}, "
+            f"batch {cfg.train.batch_size}, lr {cfg.train.lr:g}; dataset {cfg.data.dataset}, cache {cfg.data.cache}, "
+            f"output {cfg.train.out} (tuned configs: training/configs/*.toml)")
 
 
 def run(args) -> int:
     cfg = load_config(args.config, args.set)
     os.environ.setdefault("TQDM_MININTERVAL", "1")
-    summary = train(cfg, resume=args.resume, progress=False if args.json else None)
+    if args.json:
+        def log(line: str) -> None:
+            print(line, file=sys.stderr, flush=True)
+    else:
+        def log(line: str) -> None:
+            print(line, flush=True)
+    if args.config is None:
+        log(_defaults_line(cfg, bool(args.set)))
+    summary = train(cfg, resume=args.resume or args.force_resume, overwrite=args.overwrite,
+                    force_resume=args.force_resume, progress=not (args.json or args.no_progress), log=log)
     if args.json:
         print(json.dumps(summary))
     return 0

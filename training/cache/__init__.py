@@ -1,6 +1,15 @@
-"""Side-data cache: extract once, memory-map, sample fast. See build.py for the layout."""
+"""Side-data cache: extract once, memory-map, sample fast. See build.py for the layout.
 
-from training.cache.build import CacheSpec, build_cache, extract_clip
-from training.cache.dataset import STREAMS, CachedClips, cache_stream, find_cache
+Build with :func:`build_cache` (keyed by the preprocessing spec AND the dataset's content); read
+what a cache holds with :func:`load_index`, :func:`is_complete` and :func:`cache_statistics`
+(index.py), never by parsing its shard files.
+"""
 
-__all__ = ["CacheSpec", "build_cache", "extract_clip", "CachedClips", "cache_stream", "find_cache", "STREAMS"]
+from training.cache.build import (FLOW_SOURCES, CacheSpec, build_cache, cache_key, cache_location, dataset_fingerprint,
+                                  extract_clip, list_clips)
+from training.cache.dataset import CACHE_MODALITIES, CachedClips, clip_frames, find_cache, specs_for_streams
+from training.cache.index import CacheStatistics, cache_statistics, is_complete, load_index, read_meta
+
+__all__ = ["CACHE_MODALITIES", "FLOW_SOURCES", "CacheSpec", "CacheStatistics", "CachedClips", "build_cache",
+           "cache_key", "cache_location", "cache_statistics", "clip_frames", "dataset_fingerprint", "extract_clip",
+           "find_cache", "is_complete", "list_clips", "load_index", "read_meta", "specs_for_streams"]

@@ -1,10 +1,13 @@
 """Build the side-data cache: every clip's side data extracted once, preprocessed by
 ``edgekit.preprocess`` at the cache size, stored in sharded memory-mappable ``.npy`` arrays.
 
-Layout of ``CACHE/<key>/`` (``key`` = hash of the :class:`CacheSpec`, so a changed spec builds a new
-cache beside the old one instead of mixing them):
+Layout of ``CACHE/<key>/``. ``key`` = :func:`cache_key`, a hash of the :class:`CacheSpec` AND of the
+dataset's fingerprint (its resolved folder, the clip list with labels and splits, and each video's
+size and modification time; no video is read). A changed spec or another dataset (or the same one
+with a video added, removed or re-encoded) builds a new cache beside the old one: a cache is never
+served for data it was not built from. An interrupted build of the same data resumes in place.
 
-- ``spec.json``                      the spec, and the dataset's classes
+- ``spec.json``                      the spec, the dataset's classes, root and fingerprint
 - ``shard-NNNNN.motion.npy``         float16 (F, 5, s, s): per P/B frame, MV (2) + residual (3), as
                                      edgekit.preprocess returns them (normalised, model-input pixels)
 - ``shard-NNNNN.iframe.npy``         float16 (G, 3, s, s): per GOP, the I-frame RGB input
@@ -14,7 +17,8 @@ cache beside the old one instead of mixing them):
                                      its JSON exists, so an interrupted build resumes at the first
                                      shard without one and never reads a half-written array.
 
-Every file is written to a temp name and renamed.
+Every file is written atomically (``edgekit._fileio``: temp name, fsync, rename). Read a cache
+through ``training.cache.index`` (``load_index``, ``is_complete``, ``cache_statistics``).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import numpy as np
 
 import edgekit.bitstream as bs
 from edgekit import preprocess as pp
+from edgekit._fileio import atomic_save_npy, atomic_write
 from edgekit.errors import ConfigError, EdgekitError
 from edgekit.spec import default_normalization
 
@@ -59,20 +64,68 @@ class CacheSpec:
             raise ConfigError(f"flow must be one of {FLOW_SOURCES}, got {self.flow!r}")
 
     def key(self) -> str:
+        """A hash of the spec alone (the cache folder's name also covers the dataset: :func:`cache_key`)."""
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _atomic_save(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "wb") as f:
-        np.save(f, array, allow_pickle=False)
-    os.replace(tmp, path)
+def cache_key(spec: CacheSpec, fingerprint: str) -> str:
+    """The cache folder's name: 12 hex digits of a hash of ``spec`` and the dataset ``fingerprint``."""
+    payload = json.dumps({"spec": asdict(spec), "dataset": fingerprint}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def list_clips(dataset_root: str | Path, splits=("train", "val", "test"),
+               layout: str = "auto") -> tuple[Path, list[str], list[dict]]:
+    """(resolved root, class names, clips) of ``splits`` of a dataset; each clip is
+    ``{"path", "label", "split"}``. A split the dataset lacks or leaves empty is skipped.
+
+    Raises ConfigError if the folder does not exist or holds no clip of ``splits``.
+    """
+    from training.datasets import open_dataset
+
+    root = Path(dataset_root).expanduser()
+    if not root.is_dir():
+        what = "is not a folder" if root.exists() else "does not exist"
+        raise ConfigError(f"dataset folder {root} {what}; give the folder that holds the videos (or generate "
+                          f"the synthetic benchmark there: python -m training synth --preset small --out {root})")
+    root = root.resolve()
+    clips, classes, skipped = [], None, []
+    for split in splits:
+        try:
+            ds = open_dataset(root, layout=layout, split=split)
+        except EdgekitError as err:  # a split the dataset lacks or leaves empty (no val list, tiny sets)
+            skipped.append(f"{split}: {err}")
+            continue
+        classes = classes or list(ds.classes)
+        clips += [{"path": str(s.path), "label": s.label_index, "split": split} for s in ds]
+    if not clips:
+        raise ConfigError(f"no clips to cache in {root}: " + "; ".join(skipped))
+    return root, classes, clips
+
+
+def dataset_fingerprint(root: Path, classes: list[str], clips: list[dict]) -> str:
+    """SHA-256 (hex) of what a cache was built from: the resolved ``root``, ``classes`` and, per clip,
+    its path relative to ``root``, label, split, file size and modification time (stat only).
+
+    Raises ConfigError if a listed video cannot be stat'ed."""
+    digest = hashlib.sha256(json.dumps({"root": str(root), "classes": classes}).encode())
+    for clip in clips:
+        path = Path(clip["path"])
+        try:
+            stat = path.stat()
+        except OSError as err:
+            raise ConfigError(f"cannot read {path}: {err.strerror}") from None
+        relative = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+        digest.update(json.dumps([relative, clip["label"], clip["split"], stat.st_size, stat.st_mtime_ns]).encode())
+    return digest.hexdigest()
+
+
+def cache_location(dataset_root: str | Path, out: str | Path, spec: CacheSpec, *,
+                 splits=("train", "val", "test"), layout: str = "auto") -> Path:
+    """Where the cache of this dataset (as it is now on disk) and ``spec`` lives under ``out``,
+    built or not. Raises ConfigError for a missing or empty dataset."""
+    root, classes, clips = list_clips(dataset_root, splits, layout)
+    return Path(out) / cache_key(spec, dataset_fingerprint(root, classes, clips))
 
 
 def _ground_truth_flow(video: Path):
@@ -105,22 +158,22 @@ def extract_clip(path: str | Path, spec: CacheSpec) -> dict:
                  rgb="all" if teacher else "iframes") as reader:
         frame_hw = (reader.info.height, reader.info.width)
         for f in reader:
+            # the parts of edgekit.modality, prepared by the runtime's own function
             if f.kind == "I":
-                iframes.append(pp.rgb_input(f.rgb, hw, mean=n["rgb_mean"], std=n["rgb_std"]))
+                iframes.append(pp.parts(f, frame_hw, hw, ("iframe",), n)["iframe"])
             else:
-                motion.append(np.concatenate([
-                    pp.mv_input(f.mv, frame_hw, hw, scale=n["mv_scale"]),
-                    pp.residual_input(f.residual, hw, scale=n["residual_scale"])]).astype(np.float16))
+                part = pp.parts(f, frame_hw, hw, ("mv", "residual"), n)
+                motion.append(np.concatenate([part["mv"], part["residual"]]).astype(np.float16))
                 kinds.append(f.kind)
                 gops.append(len(iframes) - 1)
                 pts.append(f.pts)
                 index.append(f.index)
                 if teacher is not None:
-                    flows.append(pp.flow_input(teacher(prev_rgb, f.rgb), frame_hw, hw, scale=n["flow_scale"]))
+                    flows.append(pp.parts(f, frame_hw, hw, ("flow",), n, flow=teacher(prev_rgb, f.rgb))["flow"])
                 elif gt is not None:
                     flow_px, stride = gt
                     t = min(f.index, len(flow_px) - 1)
-                    flows.append(pp.flow_input(flow_px[t], frame_hw, hw, scale=n["flow_scale"], stride=stride))
+                    flows.append(pp.parts(f, frame_hw, hw, ("flow",), n, flow=flow_px[t], flow_stride=stride)["flow"])
             if teacher is not None:
                 prev_rgb = f.rgb
     if not motion or not iframes:
@@ -169,46 +222,41 @@ def _build_shard(args) -> tuple[int, int, list[str]]:
     stem = folder / f"shard-{shard:05d}"
     for k, parts in arrays.items():
         if parts:
-            _atomic_save(Path(f"{stem}.{k}.npy"), np.concatenate(parts))
-    _atomic_text(Path(f"{stem}.json"), json.dumps({"shard": shard, "clips": entries, "failures": failures}))
+            atomic_save_npy(f"{stem}.{k}.npy", np.concatenate(parts))
+    atomic_write(f"{stem}.json", json.dumps({"shard": shard, "clips": entries, "failures": failures}))
     return shard, offsets["motion"], failures
 
 
 def build_cache(dataset_root: str | Path, out: str | Path, spec: CacheSpec, *, splits=("train", "val", "test"),
                 layout: str = "auto", workers: int | None = None, shard_clips: int = 16,
                 progress: bool | None = None) -> Path:
-    """Build (or resume) the cache of ``splits`` of the dataset at ``dataset_root`` under ``out``.
+    """Build (or resume, or just find) the cache of ``splits`` of the dataset at ``dataset_root``.
 
-    Returns the cache folder ``out/<spec key>``. Clips that cannot be read are skipped and listed in
-    their shard's JSON under "failures". Raises ConfigError/SourceError for a bad dataset.
+    Returns the cache folder ``out/<cache_key(spec, dataset fingerprint)>``; a complete one is
+    returned as it is. Clips that cannot be read are skipped and listed in their shard's JSON under
+    "failures". Raises ConfigError for a missing or empty dataset folder (or SourceError from the
+    dataset reader), and if the folder was started with another ``shard_clips``.
     """
     from tqdm import tqdm
 
-    from training.datasets import open_dataset
+    from training.cache.index import is_complete, read_meta
 
-    clips, classes, skipped = [], None, []
-    for split in splits:
-        try:
-            ds = open_dataset(dataset_root, layout=layout, split=split)
-        except EdgekitError as err:  # a split the dataset lacks or leaves empty (no val list, tiny sets)
-            skipped.append(f"{split}: {err}")
-            continue
-        classes = classes or list(ds.classes)
-        clips += [{"path": str(s.path), "label": s.label_index, "split": split} for s in ds]
-    if not clips:
-        raise ConfigError(f"no clips to cache in {dataset_root}: " + "; ".join(skipped))
-    folder = Path(out) / spec.key()
+    root, classes, clips = list_clips(dataset_root, splits, layout)
+    fingerprint = dataset_fingerprint(root, classes, clips)
+    key = cache_key(spec, fingerprint)
+    folder = Path(out) / key
+    old = read_meta(folder)
+    if old is not None and old.get("shard_clips") != shard_clips:
+        raise ConfigError(f"{folder} was started with {old.get('shard_clips')} clips per shard, not {shard_clips}; "
+                          "pass that shard size or delete the folder")
+    if old is not None and is_complete(folder):
+        return folder
     folder.mkdir(parents=True, exist_ok=True)
-    meta = {"spec": asdict(spec), "key": spec.key(), "classes": classes, "dataset": str(Path(dataset_root).resolve()),
-            "splits": list(splits), "shard_clips": shard_clips, "clips": len(clips)}
-    spec_path = folder / "spec.json"
-    if spec_path.exists():
-        old = json.loads(spec_path.read_text())
-        if old.get("clips") != len(clips) or old.get("shard_clips") != shard_clips:
-            raise ConfigError(f"{folder} was built from a different clip list ({old.get('clips')} clips, "
-                              f"{old.get('shard_clips')} per shard); use another --out or delete it")
-    else:
-        _atomic_text(spec_path, json.dumps(meta, indent=1))
+    if old is None:
+        meta = {"spec": asdict(spec), "key": key, "spec_key": spec.key(), "classes": classes, "dataset": str(root),
+                "dataset_fingerprint": fingerprint, "splits": list(splits), "shard_clips": shard_clips,
+                "clips": len(clips)}
+        atomic_write(folder / "spec.json", json.dumps(meta, indent=1))
     shards = [clips[i:i + shard_clips] for i in range(0, len(clips), shard_clips)]
     todo = [(str(folder), i, s, asdict(spec)) for i, s in enumerate(shards)
             if not (folder / f"shard-{i:05d}.json").exists()]

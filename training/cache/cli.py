@@ -2,8 +2,10 @@
 
 The cache holds, per clip, every P/B frame's MV + residual and every GOP's I-frame, prepared by
 edgekit.preprocess at --size (and, with --flow, a teacher flow for the same frames). It lives in
-OUT/<key>, the key being a hash of the preprocessing spec: change a setting and a new cache is
-built beside the old one. An interrupted build resumes where it stopped.
+OUT/<key>, the key being a hash of the preprocessing spec AND of the dataset (its folder, clip list,
+labels, splits, and each video's size and modification time): change a setting, point at another
+dataset or edit a video and a new cache is built beside the old one; the same data finds its cache
+again, and an interrupted build resumes where it stopped.
 
 examples:
   python -m training cache data/synth-small --out data/cache
@@ -18,6 +20,7 @@ import json
 import time
 
 from training.cache.build import FLOW_SOURCES, CacheSpec, build_cache
+from training.cache.index import cache_statistics
 
 
 def add_arguments(p) -> None:
@@ -39,21 +42,16 @@ def run(args) -> int:
     folder = build_cache(args.dataset, args.out, spec, splits=tuple(args.splits.split(",")), layout=args.layout,
                          workers=args.workers, progress=False if args.json else None)
     seconds = time.perf_counter() - t0
-    shards = sorted(folder.glob("shard-*.json"))
-    clips = frames = 0
-    failures = []
-    for s in shards:
-        d = json.loads(s.read_text())
-        clips += len(d["clips"])
-        frames += sum(c["motion_count"] + c["iframe_count"] for c in d["clips"])
-        failures += d["failures"]
-    size_mb = sum(p.stat().st_size for p in folder.glob("shard-*.npy")) / 2**20
-    out = {"cache": str(folder), "key": folder.name, "clips": clips, "frames": frames, "failures": failures,
-           "seconds": round(seconds, 2), "size_mb": round(size_mb, 1)}
+    stats = cache_statistics(folder)
+    size_mb = stats.size_bytes / 2**20
+    out = {"cache": str(folder), "key": folder.name, "clips": stats.total_clips, "frames": stats.total_frames,
+           "clips_per_split": dict(stats.clips), "failures": list(stats.failures), "seconds": round(seconds, 2),
+           "size_mb": round(size_mb, 1)}
     if args.json:
         print(json.dumps(out))
     else:
-        print(f"cache {folder}: {clips} clips, {frames} frames, {size_mb:.1f} MB, {seconds:.1f} s")
-        for f in failures:
+        print(f"cache {folder}: {stats.total_clips} clips, {stats.total_frames} frames, {size_mb:.1f} MB, "
+              f"{seconds:.1f} s")
+        for f in stats.failures:
             print(f"  skipped {f}")
     return 0

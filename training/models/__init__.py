@@ -7,6 +7,7 @@ Example::
     model.input_specs[0].name, model.input_specs[0].shape   # ('mv_residual', (1, 3, 5, 112, 112))
     logits = model(mv_residual=batch)                        # (B, 10)
     export_onnx(model, "edge.onnx")  # static shapes from the specs, input names = spec names
+    model_input_specs("edge-mvr", size=96)                  # the specs, without building the model
 
 One file per architecture family: ``resnet`` (2D backbones), ``resnet2d3d`` (IP-TSN 2D-3D),
 ``mfnet3d`` (MFCD-Net), ``tsn`` (segment classifiers), ``coviar``, ``dmc``, ``iptsn``, ``off``,
@@ -21,7 +22,7 @@ from __future__ import annotations
 from . import coviar, costvol, dmc, edge, iptsn, mfnet3d, off  # noqa: F401
 from .export import PORTABLE_OPS, ExportError, export_onnx, onnx_operators
 from .flops import count_macs, count_model, count_params, spec_inputs
-from .registry import build_model, list_models, model_entry
+from .registry import build_model, list_models, model_entry, model_input_specs
 
 __all__ = [
     "PORTABLE_OPS",
@@ -33,6 +34,7 @@ __all__ = [
     "export_onnx",
     "list_models",
     "model_entry",
+    "model_input_specs",
     "onnx_operators",
     "spec_inputs",
 ]

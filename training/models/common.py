@@ -25,7 +25,7 @@ def segment_spec(stream: str, segments: int, size: int | Sequence[int], *, name:
                  representation: str = "accumulated") -> InputSpec:
     """An ``InputSpec`` in layout BSCHW: ``(1, segments, channels(stream), H, W)``."""
     height, width = _hw(size)
-    return InputSpec(name=name or stream, stream=stream, layout="BSCHW",
+    return InputSpec(name=name or stream, modality=stream, layout="BSCHW",
                      shape=(1, segments, CHANNELS[stream], height, width), representation=representation)
 
 
@@ -33,8 +33,26 @@ def clip_spec(stream: str, frames: int, size: int | Sequence[int], *, name: str 
               representation: str = "accumulated") -> InputSpec:
     """An ``InputSpec`` in layout BCTHW: ``(1, channels(stream), frames, H, W)``."""
     height, width = _hw(size)
-    return InputSpec(name=name or stream, stream=stream, layout="BCTHW",
+    return InputSpec(name=name or stream, modality=stream, layout="BCTHW",
                      shape=(1, CHANNELS[stream], frames, height, width), representation=representation)
+
+
+def segment_inputs(*modalities: str):
+    """The registry's ``inputs`` function of a TSN model over ``modalities`` (same segments and size)."""
+
+    def inputs(segments: int, size, **_) -> tuple[InputSpec, ...]:
+        return tuple(segment_spec(m, segments, size) for m in modalities)
+
+    return inputs
+
+
+def clip_inputs(modality: str):
+    """The registry's ``inputs`` function of a 3D model on one BCTHW clip of ``frames`` steps."""
+
+    def inputs(frames: int, size, **_) -> tuple[InputSpec, ...]:
+        return (clip_spec(modality, frames, size),)
+
+    return inputs
 
 
 def merge_leading(x: torch.Tensor) -> torch.Tensor:

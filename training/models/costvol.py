@@ -33,7 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import LateFusion, batch_to_clip, clip_spec, frames_to_batch, merge_leading, segment_consensus
+from .common import (LateFusion, batch_to_clip, clip_inputs, clip_spec, frames_to_batch, merge_leading,
+                     segment_consensus)
 from .registry import register_model
 from .resnet import resnet18
 
@@ -196,7 +197,7 @@ class CostVolumeNet(nn.Module):
 
 
 @register_model("costvol-r18", summary="Disentangled dynamics: appearance + cost-volume motion + warped diff",
-                paper="Disentangling dynamics")
+                paper="Disentangling dynamics", inputs=clip_inputs("gop_clip"))
 def costvol_r18(num_classes: int, frames: int = 8, size: int = 224, radius: int = 3, tau: float = 0.1,
                 weights: tuple = (1 / 3, 1 / 3, 1 / 3), dropout: float = 0.5) -> nn.Module:
     return CostVolumeNet(num_classes, frames, size, radius, tau, weights, dropout)

@@ -13,7 +13,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .common import LateFusion, segment_spec
+from .common import LateFusion, segment_inputs, segment_spec
 from .registry import register_model
 from .tsn import IFrameTSN, MotionVectorTSN, ResidualTSN, stream_classifier
 
@@ -48,27 +48,32 @@ class CoViAR(nn.Module):
         return self.fusion(self.forward_streams(iframe, mv, residual))
 
 
-@register_model("coviar-i-r18", summary="CoViAR I-stream, ResNet-18 on I-frames", paper="CoViAR")
+@register_model("coviar-i-r18", summary="CoViAR I-stream, ResNet-18 on I-frames", paper="CoViAR",
+                inputs=segment_inputs("iframe"))
 def coviar_i_r18(num_classes: int, segments: int = 3, size: int = 224, dropout: float = 0.5) -> nn.Module:
     return stream_classifier("iframe", num_classes, segments, size, backbone="resnet18", dropout=dropout)
 
 
-@register_model("coviar-i-r50", summary="CoViAR I-stream, ResNet-50 on I-frames", paper="CoViAR")
+@register_model("coviar-i-r50", summary="CoViAR I-stream, ResNet-50 on I-frames", paper="CoViAR",
+                inputs=segment_inputs("iframe"))
 def coviar_i_r50(num_classes: int, segments: int = 3, size: int = 224, dropout: float = 0.5) -> nn.Module:
     return stream_classifier("iframe", num_classes, segments, size, backbone="resnet50", dropout=dropout)
 
 
-@register_model("coviar-mv-r18", summary="CoViAR MV-stream, ResNet-18 on 2-ch motion vectors", paper="CoViAR")
+@register_model("coviar-mv-r18", summary="CoViAR MV-stream, ResNet-18 on 2-ch motion vectors", paper="CoViAR",
+                inputs=segment_inputs("mv"))
 def coviar_mv_r18(num_classes: int, segments: int = 3, size: int = 224, dropout: float = 0.5) -> nn.Module:
     return stream_classifier("mv", num_classes, segments, size, backbone="resnet18", dropout=dropout)
 
 
-@register_model("coviar-r-r18", summary="CoViAR R-stream, ResNet-18 on residuals", paper="CoViAR")
+@register_model("coviar-r-r18", summary="CoViAR R-stream, ResNet-18 on residuals", paper="CoViAR",
+                inputs=segment_inputs("residual"))
 def coviar_r_r18(num_classes: int, segments: int = 3, size: int = 224, dropout: float = 0.5) -> nn.Module:
     return stream_classifier("residual", num_classes, segments, size, backbone="resnet18", dropout=dropout)
 
 
-@register_model("coviar", summary="CoViAR I(R50)+MV(R18)+R(R18), late fusion 2:1:1", paper="CoViAR")
+@register_model("coviar", summary="CoViAR I(R50)+MV(R18)+R(R18), late fusion 2:1:1", paper="CoViAR",
+                inputs=segment_inputs("iframe", "mv", "residual"))
 def coviar(num_classes: int, segments: int = 3, size: int = 224, i_backbone: str = "resnet50",
            mv_backbone: str = "resnet18", r_backbone: str = "resnet18",
            weights: tuple = (2.0, 1.0, 1.0), dropout: float = 0.5) -> nn.Module:

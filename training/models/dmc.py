@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import LateFusion, fold_segments, segment_spec
+from .common import LateFusion, fold_segments, segment_inputs, segment_spec
 from .registry import register_model
 from .tsn import FlowTSN, IFrameTSN, MotionVectorTSN, ResidualTSN
 
@@ -153,12 +153,14 @@ class DMCNet(nn.Module):
         return self.forward_with_flow(iframe, mv_residual)[0]
 
 
-@register_model("dmc-r18", summary="DMC generator + ResNet-18 DMC classifier on stacked MV+R", paper="DMC-Net")
+@register_model("dmc-r18", summary="DMC generator + ResNet-18 DMC classifier on stacked MV+R", paper="DMC-Net",
+                inputs=segment_inputs("mv_residual"))
 def dmc_r18(num_classes: int, segments: int = 3, size: int = 224, dropout: float = 0.5) -> nn.Module:
     return DMCStream(num_classes, segments, size, backbone="resnet18", dropout=dropout)
 
 
-@register_model("dmc", summary="DMC-Net: I(R50)+MV+R+DMC (R18s), late fusion 2:1:1:1", paper="DMC-Net")
+@register_model("dmc", summary="DMC-Net: I(R50)+MV+R+DMC (R18s), late fusion 2:1:1:1", paper="DMC-Net",
+                inputs=segment_inputs("iframe", "mv_residual"))
 def dmc(num_classes: int, segments: int = 3, size: int = 224, i_backbone: str = "resnet50",
         weights: tuple = (2.0, 1.0, 1.0, 1.0), dropout: float = 0.5) -> nn.Module:
     return DMCNet(num_classes, segments, size, i_backbone, weights, dropout)

@@ -23,13 +23,13 @@ from __future__ import annotations
 
 from torch import nn
 
-from .common import LateFusion
+from .common import LateFusion, segment_inputs
 from .registry import register_model
 from .tsn import stream_classifier
 
 
 @register_model("edge-mvr", summary="Edge default: ResNet-18 at 3/8 width, patch stem, on MV+R, 3x112x112",
-                paper="edgekit")
+                paper="edgekit", inputs=segment_inputs("mv_residual"))
 def edge_mvr(num_classes: int, segments: int = 3, size: int = 112, width: int = 24, stem: str = "patch4",
              dropout: float = 0.2) -> nn.Module:
     return stream_classifier("mv_residual", num_classes, segments, size, backbone="resnet18", width=width,
@@ -62,7 +62,7 @@ class EdgeTwoStream(nn.Module):
 
 
 @register_model("edge-mvr-i", summary="Edge two-stream: edge-mvr + 1/4-width I-frame ResNet-18, late fusion",
-                paper="edgekit")
+                paper="edgekit", inputs=segment_inputs("mv_residual", "iframe"))
 def edge_mvr_i(num_classes: int, segments: int = 3, size: int = 112, width: int = 16, dropout: float = 0.2,
                weights: tuple = (1.0, 1.0)) -> nn.Module:
     return EdgeTwoStream(num_classes, segments, size, width, dropout, weights)

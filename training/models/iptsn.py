@@ -20,7 +20,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .common import LateFusion, clip_spec, segment_spec
+from .common import LateFusion, clip_inputs, clip_spec, segment_inputs, segment_spec
 from .registry import register_model
 from .resnet2d3d import ResNet2D3D
 from .tsn import IFrameTSN, stream_classifier
@@ -99,32 +99,42 @@ class IPTSN(nn.Module):
         return self.forward_with_features(iframe, mv_residual)[0]
 
 
-@register_model("iptsn-i", summary="IP-TSN I-stream, ResNet-50 on 16 I-frames", paper="IP-TSN")
+def iptsn_inputs(segments: int, frames: int, size, **_) -> tuple:
+    """IP-TSN's inputs: TSN-sampled I-frames and one MV+R clip."""
+    return segment_spec("iframe", segments, size), clip_spec("mv_residual", frames, size)
+
+
+@register_model("iptsn-i", summary="IP-TSN I-stream, ResNet-50 on 16 I-frames", paper="IP-TSN",
+                inputs=segment_inputs("iframe"))
 def iptsn_i(num_classes: int, segments: int = 16, size: int = 224, backbone: str = "resnet50",
             dropout: float = 0.5) -> nn.Module:
     return stream_classifier("iframe", num_classes, segments, size, backbone=backbone, dropout=dropout)
 
 
-@register_model("iptsn-p", summary="IP-TSN P-stream, 2D-3D ResNet-18 (3D from conv4.x) on MV+R clip", paper="IP-TSN")
+@register_model("iptsn-p", summary="IP-TSN P-stream, 2D-3D ResNet-18 (3D from conv4.x) on MV+R clip", paper="IP-TSN",
+                inputs=clip_inputs("mv_residual"))
 def iptsn_p(num_classes: int, frames: int = 16, size: int = 224, inflate_from: str = "conv3",
             temporal_stride: int = 2, dropout: float = 0.5) -> nn.Module:
     return PStream(num_classes, frames, size, inflate_from=inflate_from, temporal_stride=temporal_stride,
                    dropout=dropout)
 
 
-@register_model("iptsn-flow", summary="IP-TSN optical-flow teacher, 2D-3D ResNet-18 on flow clip", paper="IP-TSN")
+@register_model("iptsn-flow", summary="IP-TSN optical-flow teacher, 2D-3D ResNet-18 on flow clip", paper="IP-TSN",
+                inputs=clip_inputs("flow"))
 def iptsn_flow(num_classes: int, frames: int = 16, size: int = 224, inflate_from: str = "conv3",
                temporal_stride: int = 2, dropout: float = 0.5) -> nn.Module:
     return FlowTeacher(num_classes, frames, size, inflate_from=inflate_from, temporal_stride=temporal_stride,
                        dropout=dropout)
 
 
-@register_model("iptsn", summary="IP-TSN: I-stream (R50) + P-stream (2D-3D R18), late fusion 1:1", paper="IP-TSN")
+@register_model("iptsn", summary="IP-TSN: I-stream (R50) + P-stream (2D-3D R18), late fusion 1:1", paper="IP-TSN",
+                inputs=iptsn_inputs)
 def iptsn(num_classes: int, segments: int = 16, frames: int = 16, size: int = 224, i_backbone: str = "resnet50",
           weights: tuple = (1.0, 1.0), dropout: float = 0.5) -> nn.Module:
     return IPTSN(num_classes, segments, frames, size, i_backbone, weights, dropout)
 
 
-@register_model("mvr-r18", summary="2D ResNet-18 on stacked MV+R (IP-TSN 2D stage, CoViAR+MR)", paper="IP-TSN")
+@register_model("mvr-r18", summary="2D ResNet-18 on stacked MV+R (IP-TSN 2D stage, CoViAR+MR)", paper="IP-TSN",
+                inputs=segment_inputs("mv_residual"))
 def mvr_r18(num_classes: int, segments: int = 3, size: int = 224, dropout: float = 0.5) -> nn.Module:
     return stream_classifier("mv_residual", num_classes, segments, size, backbone="resnet18", dropout=dropout)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .common import clip_spec
+from .common import clip_inputs, clip_spec
 from .registry import register_model
 from .resnet import init_weights
 
@@ -139,6 +139,7 @@ class MFCDNet(nn.Module):
         return self.forward_hints(gop_clip)[0]
 
 
-@register_model("mfcd", summary="MFCD-Net: MFNet-3D on a GOP clip [I, (R_acc+I)/2, ...]", paper="MFCD-Net")
+@register_model("mfcd", summary="MFCD-Net: MFNet-3D on a GOP clip [I, (R_acc+I)/2, ...]", paper="MFCD-Net",
+                inputs=clip_inputs("gop_clip"))
 def mfcd(num_classes: int, frames: int = 12, size: int = 224, dropout: float = 0.5) -> nn.Module:
     return MFCDNet(num_classes, frames, size, dropout=dropout)

@@ -188,9 +188,19 @@ OFF_NETS = {"iframe": IFrameOFFNet, "mv": MotionVectorOFFNet, "residual": Residu
             "mv_residual": MVResidualOFFNet}
 
 
-@register_model("off-r18", summary="TSN ResNet-18 + 3-level OFF sub-network (I-frames)", paper="OFF")
-def off_r18(num_classes: int, stream: str = "iframe", segments: int = 3, size: int = 224,
-            weights: tuple = (1.0, 1.0), dropout: float = 0.5) -> nn.Module:
+def _check_stream(stream: str) -> None:
     if stream not in OFF_NETS:
         raise ValueError(f"off-r18 supports streams {sorted(OFF_NETS)}, got {stream!r}")
+
+
+def off_inputs(stream: str, segments: int, size, **_) -> tuple:
+    """OFF's one input: ``segments`` TSN segments of ``stream``."""
+    _check_stream(stream)
+    return (segment_spec(stream, segments, size),)
+
+
+@register_model("off-r18", summary="TSN ResNet-18 + 3-level OFF sub-network (I-frames)", paper="OFF", inputs=off_inputs)
+def off_r18(num_classes: int, stream: str = "iframe", segments: int = 3, size: int = 224,
+            weights: tuple = (1.0, 1.0), dropout: float = 0.5) -> nn.Module:
+    _check_stream(stream)
     return OFF_NETS[stream](num_classes, stream, segments, size, "resnet18", weights, dropout)

@@ -38,7 +38,7 @@ class SegmentClassifier(nn.Module):
             raise ValueError(f"{type(self).__name__} needs a BSCHW input, got {spec.layout}")
         self.input_specs = (spec,)
         self.segments = spec.segments
-        self.backbone = build_backbone(backbone, in_channels=CHANNELS[spec.stream], width=width, stem=stem)
+        self.backbone = build_backbone(backbone, in_channels=CHANNELS[spec.modality], width=width, stem=stem)
         self.num_features = self.backbone.num_features
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(self.num_features, num_classes)
