@@ -20,7 +20,12 @@ from pathlib import Path
 import av
 import numpy as np
 
-_VERSION = 1  # bump when the rendering changes, so cached clips are re-encoded
+from edgekit._fileio import atomic_output
+from edgekit.bitstream.encode import EncoderSettings, add_video_stream, container_format, encoder_arguments, open_output
+
+# bump when the rendering or the encoding changes, so cached clips are re-encoded (2: qscale is really
+# applied; version 1 clips were coded at FFmpeg's default 200 kb/s whatever qscale said)
+_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -40,12 +45,9 @@ class ClipSpec:
     fps: int = 25
     seed: int = 0
 
-    def encoder_options(self) -> dict:
-        if self.codec == "mpeg4":
-            return {"qscale": str(self.qscale)}
-        params = (f"keyint={self.gop}:min-keyint={self.gop}:scenecut=0:bframes={self.bframes}:"
-                  "b-adapt=0:b-pyramid=none:ref=1")
-        return {"preset": self.preset, "crf": str(self.crf), "x264-params": params}
+    def encoder_settings(self) -> EncoderSettings:
+        return EncoderSettings(self.codec, gop=self.gop, bframes=self.bframes, qscale=self.qscale, crf=self.crf,
+                               preset=self.preset)
 
     def key(self) -> str:
         text = json.dumps({**asdict(self), "version": _VERSION, "av": av.__version__}, sort_keys=True)
@@ -53,8 +55,8 @@ class ClipSpec:
 
     def describe(self) -> dict:
         """The spec plus the exact encoder settings, for the benchmark report."""
-        return {**asdict(self), "encoder": "mpeg4" if self.codec == "mpeg4" else "libx264",
-                "encoder_options": self.encoder_options()}
+        encoder, options, attributes = encoder_arguments(self.encoder_settings())
+        return {**asdict(self), "encoder": encoder, "encoder_options": options, "encoder_attributes": attributes}
 
 
 def smooth_texture(rng: np.random.Generator, h: int, w: int, cell: int) -> np.ndarray:
@@ -130,19 +132,10 @@ def encode_clip(spec: ClipSpec, workdir: str | os.PathLike) -> Path:
     path = workdir / f"{spec.codec}_{spec.width}x{spec.height}_{spec.frames}f_{spec.key()}.mp4"
     if path.exists() and path.stat().st_size > 0:
         return path
-    tmp = path.with_name(path.stem + f".tmp{os.getpid()}.mp4")
-    try:
-        with av.open(str(tmp), "w") as out:
-            stream = out.add_stream("mpeg4" if spec.codec == "mpeg4" else "libx264", rate=spec.fps)
-            stream.width, stream.height, stream.pix_fmt = spec.width, spec.height, "yuv420p"
-            stream.codec_context.gop_size = spec.gop
-            stream.codec_context.max_b_frames = spec.bframes
-            stream.options = spec.encoder_options()
-            for img in render_frames(spec):
-                out.mux(stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
-            out.mux(stream.encode(None))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    settings = spec.encoder_settings()
+    with atomic_output(path) as tmp, open_output(tmp, settings, format=container_format(path)) as out:
+        stream = add_video_stream(out, settings, spec.width, spec.height, spec.fps)
+        for img in render_frames(spec):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+        out.mux(stream.encode(None))
     return path

@@ -15,3 +15,39 @@ def cpu_model() -> str | None:
     except OSError:
         pass
     return platform.processor() or None
+
+
+def machine() -> dict:
+    """Python, PyAV/FFmpeg and numpy versions, the platform, CPUs and the time: the fields every
+    benchmark JSON carries (numpy and av imported here, edgekit not, so any tree can be measured)."""
+    import datetime
+    import os
+
+    import av
+    import numpy as np
+
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:
+        affinity = None
+    return {
+        "python": platform.python_version(),
+        "av": av.__version__,
+        "ffmpeg": getattr(av, "ffmpeg_version_info", None),
+        "ffmpeg_libraries": {name: ".".join(map(str, v)) for name, v in av.library_versions.items()},
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": affinity,
+        "cpu_model": cpu_model(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def script_parser(description: str, example: str):
+    """The argument parser of a benchmark script: what it measures, that it prints one JSON object
+    on stdout, and one example command."""
+    import argparse
+
+    return argparse.ArgumentParser(description=f"{description}; prints one JSON object on stdout.",
+                                   epilog=f"example: {example}", formatter_class=argparse.RawDescriptionHelpFormatter)

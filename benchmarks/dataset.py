@@ -4,7 +4,8 @@ Measures, in one run, on freshly generated clips of the synthetic motion benchma
 (``training.synth``, ``small`` preset geometry: 340x256, 48 frames, GOP 12):
 
   generation      clips/s of ``training.synth.generate.generate`` for 17 * --clips-per-class clips,
-                  once per codec (mpeg4: MPEG-4 Part 2, GOP 12, no B; h264: x264 with 2 B-frames)
+                  once per codec (mpeg4: MPEG-4 Part 2, GOP 12, no B; h264: x264, GOP 12, 2 B-frames
+                  at fixed places), encoder settings from training.synth.encode.SETTINGS
   cache           frames/s of ``training.cache.build_cache`` on those clips (CacheSpec size 112,
                   accumulated representation), once per codec
   loader          samples/s of ``CachedClips(cache, "train", streams=("mv_residual",), segments=3)``:
@@ -30,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.metadata
 import json
 import os
 import platform
@@ -41,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,6 +52,7 @@ import av  # noqa: E402
 import numpy as np  # noqa: E402
 
 import edgekit.bitstream as bs  # noqa: E402
+from edgekit._versions import distribution_version  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_env.py
 from _env import cpu_model  # noqa: E402
@@ -91,6 +93,8 @@ def synth_config(codec: str, args):
 
 
 def run_generation(codec: str, root: Path, args) -> dict:
+    from edgekit.bitstream.encode import encoder_arguments
+    from training.synth.encode import SETTINGS
     from training.synth.generate import generate
 
     config = synth_config(codec, args)
@@ -103,9 +107,11 @@ def run_generation(codec: str, root: Path, args) -> dict:
     report = generate(config, out, workers=args.workers, progress=False)
     wall, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
     clips = report.clips_written
+    encoder, options, _ = encoder_arguments(SETTINGS[codec])
     return {
         "dataset": str(out),
         "config": config.to_dict(),
+        "encoder": {"name": encoder, "options": options, "settings": asdict(SETTINGS[codec])},
         "workers": report.workers,
         "clips": clips,
         "frames": clips * config.frames,
@@ -132,7 +138,7 @@ def nonempty_splits(config) -> tuple[str, ...]:
 
 
 def run_cache(codec: str, generation: dict, root: Path, args) -> dict:
-    from training.cache import CacheSpec, build_cache
+    from training.cache import CacheSpec, build_cache, cache_statistics
     from training.synth import resolve_config
 
     config = resolve_config(**{k: v for k, v in generation["config"].items()})
@@ -145,15 +151,10 @@ def run_cache(codec: str, generation: dict, root: Path, args) -> dict:
     load0, cpu0, t0 = loadavg(), cpu_seconds(), time.perf_counter()
     folder = build_cache(generation["dataset"], out, spec, splits=splits, workers=args.workers, progress=False)
     wall, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
-    clips, motion_frames, iframes, failures = 0, 0, 0, []
-    for shard_json in sorted(folder.glob("shard-*.json")):
-        shard = json.loads(shard_json.read_text())
-        failures += shard["failures"]
-        for c in shard["clips"]:
-            clips += 1
-            motion_frames += c["motion_count"]
-            iframes += c["iframe_count"]
-    frames = motion_frames + iframes  # every decoded video frame is stored (max_frames=0)
+    stats = cache_statistics(folder)
+    clips, failures = stats.total_clips, list(stats.failures)
+    motion_frames, iframes = sum(stats.motion_frames.values()), sum(stats.iframes.values())
+    frames = stats.total_frames  # every decoded video frame is stored (max_frames=0)
     return {
         "cache": str(folder),
         "spec": {"size": spec.size, "representation": spec.representation, "flow": spec.flow,
@@ -568,10 +569,10 @@ MV_NOTES = [
     "single 4-px cell column and averages that).",
     "Reference distance: a P/B vector spans the interval back to its reference anchor, not one frame. Two "
     "ways are reported: P_ref_previous_frame restricts to P-frames whose reference is the previous frame (all "
-    "mpeg4 P-frames; only the few h264 P-frames x264 places right after an anchor, see gop_patterns and "
-    "P.reference_distance_frames); P uses every P-frame and accumulates the GT over the true distance k "
+    "mpeg4 P-frames; none of the h264 ones, x264 placing its 2 B-frames at fixed places (b-adapt=0), see "
+    "gop_patterns and P.reference_distance_frames); P uses every P-frame and accumulates the GT over the true distance k "
     "(from the frame kinds in display order: the reference is the nearest earlier I/P frame, true for mpeg4 "
-    "and for x264 with ref=1 and no B-pyramid): the block's content is traced back through flow[t], "
+    "and for x264 with ref=1 and no B-pyramid, see edgekit.bitstream.encode): the block's content is traced back through flow[t], "
     "flow[t-1], ..., flow[t-k+1] with bilinear sampling on the GT grid (exact for k = 1), then block-averaged. "
     "P is the headline figure; the two agree where both apply.",
     "P_vs_one_frame_gt: the same P-frame vectors against the single-frame flow[t]; for h264 it shows the error "
@@ -597,13 +598,6 @@ MV_NOTES = [
 
 # -- environment -------------------------------------------------------------------------------------
 
-
-
-def package_version(name: str) -> str | None:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def git_revision() -> dict:
@@ -633,7 +627,7 @@ def environment() -> dict:
         "av": av.__version__,
         "ffmpeg_libavcodec": ".".join(map(str, av.library_versions.get("libavcodec", ()))) or None,
         "opencv": cv2.__version__,
-        "edgekit": package_version("edgekit"),
+        "edgekit": distribution_version("edgekit"),
         "edgekit_native_kernels": bs.kernels().__name__.rsplit(".", 1)[-1] != "_reference",
         "git": git_revision(),
         "platform": platform.platform(),

@@ -34,12 +34,9 @@ Example:
 from __future__ import annotations
 
 import argparse
-import datetime
-import importlib.metadata
 import json
 import os
 import math
-import platform
 import re
 import resource
 import statistics
@@ -57,8 +54,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_clips.py
 
 import edgekit  # noqa: E402
 import edgekit.bitstream as bs  # noqa: E402
+from edgekit._versions import distribution_version  # noqa: E402
 from _clips import ClipSpec, encode_clip  # noqa: E402
-from _env import cpu_model  # noqa: E402
+from _env import machine, script_parser  # noqa: E402
 
 MIB = 1024 * 1024
 
@@ -369,9 +367,8 @@ def run_memory_check(spec: ClipSpec, workdir: Path) -> dict:
 
 def mvextractor_info() -> dict:
     """Whether motion-vector-extractor imports, its version, and the FFmpeg it links statically."""
-    try:
-        version = importlib.metadata.version("motion-vector-extractor")
-    except importlib.metadata.PackageNotFoundError:
+    version = distribution_version("motion-vector-extractor")
+    if version is None:
         return {"available": False, "reason": "motion-vector-extractor is not installed "
                                               "(pip install motion-vector-extractor)"}
     try:
@@ -387,27 +384,9 @@ def mvextractor_info() -> dict:
 
 
 def environment(mvx: dict) -> dict:
-    libs = {name: ".".join(map(str, v)) for name, v in av.library_versions.items()}
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except AttributeError:
-        affinity = None
-    return {
-        "python": platform.python_version(),
-        "av": av.__version__,
-        "ffmpeg": getattr(av, "ffmpeg_version_info", None),
-        "ffmpeg_libraries": libs,
-        "numpy": np.__version__,
-        "edgekit": edgekit.__version__,
-        "edgekit_native_kernels": bs.kernels().__name__ == "edgekit._kernels",
-        "mvextractor": mvx.get("version"),
-        "mvextractor_bundled_libavcodec": mvx.get("bundled_libavcodec"),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "cpu_affinity": affinity,
-        "cpu_model": cpu_model(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
+    return {**machine(), "edgekit": edgekit.__version__,
+            "edgekit_native_kernels": bs.kernels().__name__ == "edgekit._kernels",
+            "mvextractor": mvx.get("version"), "mvextractor_bundled_libavcodec": mvx.get("bundled_libavcodec")}
 
 
 # -- main -------------------------------------------------------------------------------------------
@@ -525,11 +504,8 @@ def benchmark(args) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        description="Benchmark edgekit.bitstream frames/s against PyAV and motion-vector-extractor; "
-                    "prints one JSON object on stdout.",
-        epilog="example: python benchmarks/extract.py --repeats 3 --workdir /tmp/edgekit-bench > extract.json",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = script_parser("Benchmark edgekit.bitstream frames/s against PyAV and motion-vector-extractor",
+                           "python benchmarks/extract.py --repeats 3 --workdir /tmp/edgekit-bench > extract.json")
     parser.add_argument("--repeats", type=int, default=5,
                         help="round-robin rounds per variant (default 5: the best of 5 is stable on a busy machine)")
     parser.add_argument("--min-seconds", type=float, default=None,

@@ -4,7 +4,7 @@ what ONNX Runtime actually runs, and how closely the INT8 logits follow the FP32
 Model: ``--model-dir DIR`` (a ``python -m quantize`` output: fp32.onnx, int8.onnx, model.json), or by
 default one built on the fly: a randomly initialised ``edge-mvr`` whose BatchNorm statistics are
 re-estimated on synthetic MV+R clips (so activations have trained-like ranges), exported with
-``training.models.export_onnx`` and quantized by ``quantize.core.quantize_int8`` with a calibration
+``training.models.export_onnx`` and quantized by ``quantize.int8.quantize_int8`` with a calibration
 reader of synthetic clips. Synthetic clips look like the cache's ``mv_residual`` stream: a mostly
 static 8x8-block motion field with a few moving objects (MV channels, in input units: pixels x 1/8)
 and sparse, small residuals concentrated on the objects.
@@ -13,9 +13,9 @@ Timing: for each thread count, an FP32 and an INT8 session are loaded side by si
 run in interleaved rounds (a block of 10 timed FP32 inferences and one of 10 INT8 ones per round, the
 order alternating, each block after one untimed inference), so a slow phase of a shared machine
 hits both, and one session's spinning thread pool does not slow the other's timed runs. Figures
-per precision: median, p90, p10, min (ms). The speedup is FP32 / INT8 of the medians, and of the
-p10s and minima: on a busy machine the medians measure the other processes as much as the model,
-the low percentiles much less.
+per precision (``targets.timing.LatencyStats``): median, mean, p10, p90, min (ms), runs, threads.
+The speedup is FP32 / INT8 of the medians, and of the p10s and minima: on a busy machine the
+medians measure the other processes as much as the model, the low percentiles much less.
 ``load_average`` in the environment says how busy the machine was.
 
 A built model also keeps ``int8_plain.onnx``, the ONNX Runtime quantizer's output before
@@ -36,7 +36,6 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import os
@@ -54,8 +53,11 @@ import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from a checkout
+sys.path.insert(0, str(ROOT / "benchmarks"))  # benchmarks/_env.py
 
-import edgekit  # noqa: E402
+from _env import script_parser  # noqa: E402
+
+from edgekit._versions import producer_versions  # noqa: E402
 from edgekit.spec import InputSpec  # noqa: E402
 
 CPU_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni", "avx_vnni_int8", "avx512_bf16",
@@ -102,9 +104,9 @@ def synthetic_inputs(specs: list[InputSpec], count: int, seed: int) -> list[dict
     for _ in range(count):
         item = {}
         for spec in specs:
-            if spec.stream == "mv_residual" and spec.layout == "BSCHW":
+            if spec.modality == "mv_residual" and spec.layout == "BSCHW":
                 item[spec.name] = synthetic_mv_residual(rng, spec.shape)
-            else:  # other streams: unit-scale noise (this benchmark targets the edge model)
+            else:  # other modalities: unit-scale noise (this benchmark targets the edge model)
                 item[spec.name] = rng.standard_normal(spec.shape).astype(np.float32)
         out.append(item)
     return out
@@ -119,7 +121,7 @@ def build_model_dir(out: Path, model_name: str, classes: int, calib: int, seed: 
     import torch
     from onnxruntime.quantization import CalibrationDataReader
 
-    from quantize.core import quantize_int8
+    from quantize.int8 import quantize_int8
     from training.models import build_model, count_macs, count_params, export_onnx, spec_inputs
 
     torch.manual_seed(seed)
@@ -156,20 +158,16 @@ def build_model_dir(out: Path, model_name: str, classes: int, calib: int, seed: 
 
 # -- measurements -----------------------------------------------------------------------------------
 
-def stats(times_ms: list[float]) -> dict:
-    t = np.asarray(times_ms)
-    return {"median": round(float(np.median(t)), 4), "p90": round(float(np.percentile(t, 90)), 4),
-            "p10": round(float(np.percentile(t, 10)), 4), "min": round(float(t.min()), 4), "runs": int(t.size)}
-
-
 BLOCK = 10  # timed inferences per backend in a row (see the module docstring)
 
 
-def interleaved(backends: dict, x: dict, runs: int, warmup: int, block: int = BLOCK) -> dict:
-    """{name: stats} of ``runs`` timed inferences per backend, in interleaved rounds: each round runs
-    every backend for a block of ``block`` timed inferences (order alternating), after one untimed
-    inference that lets the previous backend's worker threads stop spinning (ONNX Runtime's pool
-    spins after each run and would otherwise take the second core from the next session)."""
+def interleaved(backends: dict, x: dict, runs: int, warmup: int, threads: int, block: int = BLOCK) -> dict:
+    """{name: latency statistics} of ``runs`` timed inferences per backend, in interleaved rounds: each
+    round runs every backend for a block of ``block`` timed inferences (order alternating), after one
+    untimed inference that lets the previous backend's worker threads stop spinning (ONNX Runtime's
+    pool spins after each run and would otherwise take the second core from the next session)."""
+    from targets.timing import LatencyStats, timed_calls_ms
+
     names = list(backends)
     for name in names:
         for _ in range(warmup):
@@ -178,11 +176,8 @@ def interleaved(backends: dict, x: dict, runs: int, warmup: int, block: int = BL
     for r in range(-(-runs // block)):
         for name in (names if r % 2 == 0 else names[::-1]):
             backends[name].run(x)  # switch-in, untimed
-            for _ in range(min(block, runs - len(times[name]))):
-                t0 = time.perf_counter()
-                backends[name].run(x)
-                times[name].append((time.perf_counter() - t0) * 1e3)
-    return {name: stats(t) for name, t in times.items()}
+            times[name] += timed_calls_ms(lambda: backends[name].run(x), min(block, runs - len(times[name])))
+    return {name: LatencyStats.from_times(t, threads).to_dict() for name, t in times.items()}
 
 
 def with_speedup(result: dict) -> dict:
@@ -204,7 +199,7 @@ def latency(backend_name: str, paths: dict, x: dict, threads: list[int], runs: i
         log(f"{backend_name}: {runs} runs per model in interleaved blocks at {t} thread(s)")
         backends = {p: load_backend(backend_name, path, **options) for p, path in paths.items()}
         try:
-            out[str(t)] = with_speedup(interleaved(backends, x, runs, warmup))
+            out[str(t)] = with_speedup(interleaved(backends, x, runs, warmup, t))
         finally:
             for b in backends.values():
                 b.close()
@@ -278,20 +273,6 @@ def cpu_info() -> dict:
             "vnni": bool({"avx512_vnni", "avx_vnni"} & flags)}
 
 
-def versions() -> dict:
-    import onnxruntime
-
-    out = {"python": platform.python_version(), "numpy": np.__version__, "onnxruntime": onnxruntime.__version__,
-           "edgekit": edgekit.__version__}
-    for name in ("onnx", "openvino", "torch"):
-        try:
-            module = __import__(name)
-            out[name] = getattr(module, "__version__", None) or module.get_version()
-        except ImportError:
-            out[name] = None
-    return out
-
-
 def environment() -> dict:
     from targets.cpu import physical_cores
 
@@ -299,7 +280,7 @@ def environment() -> dict:
         affinity = len(os.sched_getaffinity(0))
     except AttributeError:
         affinity = None
-    return {**versions(), "platform": platform.platform(), "cpu": cpu_info(), "cpu_count": os.cpu_count(),
+    return {**producer_versions(), "platform": platform.platform(), "cpu": cpu_info(), "cpu_count": os.cpu_count(),
             "cpu_affinity": affinity, "physical_cores": physical_cores(),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
@@ -370,11 +351,8 @@ def benchmark(args) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        description="INT8 vs FP32 of an edgekit model at batch 1 through ONNX Runtime and OpenVINO; "
-                    "prints one JSON object on stdout.",
-        epilog="example: python benchmarks/quantize.py --model-dir models/edge-mvr --cache data/cache > q.json",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = script_parser("INT8 vs FP32 of an edgekit model at batch 1 through ONNX Runtime and OpenVINO",
+                           "python benchmarks/quantize.py --model-dir models/edge-mvr --cache data/cache > q.json")
     parser.add_argument("--model-dir", help="a quantize output folder (fp32.onnx, int8.onnx, model.json); "
                                             "default: build a random-init model on the fly")
     parser.add_argument("--cache", help="with --model-dir: side-data cache whose test split gives top-1")

@@ -16,40 +16,40 @@ import argparse
 import json
 import sys
 
-from edgekit.errors import EdgekitError
 
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m quantize", description=__doc__.split("\n\n")[0],
-                                epilog=__doc__.split("examples:", 1)[1] and "examples:" + __doc__.split("examples:", 1)[1],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Arguments of ``edgekit quantize`` / ``python -m quantize`` (no torch imported)."""
     p.add_argument("--checkpoint", required=True, help="training checkpoint JSON")
     p.add_argument("--out", required=True, help="model directory to write")
     p.add_argument("--calib", help="side-data cache for calibration/evaluation (default: the checkpoint's)")
-    p.add_argument("--calib-clips", type=int, default=128)
-    p.add_argument("--method", choices=["minmax", "percentile", "entropy"], default="minmax")
-    p.add_argument("--eval-split", default="test")
-    p.add_argument("--eval-clips", type=int, default=None, help="limit evaluation clips (default all)")
-    p.add_argument("--latency-runs", type=int, default=50)
-    p.add_argument("--json", action="store_true")
-    args = p.parse_args(argv)
+    p.add_argument("--calib-clips", type=int, default=128, metavar="N", help="calibration clips (default 128)")
+    p.add_argument("--method", choices=["minmax", "percentile", "entropy"], default="minmax",
+                   help="activation calibration (default minmax)")
+    p.add_argument("--eval-split", default="test", help="split for the FP32/INT8 accuracy check (default test)")
+    p.add_argument("--eval-clips", type=int, default=None, metavar="N", help="limit evaluation clips (default all)")
+    p.add_argument("--latency-runs", type=int, default=50, metavar="N", help="timed runs per backend (default 50)")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object (progress on stderr)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Quantize, evaluate and print the report (markdown, or JSON with ``--json``)."""
     from quantize.core import quantize_checkpoint
+    from quantize.report import report_markdown
 
     say = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
-    try:
-        report = quantize_checkpoint(args.checkpoint, args.out, calib=args.calib, calib_clips=args.calib_clips,
-                                     method=args.method, eval_split=args.eval_split, eval_clips=args.eval_clips,
-                                     latency_runs=args.latency_runs, progress=say)
-    except EdgekitError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(report))
-    else:
-        from quantize.core import report_markdown
-
-        print(report_markdown(report))
+    report = quantize_checkpoint(args.checkpoint, args.out, calib=args.calib, calib_clips=args.calib_clips,
+                                 method=args.method, eval_split=args.eval_split, eval_clips=args.eval_clips,
+                                 latency_runs=args.latency_runs, progress=say)
+    print(json.dumps(report) if args.json else report_markdown(report))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m quantize``: this module's command through the edgekit CLI's runner."""
+    from edgekit.cli.common import run_command
+    from edgekit.cli.training import command_parser
+
+    return run_command(command_parser("quantize", prog="python -m quantize"), argv)
 
 
 if __name__ == "__main__":

@@ -206,6 +206,22 @@ def zero_point_violations(model) -> list[str]:
     return bad
 
 
+def float_nodes(path: str | Path) -> list[str]:
+    """Compute nodes of a QDQ model that still run in float: their inputs are not all dequantized
+    (graph inputs and constants aside). Q/DQ nodes themselves are not counted."""
+    model = _onnx().load(str(path))
+    dq_outputs = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    consts = {i.name for i in model.graph.initializer}
+    left = []
+    for n in model.graph.node:
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear", "Constant"):
+            continue
+        dynamic = [i for i in n.input if i and i not in consts]
+        if dynamic and not all(i in dq_outputs for i in dynamic):
+            left.append(f"{n.op_type}:{n.name}")
+    return left
+
+
 def ort_optimized_ops(path: str | Path, threads: int = 1, graph_optimization: str = "all") -> dict[str, int]:
     """Operator counts of the graph ONNX Runtime actually runs for the model at ``path``, with the CPU
     backend's session options (``targets.cpu.session_options``): e.g. how many Convs became

@@ -16,7 +16,7 @@ pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "quantize.py"
-STATS = {"median", "p90", "p10", "min", "runs"}
+STATS = {"median", "mean", "p10", "p90", "min", "runs", "threads"}  # targets.timing.LatencyStats
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +40,7 @@ def test_quick_run_reports_latency_at_1_and_2_threads(report):
             precisions = ("fp32", "int8", "int8_plain") if backend == "onnxruntime" else ("fp32", "int8")
             for precision in precisions:
                 assert set(r[precision]) == STATS and r[precision]["runs"] == runs
+                assert r[precision]["threads"] == int(threads)
                 assert 0 < r[precision]["min"] <= r[precision]["p10"] <= r[precision]["median"] <= r[precision]["p90"]
             assert r["speedup_median"] == pytest.approx(r["fp32"]["median"] / r["int8"]["median"], rel=2e-3)
             key = f"{backend}_{threads}_thread{'s' if threads != '1' else ''}"

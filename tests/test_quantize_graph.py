@@ -68,7 +68,7 @@ def models(tmp_path_factory):
     """(folder, FP32 path, plain ORT QDQ path, quantize_int8 path, what quantize_int8 returned)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-    from quantize.core import quantize_int8
+    from quantize.int8 import quantize_int8
 
     folder = tmp_path_factory.mktemp("qgraph")
     buffer = io.BytesIO()

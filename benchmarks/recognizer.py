@@ -1,0 +1,327 @@
+"""End to end: frames/s of ``Recognizer.default().recognize(clip)`` against decoding the clip to RGB.
+
+The path users run (bitstream reading, preprocessing and ONNX Runtime inference, window by window)
+is timed beside the cheapest thing a pixel-domain recognizer must do first: decode every frame of
+the same clip to RGB with PyAV (extract.py's "decode_rgb" baseline). Clips, one per --sizes entry:
+
+  340x256     MPEG-4 Part 2, 500 frames, GOP 12, no B-frames
+  1280x720    H.264 (x264), 250 frames, GOP 12, 2 B-frames
+  1920x1080   H.264 (x264), 150 frames, GOP 12, 2 B-frames
+
+Timing: one untimed warm-up of each command per clip, then --repeats rounds; every round runs both,
+alternating which goes first, so a slow phase of a shared machine hits both alike. Per clip: the
+median and the minimum of the wall seconds of each, fps from those, the ratio recognizer/decode_rgb
+(also per round, where both saw the same load), and the Recognizer's own milliseconds per stage
+(its ``latency_ms``) in the median run, per run and per window.
+
+Works against any edgekit tree on the path, including the older API of c38edf8 (``latency_ms`` a
+dict, no ``edgekit.Recognizer``): the tree measured is the one ``import edgekit`` finds, e.g.
+
+    PYTHONPATH=/tmp/edgekit-before python benchmarks/recognizer.py --repeats 3 > before.json
+
+Clips are encoded by benchmarks/_clips.py in a child process that imports this script's own tree,
+so every tree is measured on byte-identical clips (cache them with --workdir) and the encoder's
+memory stays out of the measured process's peak RSS.
+
+Prints ONE JSON object on stdout; progress goes to stderr.
+
+Example:
+    python benchmarks/recognizer.py --repeats 5 --workdir /tmp/edgekit-bench > recognizer.json
+    python benchmarks/recognizer.py --sizes 340x256 --frames-scale 0.1 --repeats 1   # smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import av
+import numpy as np
+
+BENCHMARKS = Path(__file__).resolve().parent
+REPO_ROOT = BENCHMARKS.parent  # the tree this script belongs to (it encodes the clips)
+sys.path.insert(0, str(BENCHMARKS))  # benchmarks/_env.py, run as a script
+
+import edgekit  # noqa: E402
+import edgekit.bitstream as bs  # noqa: E402
+# edgekit.Recognizer is this class; c38edf8 exposed it only here
+from edgekit.recognizer import Recognizer  # noqa: E402
+from _env import machine, script_parser  # noqa: E402
+
+STAGES = ("decode", "preprocess", "inference", "total")
+
+# size -> the ClipSpec arguments of its clip (benchmarks/_clips.py); objects as in extract.py's clips
+CLIPS = {
+    "340x256": dict(codec="mpeg4", width=340, height=256, frames=500, gop=12, bframes=0, qscale=3, objects=4),
+    "1280x720": dict(codec="h264", width=1280, height=720, frames=250, gop=12, bframes=2, crf=23, objects=6),
+    "1920x1080": dict(codec="h264", width=1920, height=1080, frames=150, gop=12, bframes=2, crf=23, objects=6),
+}
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# -- clips ------------------------------------------------------------------------------------------
+
+def scaled_clip(size: str, frames_scale: float) -> dict:
+    """The ClipSpec arguments for ``size``, frames scaled (at least one GOP, so P-frames are read)."""
+    spec = dict(CLIPS[size])
+    spec["frames"] = max(spec["gop"], round(spec["frames"] * frames_scale))
+    return spec
+
+
+def encode_clips(specs: dict[str, dict], workdir: Path) -> dict[str, dict]:
+    """size -> {"path", "spec" (ClipSpec.describe()), "bytes"}, encoded (or found in ``workdir``) by a
+    child process that imports this script's own tree: _clips.py needs that tree's encoder helpers,
+    which an older edgekit under test may lack."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--encode-clips", str(workdir), json.dumps(specs)]
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env, timeout=3600)  # stderr: progress
+    if proc.returncode != 0:
+        raise RuntimeError(f"clip encoding exited {proc.returncode} (its stderr is above)")
+    return json.loads(proc.stdout)
+
+
+def encode_clips_child(workdir: str, specs_json: str) -> dict[str, dict]:
+    """The child process of :func:`encode_clips`."""
+    from _clips import ClipSpec, encode_clip
+
+    log(f"encoding clips with {Path(edgekit.__file__).parent}")
+    clips = {}
+    for size, arguments in json.loads(specs_json).items():
+        spec = ClipSpec(**arguments)
+        t0 = time.perf_counter()
+        path = encode_clip(spec, workdir)
+        log(f"clip {size}: {path} ({time.perf_counter() - t0:.1f} s to encode or find)")
+        clips[size] = {"path": str(path), "spec": spec.describe(), "bytes": path.stat().st_size}
+    return clips
+
+
+# -- the two measured commands ------------------------------------------------------------------------
+
+def decode_rgb(path) -> int:
+    """extract.py's decode_rgb baseline (its ``pyav_rgb``): PyAV decode + to_ndarray("rgb24") of every
+    frame, with the reader's decoder threading (slice threads, thread_count 0 = one per core; swscale
+    at PyAV's threads=0). Written out, not imported: extract.py imports edgekit modules that the
+    older trees this script measures lack. Returns the frames decoded."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "SLICE"
+        stream.codec_context.thread_count = 0
+        n = 0
+        for frame in container.decode(stream):
+            frame.to_ndarray(format="rgb24")
+            n += 1
+    return n
+
+
+def stage_ms(pred) -> dict:
+    """The Recognizer's milliseconds per stage (decode, preprocess, inference, total) of one
+    ``recognize`` result: ``latency_ms`` is a StageTimes (to_dict()) now, a plain dict in c38edf8."""
+    latency = pred.latency_ms
+    values = latency if isinstance(latency, Mapping) else latency.to_dict()
+    return {stage: float(values[stage]) for stage in STAGES}
+
+
+def timed_decode_rgb(path) -> dict:
+    t0 = time.perf_counter()
+    frames = decode_rgb(path)
+    return {"seconds": time.perf_counter() - t0, "frames": frames}
+
+
+def timed_recognize(recognizer, path) -> dict:
+    t0 = time.perf_counter()
+    pred = recognizer.recognize(str(path))
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "frames": pred.frames, "windows": len(pred.windows), "stage_ms": stage_ms(pred),
+            "label": pred.label}
+
+
+# -- summaries --------------------------------------------------------------------------------------
+
+def peak_rss_mib() -> float:
+    """Peak RSS of this process so far (ru_maxrss: KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The run of median wall time (the lower middle one for an even count)."""
+    return sorted(runs, key=lambda r: r["seconds"])[(len(runs) - 1) // 2]
+
+
+def summarize_size(frames: int, rgb_runs: list[dict], rec_runs: list[dict]) -> dict:
+    rgb_median, rgb_min = statistics.median(r["seconds"] for r in rgb_runs), min(r["seconds"] for r in rgb_runs)
+    rec_median, rec_min = statistics.median(r["seconds"] for r in rec_runs), min(r["seconds"] for r in rec_runs)
+    decode_rgb_fps, recognizer_fps = frames / rgb_median, frames / rec_median
+    median = median_run(rec_runs)
+    windows = median["windows"]
+    # rounds are interleaved, so each round's own ratio saw the same load on both sides
+    paired = [a["seconds"] / b["seconds"] for a, b in zip(rgb_runs, rec_runs)]
+    return {
+        "frames": frames,
+        "decode_rgb_fps": round(decode_rgb_fps, 2),
+        "recognizer_fps": round(recognizer_fps, 2),
+        "ratio": round(recognizer_fps / decode_rgb_fps, 3),  # from the median seconds of each
+        "decode_rgb_fps_best": round(frames / rgb_min, 2),
+        "recognizer_fps_best": round(frames / rec_min, 2),
+        "ratio_best": round(rgb_min / rec_min, 3),
+        "ratio_paired_median": round(statistics.median(paired), 3),
+        "ratio_per_repeat": [round(x, 3) for x in paired],
+        "seconds": {"decode_rgb": {"median": round(rgb_median, 4), "min": round(rgb_min, 4),
+                                   "runs": [round(r["seconds"], 4) for r in rgb_runs]},
+                    "recognizer": {"median": round(rec_median, 4), "min": round(rec_min, 4),
+                                   "runs": [round(r["seconds"], 4) for r in rec_runs]}},
+        "windows": windows,
+        "stage_ms": {k: round(v, 3) for k, v in median["stage_ms"].items()},  # the median run's
+        "stage_ms_per_window": {k: round(v / windows, 3) for k, v in median["stage_ms"].items()},
+        "label": median["label"],
+        "peak_rss_mib": round(peak_rss_mib(), 1),  # of the process so far (sizes run smallest first)
+    }
+
+
+# -- environment ------------------------------------------------------------------------------------
+
+def tree_revision(tree: Path) -> str | None:
+    """``git describe --always --dirty`` of the measured tree, None outside a git checkout."""
+    try:
+        proc = subprocess.run(["git", "-C", str(tree), "describe", "--always", "--dirty"],
+                              capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode != 0:
+        return None
+    return proc.stdout.strip() or None
+
+
+def environment() -> dict:
+    import onnxruntime
+
+    tree = Path(edgekit.__file__).resolve().parents[1]
+    return {**machine(), "onnxruntime": onnxruntime.__version__, "edgekit": edgekit.__version__,
+            "edgekit_file": edgekit.__file__,  # which tree was measured
+            "edgekit_tree_revision": tree_revision(tree),
+            "edgekit_native_kernels": bs.kernels().__name__ == "edgekit._kernels"}
+
+
+# -- main -------------------------------------------------------------------------------------------
+
+def benchmark(args) -> dict:
+    t_start = time.perf_counter()
+    load_start = os.getloadavg()
+    log(f"measuring edgekit from {edgekit.__file__}")
+    specs = {size: scaled_clip(size, args.frames_scale) for size in args.sizes}
+    with tempfile.TemporaryDirectory(prefix="edgekit-bench-") as tmp:
+        workdir = Path(args.workdir) if args.workdir else Path(tmp)
+        clips = encode_clips(specs, workdir)
+
+        t0 = time.perf_counter()
+        options = {} if args.threads is None else {"threads": args.threads}
+        recognizer = Recognizer.default(**options)
+        load_s = time.perf_counter() - t0
+        backend = repr(recognizer.backend)  # before close() turns it into "closed"
+        log(f"{backend} loaded in {load_s:.2f} s")
+
+        results = {}
+        with recognizer:
+            for size in args.sizes:
+                path = clips[size]["path"]
+                warm_rgb, warm_rec = timed_decode_rgb(path), timed_recognize(recognizer, path)  # untimed warm-up
+                if warm_rgb["frames"] != warm_rec["frames"]:
+                    raise RuntimeError(f"{size}: PyAV decoded {warm_rgb['frames']} frames, the Recognizer read "
+                                       f"{warm_rec['frames']}")
+                rgb_runs, rec_runs = [], []
+                for r in range(args.repeats):
+                    # alternate which goes first: neither always runs right after the other's allocations
+                    if r % 2 == 0:
+                        rgb_runs.append(timed_decode_rgb(path))
+                        rec_runs.append(timed_recognize(recognizer, path))
+                    else:
+                        rec_runs.append(timed_recognize(recognizer, path))
+                        rgb_runs.append(timed_decode_rgb(path))
+                    log(f"round {r + 1}/{args.repeats} {size}: decode_rgb {rgb_runs[-1]['seconds']:.3f} s, "
+                        f"recognizer {rec_runs[-1]['seconds']:.3f} s")
+                results[size] = {"clip": {**clips[size]["spec"], "bytes": clips[size]["bytes"]},
+                                 **summarize_size(warm_rgb["frames"], rgb_runs, rec_runs)}
+                log(f"{size}: decode_rgb {results[size]['decode_rgb_fps']} fps, recognizer "
+                    f"{results[size]['recognizer_fps']} fps, ratio {results[size]['ratio']}")
+            backend_threads = getattr(recognizer.backend, "threads", None)
+
+    return {
+        "benchmark": "Recognizer.default().recognize(clip) vs PyAV decode to RGB (frames/s)",
+        "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
+        "settings": {
+            "sizes": args.sizes,
+            "frames_scale": args.frames_scale,
+            "repeats": args.repeats,
+            "threads": args.threads,
+            "workdir": args.workdir,
+            "timing": "per clip: one untimed warm-up of each command, then `repeats` rounds running both, "
+                      "alternating which goes first; fps = frames / median (or min: *_best) wall seconds; "
+                      "ratio = recognizer_fps / decode_rgb_fps; ratio_paired_median = median over rounds of "
+                      "that round's ratio; stage_ms from the median recognize() run",
+            "decoders": "both sides decode with slice threads, thread_count 0 (one per core): the reader's "
+                        "threads='auto', which recognize() uses; --threads sets only the Recognizer's "
+                        "inference threads",
+            "recognizer": repr(recognizer),
+            "backend": backend,
+            "inference_threads": backend_threads,
+            "window_frames": recognizer.window_frames,
+            "stride_frames": recognizer.stride_frames,
+            "load_s": round(load_s, 3),
+        },
+        "env": environment(),
+        "load_average_start": [round(x, 2) for x in load_start],
+        "load_average_end": [round(x, 2) for x in os.getloadavg()],
+        "results": results,
+        "peak_rss_mib": round(peak_rss_mib(), 1),
+        "elapsed_s": round(time.perf_counter() - t_start, 1),
+    }
+
+
+def parse_sizes(values: list[str], parser: argparse.ArgumentParser) -> list[str]:
+    sizes = [s for value in values for s in value.split(",") if s]
+    unknown = [s for s in sizes if s not in CLIPS]
+    if unknown or not sizes:
+        parser.error(f"unknown size(s) {unknown}; choose from {', '.join(CLIPS)}")
+    return sorted(dict.fromkeys(sizes), key=list(CLIPS).index)  # smallest first: peak RSS grows with size
+
+
+def main(argv=None) -> int:
+    parser = script_parser("Benchmark Recognizer.default().recognize(clip) against PyAV decoding to RGB",
+                           "python benchmarks/recognizer.py --repeats 5 --workdir /tmp/edgekit-bench > recognizer.json")
+    parser.add_argument("--sizes", nargs="+", default=list(CLIPS), metavar="WxH",
+                        help=f"clips to measure, space- or comma-separated (default: {' '.join(CLIPS)})")
+    parser.add_argument("--frames-scale", type=float, default=1.0,
+                        help="multiply every clip's frame count (at least one GOP is kept), e.g. 0.1 for a smoke run")
+    parser.add_argument("--repeats", type=int, default=5, help="timed rounds per clip (default 5)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="the Recognizer's inference threads (default: its backend's own)")
+    parser.add_argument("--workdir", help="where encoded clips are cached (default: a temporary directory)")
+    parser.add_argument("--encode-clips", nargs=2, metavar=("WORKDIR", "SPECS"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.encode_clips:  # internal: the child process of encode_clips()
+        print(json.dumps(encode_clips_child(*args.encode_clips)))
+        return 0
+    args.sizes = parse_sizes(args.sizes, parser)
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+    if args.frames_scale <= 0:
+        parser.error("--frames-scale must be > 0")
+    if args.threads is not None and args.threads < 1:
+        parser.error("--threads must be >= 1")
+    print(json.dumps(benchmark(args), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
