@@ -52,8 +52,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run as a script from a checkout
-sys.path.insert(0, str(ROOT / "benchmarks"))  # benchmarks/_env.py
+sys.path.insert(0, str(ROOT))  # run as a script from a checkout (after it: benchmarks/, for _env.py)
 
 from _env import script_parser  # noqa: E402
 

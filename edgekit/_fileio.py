@@ -9,12 +9,15 @@ temporary file is removed and the destination keeps its old content (or stays ab
         encode(tmp)
     atomic_write("report.json", json.dumps(r))   # bytes or text
     atomic_save_npy("shard-00000.motion.npy", array)
+    with atomic_folder("models/edge-mvr") as folder:   # a whole folder, published at once
+        (folder / "model.json").write_text(...)
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,3 +67,34 @@ def atomic_save_npy(path: str | os.PathLike, array) -> Path:
     with atomic_output(path) as tmp, open(tmp, "wb") as fh:
         np.save(fh, array, allow_pickle=False)
     return Path(path)
+
+
+@contextlib.contextmanager
+def atomic_folder(out: str | os.PathLike) -> Iterator[Path]:
+    """A fresh folder beside ``out`` to fill (a model directory, a report); when the block succeeds
+    its files are fsync'ed and it is renamed to ``out`` (an older ``out`` is kept until then and
+    put back if the rename fails); when the block fails it is removed."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.part")
+    old = out.with_name(f".{out.name}.{os.getpid()}.old")
+    for leftover in (tmp, old):
+        if leftover.exists():
+            shutil.rmtree(leftover)
+    tmp.mkdir()
+    try:
+        yield tmp
+        for written in tmp.rglob("*"):
+            if written.is_file():
+                _fsync_path(written)
+        if out.exists():
+            os.replace(out, old)
+        try:
+            os.replace(tmp, out)
+        except OSError:
+            if old.exists():  # put the older folder back
+                os.replace(old, out)
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)

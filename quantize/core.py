@@ -8,14 +8,10 @@ This module only runs them in order and publishes the folder whole.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
-from edgekit._fileio import atomic_write
+from edgekit._fileio import atomic_folder, atomic_write
 from quantize.export import export_fp32, model_description
 from quantize.report import build_report, report_markdown
 
@@ -35,7 +31,7 @@ def quantize_checkpoint(checkpoint, out_dir, *, calib=None, calib_clips: int = 1
     from quantize.int8 import quantize_int8
     from training.cache import find_cache
 
-    with _published_folder(Path(out_dir)) as folder:
+    with atomic_folder(Path(out_dir)) as folder:
         fp32, int8 = folder / "fp32.onnx", folder / "int8.onnx"
         progress("exporting FP32 ONNX")
         meta, specs = export_fp32(checkpoint, fp32)
@@ -55,29 +51,3 @@ def quantize_checkpoint(checkpoint, out_dir, *, calib=None, calib_clips: int = 1
         atomic_write(folder / "report.json", json.dumps(report, indent=1))
         atomic_write(folder / "report.md", report_markdown(report))
     return report
-
-
-@contextlib.contextmanager
-def _published_folder(out: Path) -> Iterator[Path]:
-    """A fresh folder beside ``out`` to fill; renamed to ``out`` when the block succeeds (an older
-    ``out`` is kept until then), removed when it fails."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.part")
-    old = out.with_name(f".{out.name}.{os.getpid()}.old")
-    for leftover in (tmp, old):
-        if leftover.exists():
-            shutil.rmtree(leftover)
-    tmp.mkdir()
-    try:
-        yield tmp
-        if out.exists():
-            os.replace(out, old)
-        try:
-            os.replace(tmp, out)
-        except OSError:
-            if old.exists():  # put the older folder back
-                os.replace(old, out)
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)

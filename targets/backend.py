@@ -130,8 +130,8 @@ def select_backend(device: str | None = None, backend: str | None = None, *,
     if device is not None and not isinstance(device, str):
         raise ConfigError(f"device must be a string, got {type(device).__name__}")
     if device in BACKEND_NAMES or device in BACKEND_ALIASES and device != "cpu":
-        raise ConfigError(f"{device!r} is a backend, not a device: pass backend={device!r} "
-                          f"(device names hardware: {', '.join(DEVICE_CLASSES)} or a profile)")
+        raise ConfigError(f"{device!r} is a backend, not a device: pass backend={device!r} (CLI: --backend "
+                          f"{device}); device names hardware: {', '.join(DEVICE_CLASSES)} or a profile")
     if device is not None and device not in DEVICE_CLASSES:
         if device.endswith(".toml") or os.sep in device or device in list_profiles():
             profile = load_profile(device)

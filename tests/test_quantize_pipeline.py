@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from quantize.core import _published_folder
+from edgekit._fileio import atomic_folder
 from quantize.evaluate import BackendResult
 from quantize.report import build_report, report_markdown
 from targets.timing import LatencyStats, measure_latency
@@ -48,11 +48,11 @@ def test_output_folder_appears_whole_or_not_at_all(tmp_path):
     out = tmp_path / "model"
     out.mkdir()
     (out / "report.json").write_text("old")
-    with pytest.raises(RuntimeError), _published_folder(out) as folder:
+    with pytest.raises(RuntimeError), atomic_folder(out) as folder:
         (folder / "report.json").write_text("half")
         raise RuntimeError("calibration failed")
     assert (out / "report.json").read_text() == "old"
-    with _published_folder(out) as folder:
+    with atomic_folder(out) as folder:
         (folder / "report.json").write_text("new")
     assert (out / "report.json").read_text() == "new"
     assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no temporary folder left

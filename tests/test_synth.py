@@ -102,11 +102,11 @@ def test_rerun_skips_finished_clips_and_redoes_missing_ones(tiny):
     victim = out / "videos/static/static_00002.mp4"
     original = victim.read_bytes()
     victim.unlink()
-    (victim.parent / ".static_00003.mp4.partial-999").write_bytes(b"interrupted")
+    (victim.parent / ".static_00003.mp4.999.part").write_bytes(b"interrupted")
     report = generate(config, out, workers=1, progress=False)
     assert (report.clips_written, report.clips_skipped) == (1, report.clips_total - 1)
     assert victim.read_bytes() == original
-    assert not (victim.parent / ".static_00003.mp4.partial-999").exists()
+    assert not (victim.parent / ".static_00003.mp4.999.part").exists()
     assert {name: (out / name).read_bytes() for name in lists} == lists
     with pytest.raises(ConfigError, match="other settings \\(seed differ\\)"):
         generate(resolve_config("tiny", seed=8), out, workers=1, progress=False)

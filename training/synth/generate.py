@@ -30,11 +30,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from edgekit._fileio import atomic_output, atomic_write
 from edgekit.errors import ConfigError
 from training.synth.classes import CLASS_NAMES
 from training.synth.config import FLOW_STRIDE_PX, SynthConfig
 from training.synth.encode import encode_video
-from training.synth.files import atomic_path, remove_partials, write_text_atomic
+from training.synth.files import remove_partials
 from training.synth.groundtruth import load_ground_truth, metadata_line, write_ground_truth
 from training.synth.motion import Canvas
 from training.synth.render import render
@@ -126,9 +127,9 @@ def write_clip(job: ClipJob, out_dir: str | Path) -> dict:
         **plan.metadata,
     }
     metadata = json.loads(metadata_line(metadata))  # plain JSON types, identical to what is stored
-    with atomic_path(job.flow_path(out_dir)) as temp, open(temp, "wb") as file:
+    with atomic_output(job.flow_path(out_dir)) as temp, open(temp, "wb") as file:
         write_ground_truth(file, clip.flow_px, clip.actor_mask, FLOW_STRIDE_PX, metadata)
-    with atomic_path(job.video_path(out_dir)) as temp:
+    with atomic_output(job.video_path(out_dir)) as temp:
         encode_video(clip.frames, temp, config.codec, config.fps)
     return metadata
 
@@ -157,7 +158,7 @@ def _check_or_write_manifest(out_dir: Path, config: SynthConfig) -> None:
                 "use another --out, or delete the folder to start over"
             )
         return
-    write_text_atomic(path, json.dumps(expected, indent=2) + "\n")
+    atomic_write(path, json.dumps(expected, indent=2) + "\n")
 
 
 def _init_worker() -> None:
@@ -227,7 +228,7 @@ def generate(config: SynthConfig, out_dir: str | Path, workers: int | None = Non
     for job in jobs:  # clips made by an earlier run: their metadata lives in their ground truth
         if job.index not in metadata:
             metadata[job.index] = load_ground_truth(job.flow_path(out_dir)).metadata
-    write_text_atomic(out_dir / "metadata.jsonl", "".join(metadata_line(metadata[j.index]) + "\n" for j in jobs))
+    atomic_write(out_dir / "metadata.jsonl", "".join(metadata_line(metadata[j.index]) + "\n" for j in jobs))
     write_ucf_lists(out_dir, CLASS_NAMES, [(j.video_relative, j.label, j.split) for j in jobs])
 
     return GenerationReport(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from training.synth.files import write_text_atomic
+from edgekit._fileio import atomic_write
 
 SPLITS = ("train", "val", "test")
 VAL_FRACTION = 0.1
@@ -47,9 +47,9 @@ def write_ucf_lists(out_dir: Path, class_names: tuple[str, ...], clips: list[tup
     ``clips`` are ``(relative_video_path, label, split)`` in the order to list them.
     """
     number = {name: i for i, name in enumerate(class_names, start=1)}
-    write_text_atomic(out_dir / "classInd.txt", "".join(f"{i} {name}\n" for name, i in number.items()))
+    atomic_write(out_dir / "classInd.txt", "".join(f"{i} {name}\n" for name, i in number.items()))
     lines = {split: [] for split in SPLITS}
     for relative, label, split in clips:
         lines[split].append(f"{relative}\n" if split == "test" else f"{relative} {number[label]}\n")
     for split in SPLITS:
-        write_text_atomic(out_dir / f"{split}list01.txt", "".join(lines[split]))
+        atomic_write(out_dir / f"{split}list01.txt", "".join(lines[split]))
