@@ -15,6 +15,7 @@ deleted beforehand).
 
 examples:
   python -m training train --config training/configs/edge-mvr.toml
+  python -m training train --config edge-mvr                          # the same bundled config, by name
   python -m training train --config training/configs/edge-mvr.toml --set train.epochs=3 --set train.out=runs/quick
   python -m training train --config training/configs/edge-mvr.toml --resume
   python -m training train --config training/configs/edge-mvr.toml --overwrite --no-progress > train.log

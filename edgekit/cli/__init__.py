@@ -26,7 +26,7 @@ EXAMPLES = """examples:
   edgekit demo                                             # the bundled model on the bundled sample clip
   edgekit recognize clip.mp4 --json                        # labels, scores, windows, latency
   edgekit synth --preset small --out data/synth-small      # the life cycle, from data to a device:
-  edgekit train --config training/configs/edge-mvr.toml
+  edgekit train --config edge-mvr                        # a bundled config, or a TOML path
   edgekit eval --checkpoint runs/edge-mvr/best.json
   edgekit quantize --checkpoint runs/edge-mvr/best.json --out models/edge-mvr
   edgekit export models/edge-mvr --device cpu -o edge-mvr-cpu.edgepkg
