@@ -42,6 +42,10 @@ static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : (v > hi ?
 /* floor(v + 0.5) without libm (floorf is a call on baseline x86-64): truncate, then step down for
  * negative non-integers. Exact for |v| < 2^30, far beyond any motion vector. */
 static inline int roundi(float v) {
+    /* saturate first: (int) of a float beyond int range is undefined; any offset this large points
+     * far outside every frame (W, H < 2^16), where both kernels clamp to the edge anyway */
+    if (!(v > -16777216.0f)) v = -16777216.0f;  /* NaN too: -2^24, as the numpy reference does */
+    if (v > 16777216.0f) v = 16777216.0f;
     float t = v + 0.5f;
     int i = (int)t;
     return i - (t < (float)i);
@@ -86,6 +90,15 @@ static PyObject *mv_grid(PyObject *self, PyObject *args) {
     memset(b, 0, sizeof(b));
     if (get_buf(o_sd, &b[0], 0, "side_data") || get_buf(o_d0, &b[1], 1, "d0") ||
         get_buf(o_d1, &b[2], 1, "d1") || get_buf(o_fl, &b[3], 1, "flags")) goto fail;
+    if (gh < 0 || gw < 0 || gh > 4096 || gw > 8192) {
+        PyErr_Format(PyExc_ValueError, "bad MV grid size: gh=%d gw=%d", gh, gw);
+        goto fail;
+    }
+    if (b[0].held && b[0].view.len % (Py_ssize_t)sizeof(MotionVector)) {
+        PyErr_Format(PyExc_ValueError, "side_data: %zd bytes is not a whole number of %d-byte motion vectors",
+                     b[0].view.len, (int)sizeof(MotionVector));
+        goto fail;
+    }
     Py_ssize_t cells = (Py_ssize_t)gh * gw;
     if (need(&b[1], cells * 2 * 4, "d0") || need(&b[2], cells * 2 * 4, "d1") || need(&b[3], cells, "flags")) goto fail;
 
@@ -153,7 +166,11 @@ static inline __m128i widen8(const uint8_t *p) {  /* 8 bytes -> 8 uint16 lanes *
 #endif
 #define EK_MAX_PARTS 16
 
-typedef int (*band_fn)(void *ctx, int part, int parts);  /* returns 0, or -1 when out of memory */
+/* Band results, or-ed over the bands: 0 is success. */
+#define EK_NOMEM 1
+#define EK_BAD_POSITION 2
+
+typedef int (*band_fn)(void *ctx, int part, int parts);  /* returns 0 or EK_* bits */
 
 typedef struct {
     band_fn fn;
@@ -169,7 +186,7 @@ static void *band_main(void *arg) {
 }
 #endif
 
-/* Runs fn over `parts` bands; call without the GIL. Returns 0, or -1 if a band ran out of memory. */
+/* Runs fn over `parts` bands; call without the GIL. Returns 0, or the EK_* bits of the bands that failed. */
 static int run_bands(band_fn fn, void *ctx, int parts) {
     if (parts < 1) parts = 1;
     if (parts > EK_MAX_PARTS) parts = EK_MAX_PARTS;
@@ -214,9 +231,13 @@ static inline void stream_fence(int nt) {
 #endif
 }
 
+#define EK_MAX_H 32767
+#define EK_MAX_W 65535
+
 /* The frame geometry every pixel kernel is given: a positive size and gw = ceil(W / 8). */
 static int check_geometry(int H, int W, int gw) {
-    if (H > 0 && W > 0 && gw == (W + 7) / 8) return 0;
+    /* positions pack (y << 16) | x into an int32: y < 2^15, x < 2^16 */
+    if (H > 0 && W > 0 && H <= EK_MAX_H && W <= EK_MAX_W && gw == (W + 7) / 8) return 0;
     PyErr_Format(PyExc_ValueError, "bad frame geometry: H=%d W=%d gw=%d", H, W, gw);
     return -1;
 }
@@ -228,7 +249,12 @@ static PyObject *run_job(band_fn fn, void *job, int threads, Buf *bufs, int n) {
     rc = run_bands(fn, job, threads);
     Py_END_ALLOW_THREADS
     release(bufs, n);
-    if (rc) return PyErr_NoMemory();
+    if (rc & EK_NOMEM) return PyErr_NoMemory();
+    if (rc & EK_BAD_POSITION) {
+        PyErr_SetString(PyExc_ValueError,
+                        "accumulated positions point outside the frame (acc0/acc1 of another geometry?)");
+        return NULL;
+    }
     Py_RETURN_NONE;
 }
 
@@ -383,18 +409,37 @@ static void widen_rows(const int16_t *t, int16_t *o0, int16_t *o1, int W, int nt
     }
 }
 
-static int parse_planes(PyObject *tup, Buf *bufs, Plane *planes, const char *what) {
-    /* tup = (y, y_stride, u, u_stride, v, v_stride) or None */
+/* Parses tup = (y, y_stride, u, u_stride, v, v_stride) or None for a 4:2:0 frame of H x W pixels.
+ * Every plane must hold its rows: stride >= plane width and at least (rows - 1) * stride + width
+ * bytes, so that no row the kernels read leaves the buffer. Returns 1, 0 for None, -1 on error. */
+static int parse_planes(PyObject *tup, Buf *bufs, Plane *planes, int H, int W, const char *what) {
     if (tup == Py_None) return 0;
     if (!PyTuple_Check(tup) || PyTuple_GET_SIZE(tup) != 6) {
         PyErr_Format(PyExc_TypeError, "%s must be a 6-tuple (y, ys, u, us, v, vs)", what);
         return -1;
     }
+    static const char *names[3] = {"Y", "U", "V"};
     for (int i = 0; i < 3; i++) {
         if (get_buf(PyTuple_GET_ITEM(tup, 2 * i), &bufs[i], 0, what)) return -1;
+        if (!bufs[i].held) {
+            PyErr_Format(PyExc_TypeError, "%s: the %s plane is missing", what, names[i]);
+            return -1;
+        }
         planes[i].data = (const uint8_t *)bufs[i].view.buf;
         planes[i].stride = PyLong_AsSsize_t(PyTuple_GET_ITEM(tup, 2 * i + 1));
-        if (planes[i].stride < 0 && PyErr_Occurred()) return -1;
+        if (planes[i].stride == -1 && PyErr_Occurred()) return -1;
+        Py_ssize_t ph = i ? (H + 1) / 2 : H, pw = i ? (W + 1) / 2 : W;
+        if (planes[i].stride < pw || planes[i].stride > ((Py_ssize_t)1 << 24)) {
+            PyErr_Format(PyExc_ValueError, "%s: %s plane stride %zd does not fit a row of %zd pixels", what,
+                         names[i], planes[i].stride, pw);
+            return -1;
+        }
+        Py_ssize_t nbytes = (ph - 1) * planes[i].stride + pw;
+        if (bufs[i].view.len < nbytes) {
+            PyErr_Format(PyExc_ValueError, "%s: %s plane holds %zd bytes, a %zdx%zd plane with stride %zd needs %zd",
+                         what, names[i], bufs[i].view.len, pw, ph, planes[i].stride, nbytes);
+            return -1;
+        }
     }
     return 1;
 }
@@ -416,7 +461,7 @@ static int mc_band(void *arg, int part, int parts) {
     if (!cp || !tmp) {
         PyMem_RawFree(cp);
         PyMem_RawFree(tmp);
-        return -1;
+        return EK_NOMEM;
     }
     int nt = streamable(j->out, W);
     int y0 = band_lo(H, part, parts), y1 = band_lo(H, part + 1, parts);
@@ -454,8 +499,11 @@ static PyObject *mc_residual(PyObject *self, PyObject *args) {
     McJob j;
     if (check_geometry(H, W, gw)) return NULL;
     j.H = H, j.W = W, j.gw = gw, j.cells = (Py_ssize_t)((H + 7) / 8) * gw;
-    if (parse_planes(o_cur, b, j.cur, "cur") != 1 || parse_planes(o_r0, b + 3, j.r0, "ref0") != 1) goto fail;
-    j.has_r1 = parse_planes(o_r1, b + 6, j.r1, "ref1");
+    if (parse_planes(o_cur, b, j.cur, H, W, "cur") != 1 || parse_planes(o_r0, b + 3, j.r0, H, W, "ref0") != 1) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "cur and ref0 must be plane 6-tuples, not None");
+        goto fail;
+    }
+    j.has_r1 = parse_planes(o_r1, b + 6, j.r1, H, W, "ref1");
     if (j.has_r1 < 0) goto fail;
     if (!j.has_r1) memcpy(j.r1, j.r0, sizeof(j.r0));
     if (get_buf(o_d0, &b[9], 0, "d0") || get_buf(o_d1, &b[10], 0, "d1") || get_buf(o_fl, &b[11], 0, "flags") ||
@@ -492,19 +540,30 @@ static inline int even_run_is_contiguous(__m128i lo, __m128i hi, int32_t a0) {
 }
 #endif
 
-/* Luma residual row against the I-frame at the accumulated positions arow (W of them). */
-static void acc_luma_row(const uint8_t *crow, const int32_t *arow, Plane ip, int16_t *orow, int W, int nt) {
+/* Whether a packed position (y << 16) | x lies inside an H x W frame. The residual dereferences the
+ * positions in the I-frame, so positions from elsewhere (an acc map of another geometry) must not
+ * pass: every one is checked just before it is used (a run of contiguous ones by its two ends). */
+static inline int pos_ok(int32_t a, int W, int H) {
+    return (uint32_t)(a >> 16) < (uint32_t)H && (a & 0xFFFF) < W;  /* a < 0: a >> 16 < 0, huge unsigned */
+}
+
+/* Luma residual row against the I-frame at the accumulated positions arow (W of them).
+ * Returns 0, without reading the I-frame there, at the first position outside the frame. */
+static int acc_luma_row(const uint8_t *crow, const int32_t *arow, Plane ip, int16_t *orow, int W, int H, int nt) {
     int x = 0;
 #if EK_SSE2
     for (; x + 8 <= W; x += 8) {
         const int32_t *a = arow + x;
         if (run_is_contiguous(_mm_loadu_si128((const __m128i *)a), _mm_loadu_si128((const __m128i *)(a + 4)), a[0])) {
+            if (!(((uint32_t)(a[0] >> 16) < (uint32_t)H) & ((a[0] & 0xFFFF) + 7 < W))) return 0;
             const uint8_t *src = ip.data + (Py_ssize_t)(a[0] >> 16) * ip.stride + (a[0] & 0xFFFF);
             store8x16(orow + x, _mm_sub_epi16(widen8(crow + x), widen8(src)), nt);
         } else {
             int16_t t[8];
-            for (int i = 0; i < 8; i++)
+            for (int i = 0; i < 8; i++) {
+                if (!pos_ok(a[i], W, H)) return 0;
                 t[i] = (int16_t)(crow[x + i] - ip.data[(Py_ssize_t)(a[i] >> 16) * ip.stride + (a[i] & 0xFFFF)]);
+            }
             store8x16(orow + x, _mm_loadu_si128((const __m128i *)t), nt);
         }
     }
@@ -513,19 +572,22 @@ static void acc_luma_row(const uint8_t *crow, const int32_t *arow, Plane ip, int
 #endif
     for (; x < W; x++) {
         int32_t a = arow[x];
+        if (!pos_ok(a, W, H)) return 0;
         orow[x] = (int16_t)(crow[x] - ip.data[(Py_ssize_t)(a >> 16) * ip.stride + (a & 0xFFFF)]);
     }
+    return 1;
 }
 
 /* Chroma residual row (cw samples) into t, each sample traced through the accumulated position of
- * its top-left luma pixel (arow is luma row 2y). */
-static void acc_chroma_row(const uint8_t *crow, const int32_t *arow, Plane ip, int16_t *t, int cw, int W) {
+ * its top-left luma pixel (arow is luma row 2y). Returns 0 at the first position outside the frame. */
+static int acc_chroma_row(const uint8_t *crow, const int32_t *arow, Plane ip, int16_t *t, int cw, int W, int H) {
     int x = 0;
 #if EK_SSE2
     for (; (x << 1) + 8 <= W; x += 4) {
         const int32_t *a = arow + (x << 1);
         __m128i lo = _mm_loadu_si128((const __m128i *)a), hi = _mm_loadu_si128((const __m128i *)(a + 4));
         if (even_run_is_contiguous(lo, hi, a[0])) {
+            if (!(((uint32_t)(a[0] >> 16) < (uint32_t)H) & ((a[0] & 0xFFFF) + 6 < W))) return 0;
             const uint8_t *src = ip.data + (Py_ssize_t)(a[0] >> 17) * ip.stride + ((a[0] & 0xFFFF) >> 1);
             __m128i v = _mm_sub_epi16(_mm_unpacklo_epi8(load4(crow + x), _mm_setzero_si128()),
                                       _mm_unpacklo_epi8(load4(src), _mm_setzero_si128()));
@@ -534,14 +596,17 @@ static void acc_chroma_row(const uint8_t *crow, const int32_t *arow, Plane ip, i
         }
         for (int i = 0; i < 4; i++) {
             int32_t ai = a[2 * i];
+            if (!pos_ok(ai, W, H)) return 0;
             t[x + i] = (int16_t)(crow[x + i] - ip.data[(Py_ssize_t)(ai >> 17) * ip.stride + ((ai & 0xFFFF) >> 1)]);
         }
     }
 #endif
     for (; x < cw; x++) {
         int32_t a = arow[x << 1];
+        if (!pos_ok(a, W, H)) return 0;
         t[x] = (int16_t)(crow[x] - ip.data[(Py_ssize_t)(a >> 17) * ip.stride + ((a & 0xFFFF) >> 1)]);
     }
+    return 1;
 }
 
 typedef struct {
@@ -571,7 +636,7 @@ static int acc_band(void *arg, int part, int parts) {
     if (!cp || !tmp) {
         PyMem_RawFree(cp);
         PyMem_RawFree(tmp);
-        return -1;
+        return EK_NOMEM;
     }
     int nt = j->with_residual ? streamable(j->res, W) : 0;
     int y0 = band_lo(H, part, parts), y1 = band_lo(H, part + 1, parts);
@@ -602,15 +667,21 @@ static int acc_band(void *arg, int part, int parts) {
             for (int x = x0; x < x0 + bw; x++) arow[x] = srow[clampi(x - p->ox, 0, W - 1)];
         }
         if (j->with_residual) {
-            acc_luma_row(j->cur[0].data + (Py_ssize_t)y * j->cur[0].stride, arow, j->ip[0],
-                         j->res + (Py_ssize_t)y * W, W, nt);
-            if ((y & 1) == 0) {  /* chroma row y / 2 samples luma row y */
-                for (int k = 1; k < 3; k++) {
-                    int cy = y >> 1;
-                    acc_chroma_row(j->cur[k].data + (Py_ssize_t)cy * j->cur[k].stride, arow, j->ip[k], tmp, cw, W);
+            int ok = acc_luma_row(j->cur[0].data + (Py_ssize_t)y * j->cur[0].stride, arow, j->ip[0],
+                                  j->res + (Py_ssize_t)y * W, W, H, nt);
+            for (int k = 1; ok && k < 3 && (y & 1) == 0; k++) {  /* chroma row y / 2 samples luma row y */
+                int cy = y >> 1;
+                ok = acc_chroma_row(j->cur[k].data + (Py_ssize_t)cy * j->cur[k].stride, arow, j->ip[k], tmp, cw, W, H);
+                if (ok) {
                     int16_t *row = j->res + (Py_ssize_t)k * H * W + (Py_ssize_t)y * W;
                     widen_rows(tmp, row, y + 1 < H ? row + W : NULL, W, nt);
                 }
+            }
+            if (!ok) {
+                stream_fence(nt);
+                PyMem_RawFree(cp);
+                PyMem_RawFree(tmp);
+                return EK_BAD_POSITION;
             }
         }
     }
@@ -648,9 +719,12 @@ static PyObject *accumulate(PyObject *self, PyObject *args) {
         need(&b[5], npix * 4, "out"))
         goto fail;
     if (o_res != Py_None) {
-        if (parse_planes(o_cur, b + 6, j.cur, "cur") != 1 || parse_planes(o_i, b + 9, j.ip, "iframe") != 1 ||
-            get_buf(o_res, &b[12], 1, "residual") || need(&b[12], 3 * npix * 2, "residual"))
+        if (parse_planes(o_cur, b + 6, j.cur, H, W, "cur") != 1 ||
+            parse_planes(o_i, b + 9, j.ip, H, W, "iframe") != 1 || get_buf(o_res, &b[12], 1, "residual") ||
+            need(&b[12], 3 * npix * 2, "residual")) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "cur and iframe must be plane 6-tuples");
             goto fail;
+        }
         j.with_residual = 1;
         j.res = (int16_t *)b[12].view.buf;
     }

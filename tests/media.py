@@ -8,6 +8,8 @@ number of pixels per frame over a static or panning background, so the tests kno
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import av
 import numpy as np
 
@@ -61,3 +63,47 @@ def hevc_clip(path, frames=8, size=(128, 96)) -> None:
             img = np.ascontiguousarray(bg[:, 2 * i:2 * i + size[0]])
             out.mux(s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
         out.mux(s.encode(None))
+
+
+def raw_packets(path) -> list[tuple[int, int, bool]]:
+    """(byte offset, size, keyframe) of every coded picture of a raw .h264 / .m4v elementary stream."""
+    with av.open(str(path)) as c:
+        return [(p.pos, p.size, p.is_keyframe) for p in c.demux(video=0) if p.size]
+
+
+def size_change_stream(path, codec="h264", sizes=((128, 96), (160, 120)), frames=(12, 24), gop=12, bframes=0,
+                       keyframe_headers_only=False) -> bytes:
+    """A raw elementary stream (Annex-B .h264 or .m4v) whose picture size changes mid-stream: one real
+    clip per size, encoded by FFmpeg and concatenated, as an encoder reconfigured on the fly emits it
+    (a new SPS / VOL header, then an IDR / I-VOP). ``keyframe_headers_only`` keeps the second clip's
+    VOL header but drops its first I-VOP (MPEG-4 only): P-frames of the new size arrive before any
+    I-frame of it. Writes the stream to ``path`` and returns its bytes."""
+    ext = {"h264": "h264", "mpeg4": "m4v"}[codec]
+    parts = []
+    for i, ((w, h), n) in enumerate(zip(sizes, frames)):
+        part = Path(path).with_name(f"{Path(path).stem}.part{i}.{ext}")
+        moving_square_clip(part, codec, size=(w, h), frames=n, gop=gop, bframes=bframes, motion=(2, 1),
+                           square=min(32, h // 2), seed=i, container=ext)
+        data = part.read_bytes()
+        if i and keyframe_headers_only:
+            if codec != "mpeg4":
+                raise ValueError("keyframe_headers_only needs mpeg4 (FFmpeg's H.264 decoder drops such P-frames)")
+            second = raw_packets(part)[1][0]
+            vop = data.find(b"\x00\x00\x01\xb6")  # the I-VOP after the VOS/VO/VOL headers
+            data = data[:vop] + data[second:]
+        parts.append(data)
+        part.unlink()
+    data = b"".join(parts)
+    Path(path).write_bytes(data)
+    return data
+
+
+def joined_mid_gop(path, codec="h264", frames=48, gop=12, drop=5) -> tuple[bytes, int]:
+    """The bytes of a raw clip from its ``drop``-th coded picture on (``drop`` < ``gop``: the middle of
+    the first GOP), as an app that connects to a running encoder receives them, and the number of
+    coded pictures before the next keyframe in those bytes."""
+    moving_square_clip(path, codec, size=(128, 96), frames=frames, gop=gop, motion=(2, 1), square=32,
+                       container={"h264": "h264", "mpeg4": "m4v"}[codec])
+    packets = raw_packets(path)
+    before_keyframe = next((i for i, p in enumerate(packets) if p[2] and i >= drop), len(packets)) - drop
+    return Path(path).read_bytes()[packets[drop][0]:], before_keyframe

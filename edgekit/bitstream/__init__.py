@@ -12,7 +12,10 @@ source
     A path, a URL FFmpeg opens (rtsp/http/file), ``bytes``, a binary file-like object, or an iterable
     of encoded chunks of a raw H.264 Annex-B or MPEG-4 Part 2 elementary stream (as a camera encoder
     emits it; the stream type is detected from its start codes, or give ``format="h264"|"m4v"``).
-    A live source that stalls for ``timeout_s`` raises ``SourceTimeoutError``.
+    A live source that stalls for ``timeout_s`` raises ``SourceTimeoutError``. A live stream may be
+joined anywhere: frames before its first I-frame (and, in H.264, before its parameter sets) are
+skipped and counted in ``reader.stats.skipped_frames``; ``reader.info`` learns the picture size from
+the first decoded picture when the stream's header did not give it.
 
 Every yielded :class:`CompressedFrame` is in display order and holds:
 
@@ -34,6 +37,13 @@ order (true for MPEG-4 Part 2, and for H.264 encoded with ``ref=1`` and no B-pyr
 
 **GOPs.** Every I-frame (scheduled or scene-cut) starts a new GOP; ``gop_index`` counts them. B-frames
 that precede an I-frame in display order belong to the GOP before it.
+
+**Size changes.** The picture size may change mid-stream (an H.264 SPS or MPEG-4 VOL header announcing
+another size, e.g. an encoder reconfigured on the fly). Each frame gives its own ``height`` and
+``width`` and its arrays have that size; nothing is predicted, accumulated or subtracted across a
+change. A change at an I-frame starts a new GOP there; P/B-frames of a new size that arrive before
+its first I-frame are skipped and counted in ``stats.skipped_frames``. ``stats.size_changes`` counts
+the changes; ``reader.info`` gives the size of the frames read last.
 
 **Representations** (``accumulate=``):
 
@@ -79,7 +89,15 @@ given, which re-encodes on the fly (GOP 12, no B-frames) before reading.
 Damaged frames mid-stream are skipped and counted in ``reader.stats.damaged_frames`` (frames the
 decoder flags corrupt, packets it rejects, packets that yield no picture); reading goes on with the
 next decodable frame. In a raw elementary stream FFmpeg's parser may merge a damaged picture into its
-neighbour, which then cannot be counted.
+neighbour, which then cannot be counted. A stream with no I-frame at all, or a decoded picture whose
+planes do not hold the rows its size says, raises ``DecodeError``.
+
+**Memory safety.** The native kernels (``edgekit/_kernels.c``) and their numpy reference check every
+argument against the frame they are given (size limits of 65535x32767, plane strides and lengths,
+grid and output sizes, accumulated positions before they are dereferenced) and raise ``ValueError``
+instead of reading or writing outside a buffer; the reader turns such a refusal into ``DecodeError``.
+Motion vectors of any value (even NaN or infinite) are saturated and clamp to the frame edge. A CI
+test runs the kernels and size-change streams under AddressSanitizer (``tests/test_kernels_asan.py``).
 """
 
 from edgekit.bitstream.reader import (MAX_PIXELS, CompressedFrame, Reader, ReaderStats, StreamInfo,

@@ -2,6 +2,8 @@
 
 Same signatures and bit-identical results; the tests compare them on real decoded video. They run
 when the extension is not built or ``EDGEKIT_NATIVE=0`` is set (the benchmark's "before" figures).
+Both validate their arguments the same way and raise ``ValueError`` (``TypeError`` for a wrong kind of
+argument) for a geometry, buffer, plane or vector that does not fit the frame, never reading outside it.
 """
 
 from __future__ import annotations
@@ -16,16 +18,70 @@ MOTION_VECTOR_DTYPE = np.dtype(
 assert MOTION_VECTOR_DTYPE.itemsize == 40  # FFmpeg's AVMotionVector
 
 
+MAX_HEIGHT, MAX_WIDTH = 32767, 65535  # accumulated positions pack (y << 16) | x into an int32
+
+
+def _check_geometry(H, W, gw) -> None:
+    if not (0 < H <= MAX_HEIGHT and 0 < W <= MAX_WIDTH and gw == (W + 7) // 8):
+        raise ValueError(f"bad frame geometry: H={H} W={W} gw={gw}")
+
+
+def _check_array(a, shape, what, writable=False) -> np.ndarray:
+    a = np.asarray(a)
+    if writable and not (a.flags.c_contiguous and a.flags.writeable):
+        raise ValueError(f"{what} must be a C-contiguous writable array")
+    if a.size < int(np.prod(shape)):
+        raise ValueError(f"{what}: expected at least {int(np.prod(shape))} values, got {a.size}")
+    return a.reshape(-1)[:int(np.prod(shape))].reshape(shape)
+
+
+def _check_vectors(d, gh, gw, what) -> np.ndarray:
+    return _check_array(d, (2, gh, gw), what)
+
+
+def _check_planes(planes, H, W, what) -> tuple:
+    if not isinstance(planes, (tuple, list)) or len(planes) != 3:
+        raise TypeError(f"{what} must be a 3-tuple of planes (y, u, v)")
+    out = []
+    for k, plane in enumerate(planes):
+        ph, pw = (H, W) if k == 0 else ((H + 1) // 2, (W + 1) // 2)
+        plane = np.asarray(plane)
+        if plane.ndim != 2 or plane.shape[0] < ph or plane.shape[1] < pw:
+            raise ValueError(f"{what}: {'YUV'[k]} plane of shape {plane.shape} is smaller than {ph}x{pw}")
+        out.append(plane)
+    return tuple(out)
+
+
+def _check_positions(acc: np.ndarray, H: int, W: int) -> None:
+    if acc.size and (acc.min() < 0 or ((acc & 0xFFFF) >= W).any() or ((acc >> 16) >= H).any()):
+        raise ValueError("accumulated positions point outside the frame (acc0/acc1 of another geometry?)")
+
+
+_VECTOR_LIMIT = np.float32(2 ** 24)  # px: beyond every frame, where the prediction clamps to the edge anyway
+
+
 def _round(v: np.ndarray) -> np.ndarray:
-    return np.floor(v.astype(np.float32) + np.float32(0.5)).astype(np.int64)
+    # saturated as the C kernels do (NaN counts as -2^24), so no vector overflows an integer
+    v = np.nan_to_num(v.astype(np.float32), nan=-_VECTOR_LIMIT, posinf=_VECTOR_LIMIT, neginf=-_VECTOR_LIMIT)
+    v = np.clip(v, -_VECTOR_LIMIT, _VECTOR_LIMIT)
+    return np.floor(v + np.float32(0.5)).astype(np.int64)
 
 
 def mv_grid(side_data, gh: int, gw: int, d0: np.ndarray, d1: np.ndarray, flags: np.ndarray) -> None:
+    if not (0 <= gh <= 4096 and 0 <= gw <= 8192):
+        raise ValueError(f"bad MV grid size: gh={gh} gw={gw}")
+    for a, shape, what in ((d0, (2, gh, gw), "d0"), (d1, (2, gh, gw), "d1"), (flags, (gh, gw), "flags")):
+        if a.shape != shape:
+            raise ValueError(f"{what}: expected shape {shape}, got {a.shape}")
     d0[...] = 0
     d1[...] = 0
     flags[...] = 0
     if side_data is None:
         return
+    side_data = memoryview(side_data).cast("B")
+    if len(side_data) % MOTION_VECTOR_DTYPE.itemsize:
+        raise ValueError(f"side_data: {len(side_data)} bytes is not a whole number of "
+                         f"{MOTION_VECTOR_DTYPE.itemsize}-byte motion vectors")
     mv = np.frombuffer(side_data, dtype=MOTION_VECTOR_DTYPE)
     if len(mv) == 0:
         return
@@ -71,6 +127,13 @@ def _upsample_into(out: np.ndarray, v: np.ndarray) -> None:
 def mc_residual(cur, ref0, ref1, H, W, d0, d1, flags, gw, out, threads=1) -> None:
     """cur/ref0/ref1: 3-tuples of 2D uint8 planes (Y full, U/V half resolution). ``threads`` is
     accepted for the native signature and ignored."""
+    _check_geometry(H, W, gw)
+    gh = (H + 7) // 8
+    cur, ref0 = _check_planes(cur, H, W, "cur"), _check_planes(ref0, H, W, "ref0")
+    ref1 = None if ref1 is None else _check_planes(ref1, H, W, "ref1")
+    d0, d1 = _check_vectors(d0, gh, gw, "d0"), _check_vectors(d1, gh, gw, "d1")
+    flags = _check_array(flags, (gh, gw), "flags")
+    out = _check_array(out, (3, H, W), "out", writable=True)
     for k in range(3):
         shift = 0 if k == 0 else 1
         ph, pw = (H, W) if k == 0 else ((H + 1) // 2, (W + 1) // 2)
@@ -94,6 +157,16 @@ def mc_residual(cur, ref0, ref1, H, W, d0, d1, flags, gw, out, threads=1) -> Non
 
 def accumulate(acc0, acc1, H, W, d0, d1, flags, gw, out, threads=1, cur=None, iframe=None, residual=None) -> None:
     """Accumulated positions into ``out``; with ``residual`` also the residual against ``iframe``."""
+    _check_geometry(H, W, gw)
+    gh = (H + 7) // 8
+    acc0 = _check_array(acc0, (H * W,), "acc0")
+    acc1 = None if acc1 is None else _check_array(acc1, (H * W,), "acc1")
+    d0, d1 = _check_vectors(d0, gh, gw, "d0"), _check_vectors(d1, gh, gw, "d1")
+    flags = _check_array(flags, (gh, gw), "flags")
+    out = _check_array(out, (H * W,), "out", writable=True)
+    if residual is not None:
+        cur, iframe = _check_planes(cur, H, W, "cur"), _check_planes(iframe, H, W, "iframe")
+        residual = _check_array(residual, (3, H, W), "residual", writable=True)
     yy, xx = np.mgrid[0:H, 0:W]
     f = _expand(flags, 8, H, W)
     a0 = acc0.reshape(H, W)
@@ -106,6 +179,7 @@ def accumulate(acc0, acc1, H, W, d0, d1, flags, gw, out, threads=1, cur=None, if
         res = np.where(((f & 2) != 0) & ((f & 1) == 0), l1, res)
     out.reshape(H, W)[...] = res
     if residual is not None:
+        _check_positions(out, H, W)
         _acc_residual(cur, iframe, out, H, W, residual)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections import Counter
 
 import numpy as np
@@ -9,6 +10,7 @@ import numpy as np
 from edgekit import visualize
 from edgekit._progress import Progress
 from edgekit.bitstream.reader import open as open_reader
+from edgekit.errors import ConfigError, EmptySourceError, check_output_name
 
 PATTERN_CHARS = 180
 
@@ -72,7 +74,12 @@ def summarize(source, *, progress: bool | None = None, **open_kwargs) -> dict:
 
 def render(source, out_png, *, frames: int = 4, accumulate: bool = False, **open_kwargs) -> dict:
     """Write a PNG sheet: for ``frames`` P/B frames, the GOP's I-frame, the MV field (colour wheel)
-    and the residual magnitude side by side. Returns {"path", "frames": [indices]}."""
+    and the residual magnitude side by side. Returns {"path", "frames": [indices]}.
+    Raises ConfigError for ``frames`` < 1 and OutputError when ``out_png`` cannot be written
+    (its name is checked before the video is read)."""
+    if isinstance(frames, bool) or not isinstance(frames, numbers.Integral) or frames < 1:
+        raise ConfigError(f"frames must be a whole number >= 1, got {frames!r}")
+    check_output_name(out_png)
     rows, picked = [], []
     with open_reader(source, residual=True, rgb="iframes", accumulate=accumulate, **open_kwargs) as reader:
         info = reader.info
@@ -94,8 +101,6 @@ def render(source, out_png, *, frames: int = 4, accumulate: bool = False, **open
                 if not targets:
                     targets = [f.index + 1]
     if not rows:
-        from edgekit.errors import EmptySourceError
-
         raise EmptySourceError(f"{reader.description}: no P/B frames to render")
     visualize.write_png(out_png, np.concatenate(rows, axis=0))
     return {"path": str(out_png), "frames": picked}

@@ -5,6 +5,7 @@ See the package docstring (``edgekit.bitstream``) for the definitions of every a
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import os
@@ -70,6 +71,9 @@ class ReaderStats:
     packets: int = 0            # packets sent to the decoder
     kinds: dict = field(default_factory=lambda: {"I": 0, "P": 0, "B": 0})
     gops: int = 0
+    skipped_frames: int = 0     # pictures with no I-frame to start from: before the first one (a live
+                                # stream joined mid-GOP) and after a size change until the next one
+    size_changes: int = 0       # times the picture size changed mid-stream (each starts a new GOP)
 
 
 @dataclass(frozen=True, eq=False)
@@ -84,6 +88,7 @@ class CompressedFrame:
     intra       bool (ceil(H/8), ceil(W/8)): blocks with no motion vector (intra coded); their mv is 0
     residual    int16 (3, H, W), YUV channels, or None when residual=False
     rgb         uint8 (H, W, 3) for I-frames (every frame with rgb="all"), else None
+    height, width  H and W of this frame's picture (the size may change mid-stream, at a new GOP)
     """
 
     index: int
@@ -94,15 +99,39 @@ class CompressedFrame:
     intra: np.ndarray
     residual: np.ndarray | None = None
     rgb: np.ndarray | None = None
+    height: int = 0
+    width: int = 0
+
+
+class _Geometry:
+    """One picture size and what the reader derives from it; shared by every frame of that size."""
+
+    def __init__(self, height: int, width: int, kernel_threads: int):
+        self.height, self.width, self.kernel_threads = height, width, kernel_threads
+        self.gh, self.gw = (height + 7) // 8, (width + 7) // 8
+        # block-centre pixel of every cell, for sampling accumulated positions onto the MV grid
+        cy = np.minimum(np.arange(self.gh) * 8 + 4, height - 1)
+        cx = np.minimum(np.arange(self.gw) * 8 + 4, width - 1)
+        self.cell_y, self.cell_x = np.meshgrid(cy, cx, indexing="ij")
+        self.cell_index = (self.cell_y * width + self.cell_x).astype(np.int64)
+        self._identity = None
+
+    def identity(self) -> np.ndarray:
+        """Accumulated positions of the I-frame, read-only and shared by every GOP of this size."""
+        if self._identity is None:
+            yy, xx = np.mgrid[0:self.height, 0:self.width].astype(np.int32)
+            self._identity = ((yy << 16) | xx).reshape(-1)
+            self._identity.flags.writeable = False
+        return self._identity
 
 
 class _Decoded:
     """A decoded picture with what the reader needs of it, kept while it may be referenced."""
 
-    __slots__ = ("frame", "kind", "pts", "planes", "d0", "d1", "flags", "acc", "residual")
+    __slots__ = ("frame", "kind", "pts", "geometry", "planes", "d0", "d1", "flags", "acc", "residual")
 
-    def __init__(self, frame, kind, pts):
-        self.frame, self.kind, self.pts = frame, kind, pts
+    def __init__(self, frame, kind, pts, geometry):
+        self.frame, self.kind, self.pts, self.geometry = frame, kind, pts, geometry
         self.planes = None
         self.acc = None
         self.residual = None  # accumulated mode computes it with the positions
@@ -144,12 +173,17 @@ class Reader:
             raise EmptySourceError(f"{self.description}: no video stream (audio-only or data file)")
         stream = self._stream = streams[0]
         ctx = stream.codec_context
+        if ctx is None:  # PyAV makes no decoder context for a codec FFmpeg cannot decode
+            raise DecodeError(f"{self.description}: FFmpeg has no decoder for the video stream (an unknown or "
+                              "damaged codec header); check the file, or re-encode it to H.264 or MPEG-4")
         width, height = ctx.width, ctx.height
-        if width <= 0 or height <= 0:
+        # A raw stream opened without probing (a live chunk stream, joined mid-GOP) may not have seen its
+        # parameter sets yet: its size is 0x0 until the first picture decodes. Negative is damage.
+        if width < 0 or height < 0 or (width == 0) != (height == 0):
             raise ResolutionError(f"{self.description}: the video stream has no valid size ({width}x{height})")
-        if width * height > max_pixels:
-            raise ResolutionError(f"{self.description}: {width}x{height} exceeds the {max_pixels} pixel limit "
-                                  "(pass max_pixels= to allow it)")
+        self._max_pixels = max_pixels
+        if width:
+            self._check_size(height, width)
         codec = ctx.name
         if codec not in MV_CODECS and transcode is None:
             raise UnsupportedCodecError(
@@ -163,12 +197,11 @@ class Reader:
         large = width * height >= 640 * 360
         if threads == "auto":
             ctx.thread_count = 0
-            self._kernel_threads = min(os.cpu_count() or 1, 4) if large else 1
         elif isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1:
             ctx.thread_count = threads
-            self._kernel_threads = threads
         else:
             raise ConfigError(f"threads must be 'auto' or an int >= 1, got {threads!r}")
+        self._threads = threads
         ctx.thread_type = "SLICE"
         mv_only = not self.residual and self.rgb is None
         decoder_options = {"flags2": "+export_mvs"}
@@ -188,28 +221,51 @@ class Reader:
         if transcode is None:
             ctx.options = dict(decoder_options)
             self._decoder = ctx
-            self._encoder = None
+            self._transcode = None
         else:
             # source decoder -> encoder (MV codec) -> our decoder with export_mvs. The source decoder
-            # exports nothing, so frame threads are safe there.
+            # exports nothing, so frame threads are safe there. The encoder is made at the first source
+            # picture (and again when the size changes), when its size is known.
             stream.thread_type = "AUTO" if threads == "auto" and large else "SLICE"
-            self._encoder = create_encoder(EncoderSettings(transcode, gop=12, qscale=3, preset="ultrafast",
-                                                           tune="zerolatency"), width, height, rate)
+            self._transcode = (EncoderSettings(transcode, gop=12, qscale=3, preset="ultrafast", tune="zerolatency"),
+                               rate)
             self._decoder = av.CodecContext.create(transcode, "r")
             self._decoder.thread_type, self._decoder.thread_count = "SLICE", ctx.thread_count
             self._decoder.options = dict(decoder_options)
         self.decoder_options = decoder_options  # what FFmpeg was told (its own dict is consumed on open)
-        self.info = StreamInfo(codec=transcode or codec, source_codec=codec, width=width, height=height, fps=fps,
-                               time_base=stream.time_base, frame_count=frame_count, duration_s=duration_s,
-                               transcoded=transcode is not None)
-        self._H, self._W = height, width
-        self._gh, self._gw = (height + 7) // 8, (width + 7) // 8
-        # block-centre pixel of every cell, for sampling accumulated positions onto the MV grid
-        cy = np.minimum(np.arange(self._gh) * 8 + 4, height - 1)
-        cx = np.minimum(np.arange(self._gw) * 8 + 4, width - 1)
-        self._cell_y, self._cell_x = np.meshgrid(cy, cx, indexing="ij")
-        self._cell_index = (self._cell_y * width + self._cell_x).astype(np.int64)
-        self._identity = None
+        self._info = StreamInfo(codec=transcode or codec, source_codec=codec, width=width, height=height, fps=fps,
+                                time_base=stream.time_base, frame_count=frame_count, duration_s=duration_s,
+                                transcoded=transcode is not None)
+        # the container's size, until the first decoded picture confirms or replaces it
+        self._geometry = self._make_geometry(height, width) if width else None
+        self._pictures = None      # the decoded-frame generator, made once, shared by every iteration
+        self._lookahead: list = []  # pictures decoded to learn the size (``info``) before iteration
+        self._seen_picture = False  # a picture has fixed the geometry (later differences are size changes)
+
+    @property
+    def info(self) -> StreamInfo:
+        """The video stream: codec, rate, and the current picture size. A stream whose header does not
+        give the size (a raw chunk stream joined mid-GOP) is decoded up to its first picture to learn it
+        (waiting up to ``timeout_s``); width and height stay 0 if the stream holds no picture. After a
+        size change mid-stream, the size of the frames read last."""
+        if self._geometry is None and self._pictures is None:
+            self._prime()
+        return self._info
+
+    def _check_size(self, height: int, width: int) -> None:
+        if height * width > self._max_pixels:
+            raise ResolutionError(f"{self.description}: {width}x{height} exceeds the {self._max_pixels} pixel "
+                                  "limit (pass max_pixels= to allow it)")
+        if height > _reference.MAX_HEIGHT or width > _reference.MAX_WIDTH:
+            raise ResolutionError(f"{self.description}: {width}x{height} is beyond what edgekit reads "
+                                  f"({_reference.MAX_WIDTH}x{_reference.MAX_HEIGHT} at most)")
+
+    def _make_geometry(self, height: int, width: int) -> _Geometry:
+        if self._threads == "auto":
+            threads = min(os.cpu_count() or 1, 4) if width * height >= 640 * 360 else 1
+        else:
+            threads = self._threads
+        return _Geometry(height, width, threads)
 
     # -- context manager ---------------------------------------------------------------------------
 
@@ -232,14 +288,9 @@ class Reader:
                 packet = next(demux)
             except StopIteration:
                 return
-            except SourceTimeoutError:
+            except SourceTimeoutError:  # the source wrapper names stalls as timeouts
                 raise
-            except av.error.ExitError as err:
-                raise SourceTimeoutError(f"{self.description}: the source stalled ({_short(err)})") from None
-            except (av.error.FFmpegError, OSError) as err:
-                cause = err.__context__ if isinstance(err.__context__, SourceError) else None
-                if isinstance(cause, SourceTimeoutError):
-                    raise cause from None
+            except (av.error.FFmpegError, OSError):
                 self.stats.decode_errors += 1
                 return  # a demuxer error ends the stream (truncated file); frames so far stand
             yield packet
@@ -256,14 +307,13 @@ class Reader:
             return []
 
     def _frames(self) -> Iterator:
-        """Decoded av.VideoFrames with MV side data, in display order; damaged ones skipped."""
-        if self._encoder is None:
-            source_frames = None
+        """Decoded av.VideoFrames with MV side data, in decoder output order; damaged ones skipped."""
+        if self._transcode is None:
             packets = self._packets()
         else:
-            source_frames = self._source_frames()
-            packets = self._transcoded_packets(source_frames)
+            packets = self._transcoded_packets(self._source_frames())
         out = 0  # frames the decoder returned, damaged or not
+        joined_at = None  # (packets sent, decode errors) when the first intact picture came out
         for packet in itertools.chain(packets, [None]):  # None flushes the delayed frames
             if packet is not None and packet.size == 0:
                 continue
@@ -272,10 +322,20 @@ class Reader:
                 if frame.is_corrupt:
                     self.stats.damaged_frames += 1
                     continue
+                if joined_at is None:
+                    joined_at = (self.stats.packets, self.stats.decode_errors)
                 yield frame
-        # one packet carries one picture here, so packets without a frame are pictures lost to damage
-        lost = self.stats.packets - self.stats.decode_errors - out
-        self.stats.damaged_frames += self.stats.decode_errors + max(lost, 0)
+        # one packet carries one picture here, so packets without a frame are pictures lost to damage,
+        # except before the first picture: a stream joined mid-GOP (or before its parameter sets)
+        # gives nothing until its next keyframe, and those pictures are skipped, not damaged
+        lost = max(self.stats.packets - self.stats.decode_errors - out, 0)
+        if joined_at is None:
+            self.stats.damaged_frames += self.stats.decode_errors + lost
+            return
+        sent_before, errors_before = joined_at
+        skipped = min(lost, max(sent_before - 1 - errors_before, 0))
+        self.stats.skipped_frames += errors_before + skipped
+        self.stats.damaged_frames += self.stats.decode_errors - errors_before + lost - skipped
 
     def _source_frames(self) -> Iterator:
         ctx = self._stream.codec_context
@@ -288,15 +348,53 @@ class Reader:
             yield from frames
         try:
             yield from ctx.decode(None)
+        except av.error.EOFError:
+            pass  # already flushed by the demuxer's final empty packet: not an error
         except av.error.FFmpegError:
             self.stats.decode_errors += 1
 
     def _transcoded_packets(self, frames) -> Iterator:
+        settings, rate = self._transcode
+        encoder, size = None, None
         for i, frame in enumerate(frames):
+            if frame.width <= 0 or frame.height <= 0 or frame.format is None:
+                self.stats.damaged_frames += 1
+                continue
+            if (frame.width, frame.height) != size:  # first picture, or a size change: a new encoder
+                if encoder is not None:
+                    yield from encoder.encode(None)
+                size = (frame.width, frame.height)
+                self._check_size(frame.height, frame.width)
+                try:
+                    encoder = create_encoder(settings, frame.width, frame.height, rate)
+                    encoder.open()
+                except (av.error.FFmpegError, ValueError) as err:
+                    raise DecodeError(f"{self.description}: cannot re-encode a {size[0]}x{size[1]} picture "
+                                      f"({_short(err)})") from None
             frame = frame.reformat(format="yuv420p")
-            frame.pts, frame.time_base = i, self._encoder.time_base
-            yield from self._encoder.encode(frame)
-        yield from self._encoder.encode(None)
+            frame.pts, frame.time_base = i, encoder.time_base
+            yield from encoder.encode(frame)
+        if encoder is not None:
+            yield from encoder.encode(None)
+
+    def _decoded(self) -> Iterator:
+        """Every decoded picture once: those read ahead by ``info`` first, then the decoder's."""
+        if self._pictures is None:
+            self._pictures = self._frames()
+        while self._lookahead:
+            yield self._lookahead.pop(0)
+        yield from self._pictures
+
+    def _prime(self) -> None:
+        """Decode up to the first usable picture, so that ``info`` gives its size."""
+        self._pictures = self._frames()
+        for frame in self._pictures:
+            self._lookahead.append(frame)
+            size = _picture_size(frame)
+            if size is not None:
+                self._check_size(*size)
+                self._info = dataclasses.replace(self._info, height=size[0], width=size[1])
+                return
 
     def __iter__(self) -> Iterator[CompressedFrame]:
         needs_refs = self.residual or self.accumulate
@@ -304,24 +402,47 @@ class Reader:
         iframe: _Decoded | None = None     # the current GOP's I-frame
         anchor: _Decoded | None = None     # last I/P frame (the past reference)
         gop = -1
-        fps = self.info.fps or 25.0
+        waiting = True                     # no I-frame of the current size yet: nothing to trace back to
+        fps = self._info.fps or 25.0
         decoded_any = False
         last_pts = 0.0
-        for n, frame in enumerate(self._frames()):
+        for n, frame in enumerate(self._decoded()):
+            size = _picture_size(frame)
+            if size is None:  # a frame without a usable picture
+                self.stats.damaged_frames += 1
+                continue
             decoded_any = True
             kind = _KINDS.get(int(frame.pict_type), "P")
             t = frame.time
             # flushed or raw-stream frames may carry no timestamp: continue at the nominal rate
             pts = float(t) if t is not None and math.isfinite(t) else (last_pts + 1 / fps if n else 0.0)
             last_pts = pts
-            cur = _Decoded(frame, kind, pts)
-            self._grids(cur)
+            geometry = self._geometry
+            if geometry is None or size != (geometry.height, geometry.width):
+                # A new picture size (the first picture, or an SPS / VOL header announcing another
+                # size): nothing is predicted across it. B-frames still waiting end their GOP without a
+                # future reference; the new size starts a new GOP at its first I-frame.
+                self._check_size(*size)
+                if self._seen_picture:
+                    self.stats.size_changes += 1
+                for b, b_gop in pending:
+                    self._predict(b, anchor, None, iframe)
+                    yield self._emit(b, b_gop, iframe, anchor, None)
+                pending.clear()
+                iframe = anchor = None
+                waiting = True
+                geometry = self._geometry = self._make_geometry(*size)
+                self._info = dataclasses.replace(self._info, height=size[0], width=size[1])
+            self._seen_picture = True
             if kind == "I":
                 gop += 1
                 self.stats.gops += 1
-            if gop < 0:  # stream joined mid-GOP: nothing to trace back to yet
-                self.stats.damaged_frames += 1
+                waiting = False
+            if waiting:  # joined mid-GOP, or a new size before its I-frame
+                self.stats.skipped_frames += 1
                 continue
+            cur = _Decoded(frame, kind, pts, geometry)
+            self._grids(cur)
             if not needs_refs:
                 yield self._emit(cur, gop, None, None, None)
                 continue
@@ -351,31 +472,59 @@ class Reader:
                 raise DecodeError(f"{self.description}: no frame could be decoded "
                                   f"({self.stats.decode_errors} decode errors)")
             raise EmptySourceError(f"{self.description}: the video stream holds no frames")
+        if self.stats.frames == 0 and self.stats.gops == 0:
+            raise DecodeError(f"{self.description}: no intact I-frame to start from ({self.stats.skipped_frames} "
+                              f"frames skipped, {self.stats.damaged_frames} damaged); the stream is damaged or "
+                              "holds no keyframe")
 
     # -- per-frame work ----------------------------------------------------------------------------
 
+    def _kernel(self, name: str, *args) -> None:
+        """Call a kernel; a refusal (a buffer or geometry that does not fit the frame) is a DecodeError."""
+        try:
+            getattr(self._kernels, name)(*args)
+        except (ValueError, TypeError) as err:
+            raise DecodeError(f"{self.description}: frame {self.stats.frames} cannot be read "
+                              f"({name}: {_short(err)})") from None
+
     def _grids(self, cur: _Decoded) -> None:
-        gh, gw = self._gh, self._gw
+        gh, gw = cur.geometry.gh, cur.geometry.gw
         cur.d0 = np.empty((2, gh, gw), np.float32)
         cur.d1 = np.empty((2, gh, gw), np.float32)
         cur.flags = np.empty((gh, gw), np.uint8)
         if cur.kind == "I":
-            self._kernels.mv_grid(None, gh, gw, cur.d0, cur.d1, cur.flags)
+            self._kernel("mv_grid", None, gh, gw, cur.d0, cur.d1, cur.flags)
             return
         side_data = cur.frame.side_data
-        self._kernels.mv_grid(side_data.get("MOTION_VECTORS"), gh, gw, cur.d0, cur.d1, cur.flags)
-        _detach_side_data(side_data)
+        try:
+            self._kernel("mv_grid", side_data.get("MOTION_VECTORS"), gh, gw, cur.d0, cur.d1, cur.flags)
+        finally:
+            _detach_side_data(side_data)
 
     def _planes(self, d: _Decoded):
-        """(native tuple, numpy tuple) of the Y, U, V planes of a decoded frame."""
+        """(native tuple, numpy tuple) of the Y, U, V planes of a decoded frame. DecodeError if a plane
+        does not hold the rows its size says (never read past it)."""
         if d.planes is None:
             frame = d.frame
-            if frame.format.name not in _SAFE_PIX_FMTS:
-                frame = d.frame = frame.reformat(format="yuv420p")
+            try:
+                if frame.format.name not in _SAFE_PIX_FMTS:
+                    frame = d.frame = frame.reformat(format="yuv420p")
+                planes = frame.planes
+            except (av.error.FFmpegError, ValueError) as err:
+                raise DecodeError(f"{self.description}: frame {self.stats.frames} has no usable picture "
+                                  f"({_short(err)})") from None
+            H, W = d.geometry.height, d.geometry.width
+            if len(planes) < 3 or (frame.height, frame.width) != (H, W):
+                raise DecodeError(f"{self.description}: frame {self.stats.frames} has no usable 4:2:0 picture "
+                                  f"({len(planes)} planes, {frame.width}x{frame.height})")
             arrays, native = [], []
-            for k, plane in enumerate(frame.planes[:3]):
-                h = self._H if k == 0 else (self._H + 1) // 2
-                w = self._W if k == 0 else (self._W + 1) // 2
+            for k, plane in enumerate(planes[:3]):
+                h = H if k == 0 else (H + 1) // 2
+                w = W if k == 0 else (W + 1) // 2
+                if plane.line_size < w or plane.buffer_size < h * plane.line_size:
+                    raise DecodeError(f"{self.description}: frame {self.stats.frames}: plane {k} holds "
+                                      f"{plane.buffer_size} bytes with line size {plane.line_size}, too few for "
+                                      f"{w}x{h}")
                 a = np.frombuffer(plane, np.uint8, count=h * plane.line_size).reshape(h, plane.line_size)
                 arrays.append(a[:, :w])
                 native += [a, plane.line_size]
@@ -384,10 +533,7 @@ class Reader:
 
     def _start_gop(self, cur: _Decoded) -> None:
         if self.accumulate:
-            if self._identity is None:  # read-only and shared by every GOP: positions are never mutated
-                yy, xx = np.mgrid[0:self._H, 0:self._W].astype(np.int32)
-                self._identity = ((yy << 16) | xx).reshape(-1)
-            cur.acc = self._identity
+            cur.acc = cur.geometry.identity()
 
     def _predict(self, cur: _Decoded, past: _Decoded | None, future: _Decoded | None,
                  iframe: _Decoded | None, future_same_gop: bool = True) -> None:
@@ -395,25 +541,29 @@ class Reader:
         residual is wanted, ``cur.residual`` in the same pass over memory."""
         if not self.accumulate or past is None:
             return
-        H, W = self._H, self._W
+        g = cur.geometry
+        if past.geometry is not g or (iframe is not None and iframe.geometry is not g):
+            return  # never traced across a size change (the reader starts a new GOP there)
+        H, W = g.height, g.width
         cur.acc = np.empty(H * W, np.int32)
-        acc1 = future.acc if (future is not None and future_same_gop) else None
-        args = (past.acc, acc1, H, W, cur.d0, cur.d1, cur.flags, self._gw, cur.acc, self._kernel_threads)
+        acc1 = future.acc if (future is not None and future_same_gop and future.geometry is g) else None
+        args = (past.acc, acc1, H, W, cur.d0, cur.d1, cur.flags, g.gw, cur.acc, g.kernel_threads)
         if self.residual and iframe is not None:
             cur.residual = np.empty((3, H, W), np.int16)
-            self._kernels.accumulate(*args, self._planes(cur), self._planes(iframe), cur.residual)
+            self._kernel("accumulate", *args, self._planes(cur), self._planes(iframe), cur.residual)
         else:
-            self._kernels.accumulate(*args)
+            self._kernel("accumulate", *args)
 
     def _emit(self, cur: _Decoded, gop: int, iframe, past, future) -> CompressedFrame:
+        g = cur.geometry
         flags = cur.flags
         intra = flags == 0
         if cur.kind == "I":
             intra = np.ones_like(intra)
-            mv = np.zeros((2, self._gh, self._gw), np.float32)
+            mv = np.zeros((2, g.gh, g.gw), np.float32)
         elif self.accumulate and cur.acc is not None:
-            a = cur.acc.reshape(-1)[self._cell_index]
-            mv = np.stack([self._cell_x - (a & 0xFFFF), self._cell_y - (a >> 16)]).astype(np.float32)
+            a = cur.acc.reshape(-1)[g.cell_index]
+            mv = np.stack([g.cell_x - (a & 0xFFFF), g.cell_y - (a >> 16)]).astype(np.float32)
         elif cur.kind == "B":
             # past-reference vector where the block has one, else the future one negated (forward in time)
             mv = np.where(flags & 1, cur.d0, -cur.d1)
@@ -424,26 +574,45 @@ class Reader:
             residual = self._residual(cur, iframe, past, future)
         rgb = None
         if self.rgb == "all" or (self.rgb == "iframes" and cur.kind == "I"):
-            rgb = cur.frame.to_ndarray(format="rgb24")
+            try:
+                rgb = cur.frame.to_ndarray(format="rgb24")
+            except (av.error.FFmpegError, ValueError) as err:
+                raise DecodeError(f"{self.description}: frame {self.stats.frames} cannot be converted to RGB "
+                                  f"({_short(err)})") from None
         self.stats.frames += 1
         self.stats.kinds[cur.kind] += 1
         out = CompressedFrame(index=self.stats.frames - 1, pts=cur.pts, kind=cur.kind, gop_index=gop,
-                              mv=mv, intra=intra, residual=residual, rgb=rgb)
+                              mv=mv, intra=intra, residual=residual, rgb=rgb, height=g.height, width=g.width)
         cur.planes = None if cur.kind == "B" else cur.planes  # B-frames are never referenced again
         return out
 
     def _residual(self, cur: _Decoded, iframe, past, future) -> np.ndarray:
-        H, W = self._H, self._W
+        g = cur.geometry
+        H, W = g.height, g.width
         if cur.residual is not None:  # accumulated: computed by _predict
             out, cur.residual = cur.residual, None
             return out
-        if cur.kind == "I" or past is None or self.accumulate:
+        if future is not None and future.geometry is not g:
+            future = None
+        if cur.kind == "I" or past is None or past.geometry is not g or self.accumulate:
             return np.zeros((3, H, W), np.int16)
         out = np.empty((3, H, W), np.int16)
         ref1 = self._planes(future) if future is not None else None
-        self._kernels.mc_residual(self._planes(cur), self._planes(past), ref1, H, W, cur.d0, cur.d1, cur.flags,
-                                  self._gw, out, self._kernel_threads)
+        self._kernel("mc_residual", self._planes(cur), self._planes(past), ref1, H, W, cur.d0, cur.d1, cur.flags,
+                     g.gw, out, g.kernel_threads)
         return out
+
+
+def _picture_size(frame) -> tuple[int, int] | None:
+    """(height, width) of a decoded frame, or None when it carries no picture."""
+    try:
+        height, width = frame.height, frame.width
+        has_format = frame.format is not None
+    except (AttributeError, ValueError):
+        return None
+    if not has_format or height <= 0 or width <= 0:
+        return None
+    return height, width
 
 
 def _detach_side_data(side_data) -> None:

@@ -1,0 +1,112 @@
+"""The native kernels under AddressSanitizer: any read or write outside a buffer aborts the run.
+
+edgekit/_kernels.c is built by setup.py's own build_ext (its compile flags) plus
+``-fsanitize=address -fno-omit-frame-pointer`` into a temporary folder, then a child Python with
+libasan preloaded loads that build as ``edgekit._kernels`` and runs: the kernel tests' random fields
+(vectors far outside the frame, every prediction mode, odd sizes, threaded bands), every bad-geometry
+call (which must raise ValueError, not crash), and size-change and mid-GOP streams read end to end in
+all three modes. Skipped only where gcc or libasan is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from media import joined_mid_gop, size_change_stream
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CHILD = textwrap.dedent("""
+    import importlib.util, sys
+    so, tests, *streams = sys.argv[1:]
+    spec = importlib.util.spec_from_file_location("edgekit._kernels", so)
+    native = importlib.util.module_from_spec(spec)
+    sys.modules["edgekit._kernels"] = native  # before edgekit.bitstream imports it
+    spec.loader.exec_module(native)
+    sys.path.insert(0, tests)
+
+    import edgekit.bitstream as bs
+    from edgekit.bitstream import reader
+    assert reader._native is native and bs.kernels() is native, "the sanitized build is not the one in use"
+
+    import test_bitstream as tb
+    import test_reader_geometry as tg
+    for H, W in [(37, 53), (64, 512), (90, 1024)]:
+        for threads in (1, 2, 5):
+            tb.test_kernels_match_reference_on_random_fields(H, W, threads)
+    tb.test_b_frame_future_only_vectors_keep_forward_sign()
+    for case in tg.BAD_CALLS:
+        tg.test_mc_residual_refuses_buffers_that_do_not_fit(native, case)
+    for case in ["positions of a larger frame", "negative position", "acc0 too short", "iframe plane too short",
+                 "residual too short", "zero height"]:
+        tg.test_accumulate_refuses_positions_and_buffers_that_do_not_fit(native, case)
+    tg.test_mv_grid_refuses_partial_vectors_and_bad_grids(native)
+    tg.test_huge_and_nan_vectors_clamp_to_the_edge_in_both_kernels()
+
+    counts = {}
+    for path in streams:
+        for options in ({"residual": False, "rgb": None}, {}, {"accumulate": True}):
+            with bs.open(path, **options) as r:
+                frames = list(r)
+            assert frames and r.stats.frames == len(frames), path
+            counts[path] = (len(frames), r.stats.size_changes, r.stats.skipped_frames)
+    print("asan child ok", counts)
+""")
+
+
+def _libasan() -> str | None:
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        return None
+    path = subprocess.run([gcc, "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()
+    return path if os.path.isabs(path) and os.path.exists(path) else None
+
+
+def _build_sanitized(tmp: Path) -> Path:
+    """setup.py's build_ext with ASan added to its flags; returns the built extension."""
+    env = dict(os.environ, CC="gcc", CFLAGS="-fsanitize=address -fno-omit-frame-pointer -g",
+               LDFLAGS="-fsanitize=address")
+    proc = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--build-lib", str(tmp / "lib"),
+                           "--build-temp", str(tmp / "obj"), "--force"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    built = list((tmp / "lib" / "edgekit").glob("_kernels*" + sysconfig.get_config_var("EXT_SUFFIX")))
+    assert proc.returncode == 0 and built, f"the sanitized build failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    return built[0]
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed: cannot build with AddressSanitizer")
+def test_kernels_and_reader_run_clean_under_address_sanitizer(tmp_path):
+    libasan = _libasan()
+    if libasan is None:
+        pytest.skip("libasan is not installed (gcc -print-file-name=libasan.so finds none)")
+    so = _build_sanitized(tmp_path / "build")
+    streams = [
+        size_change_stream(tmp_path / "grow.h264", "h264", sizes=((128, 96), (160, 120)), frames=(12, 12), bframes=2),
+        size_change_stream(tmp_path / "shrink.h264", "h264", sizes=((160, 120), (128, 96)), frames=(12, 12)),
+        size_change_stream(tmp_path / "shrink.m4v", "mpeg4", sizes=((160, 120), (128, 96)), frames=(12, 12)),
+        size_change_stream(tmp_path / "headers.m4v", "mpeg4", frames=(12, 24), keyframe_headers_only=True),
+        # narrower at the same height: before the fix, a heap-buffer-overflow in sub_run (threaded bands)
+        size_change_stream(tmp_path / "narrower.m4v", "mpeg4", sizes=((640, 480), (320, 480)), frames=(4, 4)),
+    ]
+    paths = [tmp_path / p for p in ("grow.h264", "shrink.h264", "shrink.m4v", "headers.m4v", "narrower.m4v")]
+    assert all(p.read_bytes() == s for p, s in zip(paths, streams))
+    tail, _ = joined_mid_gop(tmp_path / "live.h264", "h264", frames=24, gop=12, drop=5)
+    (tmp_path / "tail.h264").write_bytes(tail)
+    paths.append(tmp_path / "tail.h264")
+
+    env = dict(os.environ, LD_PRELOAD=libasan, ASAN_OPTIONS="detect_leaks=0:abort_on_error=1",
+               EDGEKIT_NATIVE="1", PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(so), str(ROOT / "tests"), *map(str, paths)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    report = proc.stderr[-6000:]
+    assert "AddressSanitizer" not in proc.stderr, report
+    assert proc.returncode == 0, report
+    assert "asan child ok" in proc.stdout
