@@ -43,7 +43,8 @@ def test_export_then_inspect(model_dir, tmp_path, capsys):
     assert inspected["members"] == exported["members"] and inspected["size_bytes"] == out.stat().st_size
 
     verified = edgekit_json(capsys, "package", "inspect", out, "--verify-only", "--json")
-    assert verified == {"path": str(out), "ok": True, "format_version": 1, "members": 1}
+    assert verified == {"path": str(out), "ok": True, "format_version": 2, "members": 1,
+                        "integrity": inspected["integrity"]}
 
 
 def test_inspect_refuses_a_modified_package_in_one_line(model_dir, tmp_path, capsys):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from edgekit.errors import ConfigError, PackageError
-from edgekit.package import load_package, write_package
+from edgekit.package import integrity_record, load_package, write_package
 from onnx_models import INPUT_NAME, LABELS, SHAPE, make_model_dir, random_input
 from targets import load_backend
 
@@ -35,14 +35,21 @@ def cpu_package(model_dir, tmp_path_factory):
     return write_package(model_dir, tmp_path_factory.mktemp("pkg") / "tiny-cpu.edgepkg", device="cpu")
 
 
-def rewrite(src, dst, *, drop=(), replace=None, add=None):
-    """Copy the zip ``src`` to ``dst`` member by member, dropping, replacing or adding members."""
+def rewrite(src, dst, *, drop=(), replace=None, add=None, reseal=False):
+    """Copy the zip ``src`` to ``dst`` member by member, dropping, replacing or adding members.
+    ``reseal``: recompute integrity.json over the new manifest and members, as someone who rewrites
+    the whole package can (the unsigned digest does not stop that; the ONNX checks still apply)."""
     replace, add = replace or {}, add or {}
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
-        for name in zin.namelist():
-            if name not in drop:
-                zout.writestr(name, replace.get(name, zin.read(name)))
-        for name, data in add.items():
+    with zipfile.ZipFile(src) as zin:
+        members = {name: replace.get(name, zin.read(name)) for name in zin.namelist() if name not in drop}
+    members.update(add)
+    members = {name: data.encode() if isinstance(data, str) else data for name, data in members.items()}
+    if reseal:
+        manifest = members.pop("manifest.json")
+        members.pop("integrity.json")
+        members = {"integrity.json": integrity_record(manifest, members), "manifest.json": manifest, **members}
+    with zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
+        for name, data in members.items():
             zout.writestr(name, data)
     return dst
 
@@ -70,11 +77,15 @@ def test_roundtrip_runs_like_the_model_dir_onnx(model_dir, tmp_path, precision):
 
 def test_manifest_lists_every_member_with_its_checksum(model_dir, cpu_package):
     with zipfile.ZipFile(cpu_package) as archive:
-        assert archive.namelist() == ["manifest.json", "model.onnx"]
+        assert archive.namelist() == ["integrity.json", "manifest.json", "model.onnx"]
+        manifest_bytes, integrity = archive.read("manifest.json"), json.loads(archive.read("integrity.json"))
     manifest = manifest_of(cpu_package)
     onnx = (model_dir / "int8.onnx").read_bytes()
-    assert manifest["format_version"] == 1
+    assert manifest["format_version"] == 2
     assert manifest["members"] == {"model.onnx": {"sha256": hashlib.sha256(onnx).hexdigest(), "bytes": len(onnx)}}
+    assert integrity == {"format_version": 2, "algorithm": "sha256", "members": manifest["members"],
+                         "manifest": {"sha256": hashlib.sha256(manifest_bytes).hexdigest(),
+                                      "bytes": len(manifest_bytes)}}
     assert manifest["labels"] == list(LABELS) and manifest["inputs"][0]["shape"] == list(SHAPE)
     producer = manifest["producer"]
     assert {"edgekit", "onnx", "onnxruntime", "openvino", "python", "created"} <= set(producer)
@@ -111,16 +122,17 @@ def test_corrupted_zip_bytes_are_refused_naming_the_member(cpu_package, tmp_path
 
 
 def test_newer_format_version_asks_to_upgrade(cpu_package, tmp_path):
-    manifest = {**manifest_of(cpu_package), "format_version": 2}
-    bad = rewrite(cpu_package, tmp_path / "v2.edgepkg", replace={"manifest.json": json.dumps(manifest)})
+    with zipfile.ZipFile(cpu_package) as archive:
+        integrity = {**json.loads(archive.read("integrity.json")), "format_version": 3}
+    bad = rewrite(cpu_package, tmp_path / "v3.edgepkg", replace={"integrity.json": json.dumps(integrity)})
     with pytest.raises(PackageError) as info:
         load_package(bad)
-    assert str(info.value) == "package format 2 is newer than this edgekit (supports 1); upgrade edgekit"
+    assert str(info.value) == "package format 3 is newer than this edgekit (supports 1, 2); upgrade edgekit"
 
 
 @pytest.mark.parametrize("case, message", [
-    ("no manifest", "has no manifest.json; it is not an edgekit package"),
-    ("extra member", "member 'notes.txt' is not listed in the manifest"),
+    ("no manifest", "has no manifest.json; the package was damaged or tampered with"),
+    ("extra member", "member 'notes.txt' is not listed in integrity.json"),
     ("missing member", "member 'model.onnx' listed in the manifest is missing"),
     ("format 0", "unknown package format 0"),
     ("shape mismatch", r"manifest does not match model.onnx: input 'mv_residual' has shape \(1, 3, 5, 64, 64\)"),
@@ -145,7 +157,7 @@ def test_foreign_or_inconsistent_packages_are_refused(cpu_package, tmp_path, cas
             manifest["labels"] = manifest["labels"][:3]
         else:
             manifest["precision"] = "fp32"
-        rewrite(cpu_package, bad, replace={"manifest.json": json.dumps(manifest)})
+        rewrite(cpu_package, bad, replace={"manifest.json": json.dumps(manifest)}, reseal=True)
     with pytest.raises(PackageError, match=message):
         load_package(bad)
 

@@ -11,15 +11,20 @@ import json
 
 from edgekit.cli.common import add_command, backend_help, device_help
 
+_UNPROTECTED = "manifest not integrity-protected (format 1); re-export to protect it"  # edgekit.package.UNPROTECTED
+
 EXPORT_EXAMPLES = """examples:
   edgekit export models/edge-mvr --device cpu -o edge-mvr-cpu.edgepkg
   edgekit export models/edge-mvr --device intel-cpu -o edge-mvr-intel.edgepkg   # ONNX + OpenVINO IR
-  edgekit export models/edge-mvr --device cpu --backend openvino --no-ir --precision fp32 -o fp32.edgepkg --json"""
+  edgekit export models/edge-mvr --device cpu --backend openvino --no-ir --precision fp32 -o fp32.edgepkg --json
+  edgekit export models/edge-mvr --device cpu --sign key.pem -o signed.edgepkg  # Ed25519, needs edgekit[sign]"""
 
 INSPECT_EXAMPLES = """examples:
-  edgekit package inspect edge-mvr-cpu.edgepkg                # model, labels, inputs, target, checksums
+  edgekit package inspect edge-mvr-cpu.edgepkg                # model, labels, inputs, target, checksums, integrity
   edgekit package inspect edge-mvr-cpu.edgepkg --json         # the same as one JSON object
-  edgekit package inspect edge-mvr-cpu.edgepkg --verify-only  # exit 0 if every checksum matches, else 2"""
+  edgekit package inspect edge-mvr-cpu.edgepkg --verify-only  # exit 0 if every checksum matches, else 2
+  edgekit package inspect old.edgepkg --require-integrity     # refuse format-1 packages (manifest unprotected)
+  edgekit package inspect signed.edgepkg --trust key.pub.pem  # refuse unless signed by this key"""
 
 def add_commands(subparsers) -> None:
     add_command(subparsers, "export", "Write a device package (.edgepkg) from a quantized model directory.",
@@ -38,6 +43,9 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="int8", choices=["int8", "fp32"], help="model to package (default int8)")
     p.add_argument("--no-ir", action="store_true", help="leave the OpenVINO IR out of an OpenVINO package (ONNX only)")
     p.add_argument("-o", "--output", required=True, metavar="OUT.edgepkg", help="package file to write")
+    p.add_argument("--sign", metavar="KEY.pem",
+                   help="sign the package with this Ed25519 private key (needs edgekit[sign]; "
+                        "openssl genpkey -algorithm ed25519 -out key.pem)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -45,6 +53,11 @@ def _inspect_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("package", metavar="PKG", help="an .edgepkg file")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--verify-only", action="store_true", help="only verify format and checksums")
+    p.add_argument("--require-integrity", action="store_true",
+                   help="refuse a format-1 package, whose manifest no checksum covers (exit 2)")
+    p.add_argument("--trust", action="append", metavar="KEY.pub.pem",
+                   help="refuse the package unless it is signed by this Ed25519 public key (repeatable; "
+                        "needs edgekit[sign])")
 
 
 def manifest_dict(package) -> dict:
@@ -59,16 +72,19 @@ def export(args: argparse.Namespace) -> int:
     from edgekit.package import load_package, write_package
 
     options = {"backend": args.backend} if args.backend is not None else {}
+    if args.sign:
+        options["sign_key"] = args.sign
     out = write_package(args.model_dir, args.output, device=args.device, precision=args.precision,
                         include_ir=False if args.no_ir else None, **options)
-    package = load_package(out)
+    package = load_package(out, trusted_keys=[args.sign] if args.sign else None)
     manifest = manifest_dict(package)
     if args.json:
         print(json.dumps(_summary(package, manifest)))
         return 0
     ir = " + OpenVINO IR" if package.has_ir else ""
+    signed = f", signed by key {package.signed_by}" if package.signed_by else ""
     print(f"wrote {out}: {manifest['model']}, {manifest['precision']} ONNX{ir}, for {_target(manifest)}, "
-          f"{_size(package.size_bytes)}, {len(manifest['labels'])} labels")
+          f"{_size(package.size_bytes)}, {len(manifest['labels'])} labels{signed}")
     return 0
 
 
@@ -77,16 +93,17 @@ def inspect(args: argparse.Namespace) -> int:
     from edgekit.package import load_package
     from edgekit.spec import InputSpec
 
-    package = load_package(args.package)
+    package = load_package(args.package, require_integrity=args.require_integrity, trusted_keys=args.trust)
     manifest = manifest_dict(package)
     members = manifest["members"]
     verified = f"{len(members)} member{'s' if len(members) != 1 else ''}"
     if args.verify_only:
         if args.json:
             print(json.dumps({"path": str(package.path), "ok": True, "format_version": manifest["format_version"],
-                              "members": len(members)}))
+                              "members": len(members), "integrity": _integrity(package)}))
         else:
-            print(f"{package.path}: OK (format {manifest['format_version']}, {verified} verified)")
+            protection = "manifest integrity-protected" if package.manifest_protected else _UNPROTECTED
+            print(f"{package.path}: OK (format {manifest['format_version']}, {verified} verified; {protection})")
         return 0
     if args.json:
         print(json.dumps(_summary(package, manifest)))
@@ -110,11 +127,32 @@ def inspect(args: argparse.Namespace) -> int:
     for name, record in members.items():
         print(f"  member       {name}  {_size(record['bytes'])}  sha256 {record['sha256'][:16]}...")
     print(f"  checksums    OK ({verified})")
+    if package.manifest_protected:
+        print(f"  integrity    manifest and {verified} covered by integrity.json, sha256 {package.integrity_sha256}")
+        if package.signed_by:
+            print(f"  signature    Ed25519 by trusted key {package.signed_by}: verified")
+        elif package.has_signature:
+            print("  signature    present, not verified: pass --trust KEY.pub.pem to check it")
+        else:
+            print("  signature    none (the digest detects damage and naive tampering, not a deliberate attacker)")
+    else:
+        print(f"  integrity    {_UNPROTECTED}")
     return 0
 
 
+def _integrity(package) -> dict:
+    """What the integrity check covered, as JSON data: ``signed`` is true only for a signature
+    verified against a trusted key (``--trust``)."""
+    if package.manifest_protected:
+        return {"manifest_protected": True, "sha256": package.integrity_sha256, "signed": package.signed_by is not None,
+                **({"signed_by": package.signed_by} if package.signed_by else {}),
+                **({"signature_unverified": True} if package.has_signature and not package.signed_by else {})}
+    return {"manifest_protected": False, "sha256": None, "signed": False, "note": _UNPROTECTED}
+
+
 def _summary(package, manifest: dict) -> dict:
-    return {"path": str(package.path), "size_bytes": package.size_bytes, **manifest, "checksums": "OK"}
+    return {"path": str(package.path), "size_bytes": package.size_bytes, **manifest, "checksums": "OK",
+            "integrity": _integrity(package)}
 
 
 def _target(manifest: dict) -> str:
