@@ -49,7 +49,8 @@ def atomic_output(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # e.g. a name too long to create: keep the real error
+            tmp.unlink(missing_ok=True)
 
 
 def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:

@@ -7,10 +7,10 @@ import time
 
 
 class Progress:
-    def __init__(self, total: int | None, desc: str, enabled: bool | None = None, stream=sys.stderr):
+    def __init__(self, total: int | None, desc: str, enabled: bool | None = None, stream=None):
         self.total, self.desc, self.n = total, desc, 0
-        self.stream = stream
-        self.enabled = stream.isatty() if enabled is None else enabled
+        self.stream = stream or sys.stderr  # looked up now, not at import: callers may have replaced it
+        self.enabled = self.stream.isatty() if enabled is None else enabled
         self._t0 = self._last = time.monotonic()
 
     def update(self, n: int = 1) -> None:

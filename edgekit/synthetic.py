@@ -7,6 +7,7 @@ and the tests know what the motion vectors must be.
 
 from __future__ import annotations
 
+import numbers
 import os
 from fractions import Fraction
 
@@ -14,8 +15,9 @@ import av
 import numpy as np
 
 from edgekit._fileio import atomic_output
-from edgekit.bitstream.encode import EncoderSettings, add_video_stream, container_format, open_output
-from edgekit.errors import ConfigError
+from edgekit.bitstream.encode import EncoderSettings, add_video_stream, open_output
+from edgekit.bitstream.transcode import output_format
+from edgekit.errors import ConfigError, check_output_name, output_error
 
 DIRECTIONS = {"right": (1, 0), "left": (-1, 0), "down": (0, 1), "up": (0, -1), "none": (0, 0)}
 
@@ -61,7 +63,13 @@ def make_clip(path: str | os.PathLike, motion: str | tuple[int, int] = "right", 
               seed: int = 0, container: str | None = None) -> dict:
     """Encode a synthetic clip to ``path``; returns {"start", "motion", "square", "pan"} (pixels).
 
-    motion: a direction name (right/left/up/down/none, at ``speed_px`` per frame) or (dx, dy)."""
+    motion: a direction name (right/left/up/down/none, at ``speed_px`` per frame) or (dx, dy).
+    The container follows ``path``'s extension (or ``container``, an FFmpeg muxer name). Raises
+    ConfigError for bad options (an extension that cannot hold ``codec`` included, before any work)
+    and OutputError when ``path`` cannot be written; nothing is left half-written."""
+    for name, value in (("frames", frames), ("fps", fps), ("square", square), ("gop", gop)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
     if isinstance(motion, str):
         if motion not in DIRECTIONS:
             raise ConfigError(f"motion must be one of {sorted(DIRECTIONS)} or (dx, dy), got {motion!r}")
@@ -71,14 +79,19 @@ def make_clip(path: str | os.PathLike, motion: str | tuple[int, int] = "right", 
     if w % 2 or h % 2 or w < 16 or h < 16:
         raise ConfigError(f"size must be even and at least 16x16, got {w}x{h}")
     path = os.fspath(path)
+    muxer = output_format(path, codec, container)
+    check_output_name(path)
     gen = render_frames(size, frames, motion, square, None, pan, seed)
-    with atomic_output(path) as tmp, open_output(tmp, settings, format=container or container_format(path)) as out:
-        stream = add_video_stream(out, settings, w, h, Fraction(fps))
-        try:
-            while True:
-                _, img = next(gen)
-                out.mux(stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
-        except StopIteration as stop:
-            start = stop.value
-        out.mux(stream.encode(None))
+    try:
+        with atomic_output(path) as tmp, open_output(tmp, settings, format=muxer) as out:
+            stream = add_video_stream(out, settings, w, h, Fraction(fps))
+            try:
+                while True:
+                    _, img = next(gen)
+                    out.mux(stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+            except StopIteration as stop:
+                start = stop.value
+            out.mux(stream.encode(None))
+    except OSError as err:  # the folder is a file, not writable, the disk full, ...
+        raise output_error(path, err) from None
     return {"start": start, "motion": tuple(motion), "square": square, "pan": tuple(pan)}

@@ -11,6 +11,7 @@ import av
 import numpy as np
 
 from edgekit._fileio import atomic_write
+from edgekit.errors import check_output_name, output_error
 
 
 def flow_to_rgb(flow: np.ndarray, max_px: float | None = None) -> np.ndarray:
@@ -49,12 +50,17 @@ def upsample_cells(img: np.ndarray, h: int, w: int) -> np.ndarray:
 
 
 def write_png(path: str | os.PathLike, rgb: np.ndarray) -> None:
-    """Write a uint8 (H, W, 3) image as PNG (atomically: to a temp name, then renamed)."""
+    """Write a uint8 (H, W, 3) image as PNG (atomically: to a temp name, then renamed).
+    Raises OutputError when ``path`` cannot be written."""
+    check_output_name(path)
     frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
     codec = av.CodecContext.create("png", "w")
     codec.width, codec.height, codec.pix_fmt = frame.width, frame.height, "rgb24"
     packets = codec.encode(frame) + codec.encode(None)
-    atomic_write(path, b"".join(bytes(p) for p in packets))
+    try:
+        atomic_write(path, b"".join(bytes(p) for p in packets))
+    except OSError as err:
+        raise output_error(path, err) from None
 
 
 def label(img: np.ndarray, text: str) -> np.ndarray:

@@ -148,3 +148,18 @@ def test_device_help_lists_hardware_profiles_and_backends(command, capsys):
     text = "".join(capsys.readouterr().out.split())  # help wraps lines at spaces and hyphens
     assert "hardware:cpu,gpu,npu,adeviceprofile(generic-arm64,intel-cpu,jetson-orin-nano,x86-cpu)" in text
     assert "runtime:onnxruntime,openvino,tensorrt" in text
+
+
+def test_recognize_reads_a_raw_h264_stream_piped_into_stdin(tmp_path):
+    raw = tmp_path / "left.h264"
+    r = edgekit("sample", raw, "--motion", "left", "--codec", "h264", "--size", "340x256", "--frames", 96)
+    assert r.returncode == 0, r.stderr
+    with open(raw, "rb") as data:  # through a real pipe, as `ffmpeg ... -f h264 - | edgekit recognize -`
+        cat = subprocess.Popen(["cat"], stdin=data, stdout=subprocess.PIPE)
+        r = subprocess.run([sys.executable, "-m", "edgekit.cli", "recognize", "-", "--json", "--timeout", "5"],
+                           stdin=cat.stdout, capture_output=True, text=True, timeout=120)
+        cat.stdout.close()
+        cat.wait()
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["label"] == "move_left" and out["frames"] == 96

@@ -5,10 +5,11 @@ turn a user error into one line and exit code 2."""
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 
-from edgekit.errors import EdgekitError
+from edgekit.errors import ConfigError, EdgekitError, os_error_message
 
 
 class CommandParser(argparse.ArgumentParser):
@@ -68,17 +69,51 @@ def run_command(parser: argparse.ArgumentParser, argv: list[str] | None = None) 
     """Parse ``argv`` and run the chosen command (``args.run(args)``); returns the exit code.
 
     0 on success; 2 with one line ``PROG: error: ...`` on bad input (argparse errors exit 2 too);
-    130 on Ctrl-C. A bug still shows its traceback: only :class:`EdgekitError` is a user error.
+    130 on Ctrl-C. User errors are :class:`EdgekitError` and :class:`OSError` (a path that cannot be
+    read or written: permission, missing folder, name too long, full disk); any other exception is a
+    bug and shows its traceback.
     """
     try:
         args = parser.parse_args(argv)
         return int(args.run(args) or 0)
     except EdgekitError as err:
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
-        return 2
+        return _user_error(parser, str(err))
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as err:
+        return _user_error(parser, os_error_message(err))
+
+
+def _user_error(parser: argparse.ArgumentParser, message: str) -> int:
+    """Print ``message`` as one line (a path may hold a newline) and return exit code 2."""
+    print(f"{parser.prog}: error: {' '.join(message.split()) or 'failed'}", file=sys.stderr)
+    return 2
+
+
+def positive_seconds(text: str) -> float:
+    """``--timeout`` value: seconds, finite and > 0. Raises ConfigError, which argparse lets through
+    (it catches only ValueError/TypeError/ArgumentTypeError), so the user gets one line, exit 2."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"--timeout must be a number of seconds > 0, got {text!r}")
+    return value
+
+
+def positive_int(flag: str):
+    """An argparse type for ``flag``: an int >= 1, else ConfigError (one line, exit 2)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise ConfigError(f"{flag} must be a whole number >= 1, got {text!r}")
+        return value
+    return parse

@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from edgekit.cli.common import add_command, backend_help, device_help
+from edgekit.cli.common import add_command, backend_help, device_help, positive_int, positive_seconds
 from edgekit.errors import ConfigError
 
 RECOGNIZE_EXAMPLES = """examples:
@@ -82,8 +82,9 @@ def _recognize_arguments(p: argparse.ArgumentParser) -> None:
                    "on stdin")
     p.add_argument("--package", metavar="PKG", help="an .edgepkg (default: the bundled default model)")
     _add_runtime_arguments(p)
-    p.add_argument("--timeout", type=float, default=10.0, metavar="S",
-                   help="seconds a live source may stall (default 10)")
+    p.add_argument("--timeout", type=positive_seconds, default=10.0, metavar="S",
+                   help="seconds to wait for data before giving up: first byte, between chunks, a silent "
+                   "server or pipe (default 10)")
     p.add_argument("--transcode", choices=TRANSCODE_CODECS, help="re-encode codecs without MVs (HEVC, VP9, AV1)")
     p.add_argument("--stream", action="store_true", help="print each window as soon as it is decided "
                    "(with --json: one JSON object per line)")
@@ -99,28 +100,30 @@ def _inspect_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("video", metavar="VIDEO", help="path or URL of the video")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--render", metavar="OUT.png", help="also write a picture of I-frame, MV field and residual")
-    p.add_argument("--frames", type=int, default=4, help="frames in the --render sheet (default 4)")
+    p.add_argument("--frames", type=positive_int("--frames"), default=4,
+                   help="frames in the --render sheet (default 4)")
     p.add_argument("--accumulate", action="store_true", help="render accumulated (CoViAR) MV/residual")
     p.add_argument("--transcode", choices=TRANSCODE_CODECS, help="re-encode codecs without MVs (HEVC, VP9, AV1)")
-    p.add_argument("--timeout", type=float, default=10.0, metavar="S",
-                   help="seconds a live source may stall (default 10)")
+    p.add_argument("--timeout", type=positive_seconds, default=10.0, metavar="S",
+                   help="seconds to wait for data before giving up: first byte, between chunks, a silent "
+                   "server or pipe (default 10)")
 
 
 def _sample_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("out", metavar="OUT", help="output file (.mp4, .m4v, .h264, .avi, .mkv)")
+    p.add_argument("out", metavar="OUT", help="output file (.mp4, .mkv, .avi, .mov; .m4v raw MPEG-4, .h264 raw H.264)")
     p.add_argument("--motion", default="right", choices=["right", "left", "up", "down", "none"])
     p.add_argument("--speed", type=int, default=4, help="object speed in px/frame (default 4)")
     p.add_argument("--pan", type=_size, default=(0, 0), help="background motion DXxDY px/frame, e.g. --pan=-3x0")
     p.add_argument("--codec", choices=TRANSCODE_CODECS, default="mpeg4")
     p.add_argument("--bframes", type=int, default=0, help="B-frames between anchors (h264 only)")
     p.add_argument("--size", type=_size, default=(320, 240), help="WxH (default 320x240)")
-    p.add_argument("--frames", type=int, default=48)
+    p.add_argument("--frames", type=positive_int("--frames"), default=48, help="frames to write (default 48)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def _transcode_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("src", metavar="SRC", help="input video")
-    p.add_argument("dst", metavar="DST", help="output file (.mp4, .avi, .mkv, .m4v)")
+    p.add_argument("dst", metavar="DST", help="output file (.mp4, .mkv, .avi, .mov; .m4v raw MPEG-4, .h264 raw H.264)")
     p.add_argument("--codec", choices=TRANSCODE_CODECS, default="mpeg4")
     p.add_argument("--gop", type=int, default=12)
     p.add_argument("--bframes", type=int, default=0)
