@@ -98,14 +98,17 @@ class Recognizer:
     "openvino" or "tensorrt"; both default to the package's own target. ``threads``: inference
     threads (default: the backend's, or the profile's). ``window_frames`` / ``stride_frames``
     override the package's windowing; ``topk``: how many (label, score) pairs predictions keep.
+    ``trusted_keys``: Ed25519 public keys (PEM paths or bytes); when given, the package must be
+    signed by one of them (needs ``edgekit[sign]``).
 
-    Raises ``PackageError`` for a package that fails verification, ``ConfigError`` for a bad option,
+    Raises ``PackageError`` for a package that fails verification (or is not signed by a trusted key), ``ConfigError`` for a bad option,
     ``MissingDependencyError`` when the chosen backend's runtime is not installed.
     """
 
     def __init__(self, package: str | os.PathLike | object, *, device: str | None = None, backend: str | None = None,
                  threads: int | None = None, window_frames: int | None = None, stride_frames: int | None = None,
-                 topk: int = 5):
+                 topk: int = 5, trusted_keys=None):
+        from edgekit.errors import PackageError
         from edgekit.package import Package, load_package
 
         if isinstance(package, str) and package in ("openvino", "cpu", "gpu", "npu") and not Path(package).exists():
@@ -115,7 +118,13 @@ class Recognizer:
                             ("topk", topk)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
                 raise ConfigError(f"{name} must be an integer, got {value!r}")
-        self.package = package if isinstance(package, Package) else load_package(package)
+        if isinstance(package, Package):
+            if trusted_keys and package.signed_by is None:
+                raise PackageError(f"{package.path}: trusted_keys were given but this package was loaded without "
+                                   "verifying a signature; pass its path, or load it with trusted_keys")
+            self.package = package
+        else:
+            self.package = load_package(package, trusted_keys=trusted_keys)
         manifest = self.package.manifest
         self.labels = manifest.labels
         self.specs = manifest.inputs
@@ -134,12 +143,13 @@ class Recognizer:
 
     @classmethod
     def default(cls, *, device: str | None = None, backend: str | None = None, threads: int | None = None,
-                window_frames: int | None = None, stride_frames: int | None = None, topk: int = 5) -> "Recognizer":
+                window_frames: int | None = None, stride_frames: int | None = None, topk: int = 5,
+                trusted_keys=None) -> "Recognizer":
         """The default model shipped inside the installed package (edgekit/assets/default.edgepkg)."""
         if not DEFAULT_PACKAGE.exists():
             raise ConfigError(f"the default package is missing from this installation ({DEFAULT_PACKAGE})")
         return cls(DEFAULT_PACKAGE, device=device, backend=backend, threads=threads, window_frames=window_frames,
-                   stride_frames=stride_frames, topk=topk)
+                   stride_frames=stride_frames, topk=topk, trusted_keys=trusted_keys)
 
     def __repr__(self) -> str:
         return (f"Recognizer({self.package.manifest.model!r}, {self.package.manifest.precision}, "
@@ -184,8 +194,7 @@ class Recognizer:
         windows = tuple(w.prediction for w in results)
         fused = Prediction.from_scores(fuse([w.scores for w in results]), self.labels, windows[0].start_s,
                                        windows[-1].end_s, self.topk)
-        name = str(source) if isinstance(source, (str, Path)) else type(source).__name__
-        return VideoPrediction(source=name, label=fused.label, score=fused.score, topk=fused.topk, windows=windows,
+        return VideoPrediction(source=run.description, label=fused.label, score=fused.score, topk=fused.topk, windows=windows,
                                latency_ms=times, frames=run.frames,
                                duration_s=windows[-1].end_s - windows[0].start_s)
 
@@ -218,17 +227,20 @@ class WindowRun:
     def __init__(self, recognizer: Recognizer, source, open_options: dict):
         self._recognizer, self._source, self._open_options = recognizer, source, open_options
         self.frames = 0
+        self.description = str(source) if isinstance(source, (str, Path)) else type(source).__name__
 
     def __iter__(self) -> Iterator[Window]:
         rec = self._recognizer
         length, stride = rec.window_frames, rec.stride_frames
         held: deque = deque(maxlen=length)  # the one window of side data held
         iframes: dict[int, np.ndarray] = {}
-        n = last_end = 0
+        n = 0  # frames read
+        count = last_end = 0  # frames since the picture size last changed; end of the last window
         decode_ms = 0.0
         with bs.open(self._source, **rec._reader_options, **self._open_options) as reader:
-            frame_hw = (reader.info.height, reader.info.width)
+            self.description = reader.description  # what the reader calls it: the path, URL or "stdin"
             fps = reader.info.fps or 25.0
+            frame_hw = None
             frames = iter(reader)
             while True:
                 t0 = time.perf_counter()
@@ -236,20 +248,28 @@ class WindowRun:
                 decode_ms += (time.perf_counter() - t0) * 1000
                 if frame is None:
                     break
+                if (frame.height, frame.width) != frame_hw:  # a new picture size starts new windows
+                    if count and sampling.tail_due(count, last_end, length):
+                        yield self._timed(rec.predict_window(held, frame_hw, iframes, fps), decode_ms)
+                        decode_ms = 0.0
+                    frame_hw, count, last_end = (frame.height, frame.width), 0, 0
+                    held.clear()
+                    iframes.clear()
                 held.append(frame)
                 if frame.rgb is not None:
                     iframes[frame.gop_index] = frame.rgb
                 n += 1
+                count += 1
                 self.frames = n
-                if sampling.window_due(n, length, stride):
+                if sampling.window_due(count, length, stride):
                     yield self._timed(rec.predict_window(held, frame_hw, iframes, fps), decode_ms)
-                    decode_ms, last_end = 0.0, n
+                    decode_ms, last_end = 0.0, count
                     oldest = held[0].gop_index
                     for g in [g for g in iframes if g < oldest]:  # drop GOPs no longer in the window
                         del iframes[g]
             if n == 0:
                 raise EmptySourceError(f"{reader.description}: no frames")
-            if sampling.tail_due(n, last_end, length):
+            if sampling.tail_due(count, last_end, length):
                 yield self._timed(rec.predict_window(held, frame_hw, iframes, fps), decode_ms)
 
     @staticmethod

@@ -103,7 +103,10 @@ def test_openvino_runs_the_default_package_when_asked_by_backend():
 
 def test_the_manifest_is_typed_and_packages_written_earlier_keep_loading():
     raw = json.loads(zipfile.ZipFile(DEFAULT_PACKAGE).read("manifest.json"))
-    assert raw["inputs"][0]["stream"] == "mv_residual" and raw["target"]["backend"] == "cpu"  # written by 0.1
+    assert raw["format_version"] == 2 and raw["inputs"][0]["modality"] == "mv_residual"
+    spec = {k: v for k, v in raw["inputs"][0].items() if k != "modality"}
+    raw = {**raw, "format_version": 1, "inputs": [{**spec, "stream": "mv_residual"}],  # as 0.1 wrote it
+           "target": {"device": "cpu", "backend": "cpu"}}
     manifest = Manifest.from_dict(raw)
     assert manifest.inputs[0].modality == "mv_residual" and manifest.target.backend == "onnxruntime"
     assert (manifest.preprocessing.window_frames, manifest.preprocessing.stride_frames) == (48, 24)
@@ -114,3 +117,18 @@ def test_the_manifest_is_typed_and_packages_written_earlier_keep_loading():
     with pytest.raises(ManifestError, match="window_frames must be an integer >= 2"):
         Manifest.from_dict({**raw, "preprocessing": {"window_frames": "48"}})
     assert issubclass(ManifestError, ValueError) and not issubclass(ManifestError, EdgekitError)
+
+
+@pytest.mark.parametrize("codec", ["h264", "mpeg4"])
+def test_a_picture_size_change_starts_new_windows(tmp_path, codec):
+    from media import size_change_stream
+
+    ext = {"h264": "h264", "mpeg4": "m4v"}[codec]
+    path = tmp_path / f"change.{ext}"
+    size_change_stream(path, codec, sizes=((128, 96), (160, 120)), frames=(48, 72))
+    with edgekit.Recognizer.default() as rec:
+        pred = rec.recognize(path)
+    assert pred.frames == 120
+    # 48 frames at the first size make one window; the 72 of the second make windows of their own
+    # (48, then a 24-frame tail of at least half a window): no window mixes the two sizes
+    assert len(pred.windows) == 3

@@ -156,8 +156,8 @@ def extract_clip(path: str | Path, spec: CacheSpec) -> dict:
     prev_rgb = None
     with bs.open(path, accumulate=spec.representation == "accumulated",
                  rgb="all" if teacher else "iframes") as reader:
-        frame_hw = (reader.info.height, reader.info.width)
         for f in reader:
+            frame_hw = (f.height, f.width)  # the picture size may change mid-stream
             # the parts of edgekit.modality, prepared by the runtime's own function
             if f.kind == "I":
                 iframes.append(pp.parts(f, frame_hw, hw, ("iframe",), n)["iframe"])
