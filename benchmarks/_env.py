@@ -51,3 +51,24 @@ def script_parser(description: str, example: str):
 
     return argparse.ArgumentParser(description=f"{description}; prints one JSON object on stdout.",
                                    epilog=f"example: {example}", formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def reset_peak_rss() -> None:
+    """Reset VmHWM (Linux >= 4.0: writing 5 to clear_refs), so each run reports its own peak."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def high_water_rss_mib() -> float | None:
+    """VmHWM: peak RSS of this process image (ru_maxrss survives exec, so a child inherits its parent's)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None

@@ -56,7 +56,7 @@ import edgekit  # noqa: E402
 import edgekit.bitstream as bs  # noqa: E402
 from edgekit._versions import distribution_version  # noqa: E402
 from _clips import ClipSpec, encode_clip  # noqa: E402
-from _env import machine, script_parser  # noqa: E402
+from _env import high_water_rss_mib, machine, reset_peak_rss, script_parser  # noqa: E402
 
 MIB = 1024 * 1024
 
@@ -300,27 +300,6 @@ def process_peak_rss_mib(runs: dict) -> float:
     peaks = [peak_rss_mib(), high_water_rss_mib() or 0.0]
     peaks += [r["peak_rss_mib"] for clip in runs.values() for v in clip.values() for r in v if r["peak_rss_mib"]]
     return max(peaks)
-
-
-def reset_peak_rss() -> None:
-    """Reset VmHWM (Linux >= 4.0: writing 5 to clear_refs), so each run reports its own peak."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-
-
-def high_water_rss_mib() -> float | None:
-    """VmHWM: peak RSS of this process image (ru_maxrss survives exec, so a child inherits its parent's)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
 
 
 def memory_check(path: str, expected_frames: int) -> dict:

@@ -537,8 +537,9 @@ def mp4_truncation(read_at, size: int) -> str | None:
         if len(header) < 8:
             break
         box_size, raw_type = int.from_bytes(header[:4], "big"), header[4:8]
-        # a box type is four printable characters; anything else is a damaged header
-        box_type = raw_type.decode("ascii") if all(32 <= b < 127 for b in raw_type) else f"damaged (at byte {offset})"
+        if not all(32 <= b < 127 for b in raw_type):  # a box type is four printable characters
+            return f"the box header at byte {offset} is damaged"
+        box_type = raw_type.decode("ascii")
         if box_size == 1 and len(header) >= 16:
             box_size = int.from_bytes(header[8:16], "big")
         elif box_size == 0:  # runs to the end of the file
@@ -587,9 +588,11 @@ def _open_error(err: BaseException, desc: str, head: bytes | None, timeout_s: fl
                     fh.seek(offset)
                     return fh.read(n)
                 why = mp4_truncation(read_at, size)
-            if why:
+            if why and ("ends inside" in why or "moov" in why):
                 return DecodeError(f"{desc}: truncated or damaged MP4/MOV file: {why}; it was cut short (an "
                                    "interrupted copy, download or recording): copy or record it again")
+            if why:
+                return DecodeError(f"{desc}: damaged MP4/MOV file: {why}; copy it again or re-encode it")
         if kind is not None:
             return DecodeError(f"{desc}: truncated or damaged {kind}: FFmpeg cannot read its header "
                                f"({_short(err)}); copy it again or re-encode it")
