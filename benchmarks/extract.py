@@ -48,7 +48,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import av
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_clips.py, run as a script
 

@@ -45,7 +45,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import av
-import numpy as np
 
 BENCHMARKS = Path(__file__).resolve().parent
 REPO_ROOT = BENCHMARKS.parent  # the tree this script belongs to (it encodes the clips)

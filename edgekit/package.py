@@ -72,14 +72,13 @@ import struct
 import zipfile
 import zlib
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgekit._fileio import atomic_output
 from edgekit._versions import producer_versions
 from edgekit.errors import ConfigError, MissingDependencyError, PackageError
 from edgekit.manifest import PRECISIONS, Manifest, ManifestError, Member, Target, parse_json, parse_members
-from edgekit.spec import InputSpec
 
 FORMAT_VERSION = 2
 SUPPORTED_FORMATS = (1, 2)
@@ -157,18 +156,19 @@ class Package:
                               default=(target.backend, "cpu"), threads=threads)
 
     def backend(self, device: str | None = None, backend: str | None = None, *, threads: int | None = None,
-                **options):
+                selection=None, **options):
         """Load the package's model and return the backend (a ``targets.Backend``).
 
         ``device`` names hardware ("cpu", "gpu", "npu" or a device profile), ``backend`` the runtime
         ("onnxruntime", "openvino", "tensorrt"); both default to the package's target. ``options``
         go to the backend (``graph_optimization``, ``cache_dir``, ...). An OpenVINO load of a
-        package carrying IR reads the IR (no ONNX frontend). Raises :class:`ConfigError` /
-        :class:`MissingDependencyError` from ``targets``.
+        package carrying IR reads the IR (no ONNX frontend). ``selection``: a :meth:`select` result
+        already made (then ``device``, ``backend`` and ``threads`` are not used). Raises
+        :class:`ConfigError` / :class:`MissingDependencyError` from ``targets``.
         """
         from targets import load_backend
 
-        selection = self.select(device, backend, threads)
+        selection = selection or self.select(device, backend, threads)
         options = {**selection.options, **options}
         if selection.backend == "openvino" and self.has_ir:
             xml, weights = self.ir
@@ -260,7 +260,6 @@ def write_package(model_dir: str | os.PathLike, out_path: str | os.PathLike, *, 
     when the IR is asked for without OpenVINO or a signature without ``cryptography``.
     """
     from targets.backend import select_backend
-    from targets.profiles import load_profile
 
     selection = select_backend(device, backend)
     private_key = _private_key(sign_key) if sign_key is not None else None  # a bad key fails before any work
@@ -291,8 +290,8 @@ def write_package(model_dir: str | os.PathLike, out_path: str | os.PathLike, *, 
         from targets.openvino import ir_bytes
 
         data[IR_XML], data[IR_BIN] = ir_bytes(onnx)
-    profile = asdict(load_profile(selection.profile)) if selection.profile else {}
-    target = Target(device=selection.profile or selection.device, backend=selection.backend, profile=profile)
+    target = Target(device=selection.profile or selection.device, backend=selection.backend,
+                    profile=selection.profile_settings)
     manifest = {**model.to_dict(), "format_version": FORMAT_VERSION, "target": target.to_dict(),
                 "precision": precision,
                 "producer": producer_versions(source=meta.get("producer", {})),

@@ -28,7 +28,7 @@ import numpy as np
 
 import edgekit.bitstream as bs
 from edgekit import preprocess, sampling
-from edgekit.errors import ConfigError, EmptySourceError
+from edgekit.errors import ConfigError, EmptySourceError, PackageError
 from edgekit.fusion import Prediction, fuse, softmax
 from edgekit.modality import reader_options
 
@@ -101,14 +101,14 @@ class Recognizer:
     ``trusted_keys``: Ed25519 public keys (PEM paths or bytes); when given, the package must be
     signed by one of them (needs ``edgekit[sign]``).
 
-    Raises ``PackageError`` for a package that fails verification (or is not signed by a trusted key), ``ConfigError`` for a bad option,
-    ``MissingDependencyError`` when the chosen backend's runtime is not installed.
+    Raises ``PackageError`` for a package that fails verification (or is not signed by a trusted
+    key), ``ConfigError`` for a bad option, ``MissingDependencyError`` when the chosen backend's
+    runtime is not installed.
     """
 
     def __init__(self, package: str | os.PathLike | object, *, device: str | None = None, backend: str | None = None,
                  threads: int | None = None, window_frames: int | None = None, stride_frames: int | None = None,
                  topk: int = 5, trusted_keys=None):
-        from edgekit.errors import PackageError
         from edgekit.package import Package, load_package
 
         if isinstance(package, str) and package in ("openvino", "cpu", "gpu", "npu") and not Path(package).exists():
@@ -137,7 +137,7 @@ class Recognizer:
         self._output = manifest.score_output
         self._softmax = manifest.fusion.scores == "softmax"
         self.selection = self.package.select(device, backend, threads)
-        self.backend = self.package.backend(device, backend, threads=threads)
+        self.backend = self.package.backend(selection=self.selection)
         self._reader_options = {**reader_options(s.modality for s in self.specs),
                                 "accumulate": any(s.representation == "accumulated" for s in self.specs)}
 

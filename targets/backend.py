@@ -17,7 +17,7 @@ import importlib
 import inspect
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -93,12 +93,13 @@ def canonical_backend(name: str) -> str:
 class Selection:
     """Where a model runs: ``backend`` (runtime name), ``device`` (hardware class "cpu", "gpu",
     "npu"), ``options`` for :func:`load_backend` (the backend's own device string, threads), and the
-    device profile it came from, if any."""
+    device profile it came from, if any: its name and its settings (what a package manifest records)."""
 
     backend: str
     device: str
     options: dict
     profile: str | None = None
+    profile_settings: dict = field(default_factory=dict)
 
     def __str__(self) -> str:
         via = f" (profile {self.profile})" if self.profile else ""
@@ -164,7 +165,9 @@ def select_backend(device: str | None = None, backend: str | None = None, *,
         options["threads"] = profile.threads
     if threads is not None:
         options["threads"] = int(threads)
-    return Selection(name, device_class, options, profile.name if profile is not None else None)
+    if profile is None:
+        return Selection(name, device_class, options)
+    return Selection(name, device_class, options, profile.name, asdict(profile))
 
 
 def load_backend(name: str, model: ModelSource, **options) -> Backend:

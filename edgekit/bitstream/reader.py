@@ -19,8 +19,8 @@ import numpy as np
 from edgekit.bitstream import _reference
 from edgekit.bitstream.encode import EncoderSettings, create_encoder
 from edgekit.bitstream.source import _short, open_container
-from edgekit.errors import (ConfigError, DecodeError, EmptySourceError, ResolutionError,
-                            SourceError, SourceTimeoutError, UnsupportedCodecError)
+from edgekit.errors import (ConfigError, DecodeError, EmptySourceError, ResolutionError, SourceTimeoutError,
+                            UnsupportedCodecError)
 
 try:
     from edgekit import _kernels as _native

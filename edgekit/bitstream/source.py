@@ -25,6 +25,7 @@ raise :class:`ConfigError`. How each kind of source is held to it:
 
 from __future__ import annotations
 
+import abc
 import errno
 import io
 import math
@@ -81,6 +82,8 @@ class LiveInput(io.RawIOBase):
     """
 
     def __init__(self, description: str, timeout_s: float | None):
+        if type(self).__abstractmethods__:  # io's C base does not enforce abstract methods itself
+            raise TypeError(f"{type(self).__name__} must implement {sorted(type(self).__abstractmethods__)}")
         super().__init__()
         self.description = description
         self.timeout_s = timeout_s
@@ -92,8 +95,9 @@ class LiveInput(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    @abc.abstractmethod
     def _receive(self, wait_s: float | None) -> bytes | None:
-        raise NotImplementedError
+        """The next bytes, ``b""`` at the end of the source, or None when nothing came in ``wait_s``."""
 
     def _wait_for_data(self) -> None:
         if self._failure is not None:

@@ -28,9 +28,6 @@ from edgekit.modality import MODALITIES
 from edgekit.spec import InputSpec
 from training.cache.index import load_index
 
-# the cache can feed every runtime modality, and teacher flow
-CACHE_MODALITIES = tuple(MODALITIES)
-
 
 def find_cache(path: str | Path) -> Path:
     """The cache folder (holding spec.json) at ``path`` or the single one below it."""
