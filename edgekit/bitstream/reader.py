@@ -37,6 +37,9 @@ _KINDS = {1: "I", 2: "P", 3: "B", 4: "P", 5: "I", 6: "P", 7: "B"}
 _SAFE_PIX_FMTS = {"yuv420p", "yuvj420p"}
 # A frame without side data: what a decoded frame's side-data container is re-pointed to once read
 _NO_SIDE_DATA = av.VideoFrame()
+# Yielded by Reader._frames() in place of a picture when a live source was reconnected: nothing is
+# predicted across it (the reader ends the GOP in progress and waits for the next I-frame).
+RECONNECTED = object()
 
 
 def kernels():
