@@ -739,10 +739,500 @@ fail:
     return NULL;
 }
 
+/* ---- block traces: consumed side data only ---------------------------------------------------------
+ * The runtime path traces 8x8 cells, not pixels: each cell keeps one displacement disp (int32
+ * (2, gh, gw): dx, dy) from its centre pixel to the I-frame position it comes from, and every pixel
+ * of the cell moves with it. One step costs O(cells) per frame whatever the GOP length; residuals
+ * are then computed only for the frames a model samples, binned straight to the model's size. */
+
+/* roundi for a vector that only moves a position clamped to a frame (< 2^16 pixels): floor(v + 0.5)
+ * without branches; |v| is capped at 2^20 first (beyond it every position clamps to the same edge,
+ * as with roundi's 2^24), NaN counts as -2^20 as roundi counts it as -2^24. */
+static inline int round_vec(float v) {
+    double d = v > -1048576.0f ? (double)v : -1048576.0;
+    d = d < 1048576.0 ? d : 1048576.0;
+    return (int)(d + 0.5 + 2097152.0) - 2097152;
+}
+
+static inline int cell_centre(int c, int n) { int v = c * 8 + 4; return v < n ? v : n - 1; }
+
+/* trace_cells(disp0, disp1_or_None, H, W, d0, d1, flags, gw, out) -> None
+ * out[c] = T(q) - centre(c), q = centre(c) - round(d) in the reference the cell predicts from (L0;
+ * L1 only when it has no L0 vector and disp1 is given; intra: co-located, q = centre), with
+ * T(q) = clamp(q + disp_ref[cell(q)]) the reference's trace of q. */
+static PyObject *trace_cells(PyObject *self, PyObject *args) {
+    PyObject *o_a0, *o_a1, *o_d0, *o_d1, *o_fl, *o_out;
+    int H, W, gw;
+    if (!PyArg_ParseTuple(args, "OOiiOOOiO", &o_a0, &o_a1, &H, &W, &o_d0, &o_d1, &o_fl, &gw, &o_out)) return NULL;
+    if (check_geometry(H, W, gw)) return NULL;
+    Buf b[6];
+    memset(b, 0, sizeof(b));
+    int gh = (H + 7) / 8;
+    Py_ssize_t cells = (Py_ssize_t)gh * gw;
+    if (get_buf(o_a0, &b[0], 0, "disp0") || get_buf(o_a1, &b[1], 0, "disp1") || get_buf(o_d0, &b[2], 0, "d0") ||
+        get_buf(o_d1, &b[3], 0, "d1") || get_buf(o_fl, &b[4], 0, "flags") || get_buf(o_out, &b[5], 1, "out"))
+        goto fail;
+    if (need(&b[0], cells * 8, "disp0") || (b[1].held && need(&b[1], cells * 8, "disp1")) ||
+        need(&b[2], cells * 8, "d0") || need(&b[3], cells * 8, "d1") || need(&b[4], cells, "flags") ||
+        need(&b[5], cells * 8, "out"))
+        goto fail;
+    {
+        const int32_t *a0 = (const int32_t *)b[0].view.buf, *a1 = b[1].held ? (const int32_t *)b[1].view.buf : NULL;
+        const float *d0 = (const float *)b[2].view.buf, *d1 = (const float *)b[3].view.buf;
+        const uint8_t *fl = (const uint8_t *)b[4].view.buf;
+        int32_t *out = (int32_t *)b[5].view.buf;
+        for (int cy = 0; cy < gh; cy++) {
+            int py = cell_centre(cy, H);
+            for (int cx = 0; cx < gw; cx++) {
+                Py_ssize_t c = (Py_ssize_t)cy * gw + cx;
+                int px = cell_centre(cx, W);
+                uint8_t f = fl[c];
+                int use0 = f & 1, use1 = !use0 && (f & 2) && a1;  /* intra: co-located, offset 0 */
+                float vx = use0 ? d0[c] : (use1 ? d1[c] : 0.0f);
+                float vy = use0 ? d0[cells + c] : (use1 ? d1[cells + c] : 0.0f);
+                const int32_t *src = use1 ? a1 : a0;
+                int qx = clampi(px - round_vec(vx), 0, W - 1), qy = clampi(py - round_vec(vy), 0, H - 1);
+                Py_ssize_t qc = (Py_ssize_t)(qy >> 3) * gw + (qx >> 3);
+                /* displacements are clamped to the frame size first: no overflow whatever they hold */
+                int tx = clampi(qx + clampi(src[qc], -W, W), 0, W - 1);
+                int ty = clampi(qy + clampi(src[cells + qc], -H, H), 0, H - 1);
+                out[c] = tx - px;
+                out[cells + c] = ty - py;
+            }
+        }
+    }
+    release(b, 6);
+    Py_RETURN_NONE;
+fail:
+    release(b, 6);
+    return NULL;
+}
+
+/* Area binning to (h, w), exactly as edgekit.preprocess.resize over the whole frame: along each
+ * axis, out_j = (I(e_j+1) - I(e_j)) * n_out / n_src with e_j = j * n_src / n_out and
+ * I(t) = S[floor t] + frac(t) * x[floor t] (S the exclusive prefix sum), floor t capped at n_src - 1. */
+typedef struct {
+    int n;          /* output size */
+    int *i0;        /* n + 1 edge indices */
+    double *frac;   /* n + 1 edge fractions */
+} AxisPlan;
+
+static int axis_plan(AxisPlan *p, int n_src, int n_out) {
+    p->n = n_out;
+    p->i0 = (int *)PyMem_RawMalloc(sizeof(int) * (n_out + 1));
+    p->frac = (double *)PyMem_RawMalloc(sizeof(double) * (n_out + 1));
+    if (!p->i0 || !p->frac) return -1;
+    for (int j = 0; j <= n_out; j++) {
+        double t = (double)j * ((double)n_src / n_out);
+        if (t > n_src) t = n_src;
+        int i = (int)t;
+        if (i > n_src - 1) i = n_src - 1;
+        p->i0[j] = i, p->frac[j] = t - i;
+    }
+    return 0;
+}
+
+static void axis_free(AxisPlan *p) {
+    PyMem_RawFree(p->i0);
+    PyMem_RawFree(p->frac);
+}
+
+/* x-binning of one row from its exclusive prefix sum S (n + 1 values, S[i + 1] - S[i] the value
+ * at i) at positions t = i0 + frac of the plan, each divided by `div` (2 for a half-width chroma
+ * row, whose repeated samples integrate to F(t) = 2 U(t / 2)): rb[q] = F(t_q+1) - F(t_q). */
+static void bin_row(const int32_t *S, int n, const AxisPlan *px, int div, double *Ix, double *rb) {
+    int w = px->n;
+    for (int q = 0; q <= w; q++) {
+        double t = ((double)px->i0[q] + px->frac[q]) / div;
+        int i = (int)t;
+        if (i > n - 1) i = n - 1;
+        Ix[q] = div * ((double)S[i] + (t - i) * (S[i + 1] - S[i]));
+    }
+    for (int q = 0; q < w; q++) rb[q] = Ix[q + 1] - Ix[q];
+}
+
+/* Produces the x-binned values of source row y: C x w doubles into rb. */
+typedef int (*bins_fn)(void *ctx, int y, double *rb, void *scratch);
+typedef void *(*scratch_new_fn)(void *ctx, const AxisPlan *px);
+
+typedef struct {
+    bins_fn produce;
+    scratch_new_fn scratch_new;  /* per-band scratch (PyMem_RawFree'd), or NULL on no memory */
+    void *ctx;
+    int C, H, W;
+    AxisPlan px, py;
+    double *J;       /* C x (h + 1) x w: the row integral at each y edge, band-local */
+    double *total;   /* parts x C x w: each band's sum of rows */
+} BinJob;
+
+static int bin_band(void *arg, int part, int parts) {
+    BinJob *j = (BinJob *)arg;
+    int C = j->C, w = j->px.n, h = j->py.n, rc = 0;
+    int y0 = band_lo(j->H, part, parts), y1 = band_lo(j->H, part + 1, parts);
+    double *rb = (double *)PyMem_RawMalloc(sizeof(double) * (size_t)C * w);
+    void *scratch = j->scratch_new(j->ctx, &j->px);
+    double *cum = j->total + (size_t)part * C * w;
+    if (!rb || !scratch) {
+        rc = EK_NOMEM;
+        goto done;
+    }
+    memset(cum, 0, sizeof(double) * (size_t)C * w);
+    int e = 0;  /* first y edge in this band */
+    while (e <= h && j->py.i0[e] < y0) e++;
+    for (int y = y0; y < y1; y++) {
+        if ((rc = j->produce(j->ctx, y, rb, scratch))) goto done;
+        for (; e <= h && j->py.i0[e] == y; e++)
+            for (int k = 0; k < C; k++) {
+                double *Je = j->J + ((size_t)k * (h + 1) + e) * w;
+                const double *c = cum + (size_t)k * w, *o = rb + (size_t)k * w;
+                for (int q = 0; q < w; q++) Je[q] = c[q] + j->py.frac[e] * o[q];
+            }
+        for (size_t q = 0; q < (size_t)C * w; q++) cum[q] += rb[q];
+    }
+done:
+    PyMem_RawFree(rb);
+    PyMem_RawFree(scratch);
+    return rc;
+}
+
+/* Runs the binning without the GIL and writes float32 (C, h, w) to out. Returns 0 or EK_* bits. */
+static int run_bins(BinJob *j, int threads, float *out) {
+    int C = j->C, h = j->py.n, w = j->px.n, rc = 0;
+    if (threads < 1) threads = 1;
+    if (threads > EK_MAX_PARTS) threads = EK_MAX_PARTS;
+    if (threads > j->H) threads = j->H;
+    j->J = (double *)PyMem_RawMalloc(sizeof(double) * (size_t)C * (h + 1) * w);
+    j->total = (double *)PyMem_RawMalloc(sizeof(double) * (size_t)threads * C * w);
+    if (!j->J || !j->total) {
+        rc = EK_NOMEM;
+        goto done;
+    }
+    rc = run_bands(bin_band, j, threads);
+    if (rc) goto done;
+    /* band-local integrals -> global: add the sums of every band above the edge's band */
+    double scale = ((double)w / j->W) * ((double)h / j->H);
+    for (int k = 0; k < C; k++) {
+        for (int e = 0; e <= h; e++) {
+            int y = j->py.i0[e];
+            double *Je = j->J + ((size_t)k * (h + 1) + e) * w;
+            for (int p = 0; p < threads && band_lo(j->H, p + 1, threads) <= y; p++) {
+                const double *t = j->total + ((size_t)p * C + k) * w;
+                for (int q = 0; q < w; q++) Je[q] += t[q];
+            }
+        }
+        for (int i = 0; i < h; i++) {
+            const double *a = j->J + ((size_t)k * (h + 1) + i) * w, *b2 = a + w;
+            float *o = out + ((size_t)k * h + i) * w;
+            for (int q = 0; q < w; q++) o[q] = (float)((b2[q] - a[q]) * scale);
+        }
+    }
+done:
+    PyMem_RawFree(j->J);
+    PyMem_RawFree(j->total);
+    j->J = j->total = NULL;
+    return rc;
+}
+
+typedef struct {
+    Plane cur[3], ip[3];
+    const int32_t *disp;
+    int H, W, gw;
+    Py_ssize_t cells;
+} TraceRes;
+
+/* The traced luma residual of row y: into out (W values) and/or as the exclusive prefix sum S
+ * (W + 1 values, S[x + 1] - S[x] is the residual at x). Either may be NULL. */
+static void trace_luma(const TraceRes *t, int y, int16_t *out, int32_t *S) {
+    int H = t->H, W = t->W, gw = t->gw;
+    const int32_t *dx = t->disp, *dy = t->disp + t->cells;
+    Py_ssize_t crow = (Py_ssize_t)(y >> 3) * gw;
+    const uint8_t *cur = t->cur[0].data + (Py_ssize_t)y * t->cur[0].stride;
+    int32_t s = 0;
+    for (int cx = 0, x0 = 0; cx < gw; cx++, x0 += 8) {
+        int ox = clampi(dx[crow + cx], -W, W), sy = clampi(y + clampi(dy[crow + cx], -H, H), 0, H - 1);
+        const uint8_t *irow = t->ip[0].data + (Py_ssize_t)sy * t->ip[0].stride;
+        int bw = W - x0 < 8 ? W - x0 : 8;
+        int16_t r[8];
+        if (x0 + ox >= 0 && x0 + ox + bw <= W) {
+            const uint8_t *src = irow + x0 + ox;
+#if EK_SSE2
+            if (bw == 8) {  /* 8 residuals and their running sum in a few vector steps */
+                __m128i v = _mm_sub_epi16(widen8(cur + x0), widen8(src));
+                if (out) _mm_storeu_si128((__m128i *)(out + x0), v);
+                if (S) {
+                    __m128i inc = _mm_add_epi16(v, _mm_slli_si128(v, 2));  /* |partial sums| <= 2040 */
+                    inc = _mm_add_epi16(inc, _mm_slli_si128(inc, 4));
+                    inc = _mm_add_epi16(inc, _mm_slli_si128(inc, 8));
+                    __m128i exc = _mm_slli_si128(inc, 2), base = _mm_set1_epi32(s);
+                    __m128i lo = _mm_srai_epi32(_mm_unpacklo_epi16(exc, exc), 16);
+                    __m128i hi = _mm_srai_epi32(_mm_unpackhi_epi16(exc, exc), 16);
+                    _mm_storeu_si128((__m128i *)(S + x0), _mm_add_epi32(lo, base));
+                    _mm_storeu_si128((__m128i *)(S + x0 + 4), _mm_add_epi32(hi, base));
+                    s += (int16_t)_mm_extract_epi16(inc, 7);
+                }
+                continue;
+            }
+#endif
+            for (int i = 0; i < bw; i++) r[i] = (int16_t)(cur[x0 + i] - src[i]);
+        } else {
+            for (int i = 0; i < bw; i++) r[i] = (int16_t)(cur[x0 + i] - irow[clampi(x0 + i + ox, 0, W - 1)]);
+        }
+        if (out) memcpy(out + x0, r, sizeof(int16_t) * bw);
+        if (S)
+            for (int i = 0; i < bw; i++) S[x0 + i] = s, s += r[i];
+    }
+    if (S) S[W] = s;
+}
+
+/* The traced chroma residual of chroma row cy (4:2:0 samples, traced through the cell of each
+ * sample's top-left luma pixel, as accumulate does): U and V into ou/ov ((W + 1) / 2 values). */
+static void trace_chroma(const TraceRes *t, int cy, int16_t *ou, int16_t *ov) {
+    int H = t->H, W = t->W, gw = t->gw, cw = (W + 1) / 2, ly = 2 * cy;
+    const int32_t *dx = t->disp, *dy = t->disp + t->cells;
+    Py_ssize_t lrow = (Py_ssize_t)(ly >> 3) * gw;
+    const uint8_t *cu = t->cur[1].data + (Py_ssize_t)cy * t->cur[1].stride;
+    const uint8_t *cv = t->cur[2].data + (Py_ssize_t)cy * t->cur[2].stride;
+    for (int x0 = 0; x0 < cw; x0 += 4) {  /* 4 chroma samples per 8x8 luma cell */
+        Py_ssize_t cell = lrow + (x0 >> 2);
+        int ox = clampi(dx[cell], -W, W);
+        int ay = clampi(ly + clampi(dy[cell], -H, H), 0, H - 1) >> 1;
+        const uint8_t *iu = t->ip[1].data + (Py_ssize_t)ay * t->ip[1].stride;
+        const uint8_t *iv = t->ip[2].data + (Py_ssize_t)ay * t->ip[2].stride;
+        int n = cw - x0 < 4 ? cw - x0 : 4;
+        int first = 2 * x0 + ox, last = 2 * (x0 + n - 1) + ox;
+        if (first >= 0 && last <= W - 1) {  /* inside: (2x + ox) >> 1 = x + (ox >> 1), one run */
+            const uint8_t *su = iu + x0 + (ox >> 1), *sv = iv + x0 + (ox >> 1);
+            for (int i = 0; i < n; i++) {
+                ou[x0 + i] = (int16_t)(cu[x0 + i] - su[i]);
+                ov[x0 + i] = (int16_t)(cv[x0 + i] - sv[i]);
+            }
+            continue;
+        }
+        for (int i = 0; i < n; i++) {
+            int ax = clampi(2 * (x0 + i) + ox, 0, W - 1) >> 1;
+            ou[x0 + i] = (int16_t)(cu[x0 + i] - iu[ax]);
+            ov[x0 + i] = (int16_t)(cv[x0 + i] - iv[ax]);
+        }
+    }
+}
+
+/* One full-size row (int16 (3, H, W) output): Y, and U/V repeated to full width. */
+static void trace_row(const TraceRes *t, int y, int16_t *oy, int16_t *ou, int16_t *ov, int16_t *tmp) {
+    int W = t->W, cw = (W + 1) / 2;
+    trace_luma(t, y, oy, NULL);
+    trace_chroma(t, y >> 1, tmp, tmp + cw);
+    for (int x = 0; x < W; x++) ou[x] = tmp[x >> 1], ov[x] = tmp[cw + (x >> 1)];
+}
+
+/* Binned rows: luma x-bins from the prefix sum at full width; chroma x-bins once per chroma row,
+ * from its half-width prefix sum. */
+typedef struct {
+    const TraceRes *t;
+    const AxisPlan *px;
+    int chroma_row;
+    int32_t *S;           /* W + 1 */
+    double *Ix;           /* w + 1 */
+    double *chroma_bins;  /* 2 x w */
+    int16_t *u, *v;       /* (W + 1) / 2 each */
+} TraceScratch;
+
+static void *trace_scratch(void *ctx, const AxisPlan *px) {
+    const TraceRes *t = (const TraceRes *)ctx;
+    size_t W = (size_t)t->W, w = (size_t)px->n, cw = (W + 1) / 2;
+    size_t bytes = sizeof(TraceScratch) + sizeof(int32_t) * (W + 1) + sizeof(double) * (3 * w + 1) +
+                   sizeof(int16_t) * 2 * cw + 64;
+    TraceScratch *sc = (TraceScratch *)PyMem_RawMalloc(bytes);
+    if (!sc) return NULL;
+    char *p = (char *)(sc + 1);
+    sc->t = t, sc->px = px, sc->chroma_row = -1;
+    sc->Ix = (double *)p, p += sizeof(double) * (w + 1);
+    sc->chroma_bins = (double *)p, p += sizeof(double) * 2 * w;
+    sc->S = (int32_t *)p, p += sizeof(int32_t) * (W + 1);
+    sc->u = (int16_t *)p, p += sizeof(int16_t) * cw;
+    sc->v = (int16_t *)p;
+    return sc;
+}
+
+static int trace_bins_fn(void *ctx, int y, double *rb, void *scratch) {
+    TraceScratch *sc = (TraceScratch *)scratch;
+    const TraceRes *t = sc->t;
+    int W = t->W, cw = (W + 1) / 2, w = sc->px->n;
+    trace_luma(t, y, NULL, sc->S);
+    bin_row(sc->S, W, sc->px, 1, sc->Ix, rb);
+    if ((y >> 1) != sc->chroma_row) {
+        sc->chroma_row = y >> 1;
+        trace_chroma(t, y >> 1, sc->u, sc->v);
+        for (int k = 0; k < 2; k++) {
+            const int16_t *r = k ? sc->v : sc->u;
+            int32_t s = 0;
+            for (int x = 0; x < cw; x++) sc->S[x] = s, s += r[x];
+            sc->S[cw] = s;
+            bin_row(sc->S, cw, sc->px, 2, sc->Ix, sc->chroma_bins + (size_t)k * w);
+        }
+    }
+    memcpy(rb + w, sc->chroma_bins, sizeof(double) * 2 * w);
+    return 0;
+}
+
+typedef struct {
+    TraceRes t;
+    int16_t *out;
+} TraceFull;
+
+static int trace_full_band(void *arg, int part, int parts) {
+    TraceFull *j = (TraceFull *)arg;
+    int H = j->t.H, W = j->t.W;
+    Py_ssize_t plane = (Py_ssize_t)H * W;
+    int16_t *tmp = (int16_t *)PyMem_RawMalloc(sizeof(int16_t) * ((size_t)W + 2));
+    if (!tmp) return EK_NOMEM;
+    for (int y = band_lo(H, part, parts); y < band_lo(H, part + 1, parts); y++) {
+        int16_t *o = j->out + (Py_ssize_t)y * W;
+        trace_row(&j->t, y, o, o + plane, o + 2 * plane, tmp);
+    }
+    PyMem_RawFree(tmp);
+    return 0;
+}
+
+static int parse_bins(int oh, int ow, int H, int W, AxisPlan *px, AxisPlan *py) {
+    if (oh < 1 || ow < 1 || oh > 4096 || ow > 4096) {
+        PyErr_Format(PyExc_ValueError, "bad output size %dx%d", ow, oh);
+        return -1;
+    }
+    if (axis_plan(px, W, ow) || axis_plan(py, H, oh)) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+/* trace_residual(cur, iframe, disp, H, W, gw, out[, threads, out_h, out_w]) -> None
+ * residual[c, p] = cur_c[p] - iframe_c[clamp(p + disp[cell(p)])] (chroma as in trace_row).
+ * out_h = out_w = 0: out is int16 (3, H, W). Otherwise out is float32 (3, out_h, out_w): the
+ * residual's area average over each output cell (preprocess.resize), without the full-size array. */
+static PyObject *trace_residual(PyObject *self, PyObject *args) {
+    PyObject *o_cur, *o_i, *o_disp, *o_out;
+    int H, W, gw, threads = 1, oh = 0, ow = 0;
+    if (!PyArg_ParseTuple(args, "OOOiiiO|iii", &o_cur, &o_i, &o_disp, &H, &W, &gw, &o_out, &threads, &oh, &ow))
+        return NULL;
+    if (check_geometry(H, W, gw)) return NULL;
+    Buf b[8];
+    memset(b, 0, sizeof(b));
+    AxisPlan px = {0}, py = {0};
+    TraceRes t;
+    t.H = H, t.W = W, t.gw = gw, t.cells = (Py_ssize_t)((H + 7) / 8) * gw;
+    if (parse_planes(o_cur, b, t.cur, H, W, "cur") != 1 || parse_planes(o_i, b + 3, t.ip, H, W, "iframe") != 1) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "cur and iframe must be plane 6-tuples, not None");
+        goto fail;
+    }
+    if (get_buf(o_disp, &b[6], 0, "disp") || get_buf(o_out, &b[7], 1, "out") || need(&b[6], t.cells * 8, "disp"))
+        goto fail;
+    t.disp = (const int32_t *)b[6].view.buf;
+    if (oh == 0 && ow == 0) {
+        if (need(&b[7], (Py_ssize_t)3 * H * W * 2, "out")) goto fail;
+        TraceFull j = {t, (int16_t *)b[7].view.buf};
+        return run_job(trace_full_band, &j, threads, b, 8);
+    }
+    if (parse_bins(oh, ow, H, W, &px, &py) || need(&b[7], (Py_ssize_t)3 * oh * ow * 4, "out")) goto fail;
+    {
+        BinJob j = {trace_bins_fn, trace_scratch, &t, 3, H, W, px, py, NULL, NULL};
+        int rc;
+        Py_BEGIN_ALLOW_THREADS
+        rc = run_bins(&j, threads, (float *)b[7].view.buf);
+        Py_END_ALLOW_THREADS
+        axis_free(&px);
+        axis_free(&py);
+        release(b, 8);
+        if (rc) return PyErr_NoMemory();
+        Py_RETURN_NONE;
+    }
+fail:
+    axis_free(&px);
+    axis_free(&py);
+    release(b, 8);
+    return NULL;
+}
+
+/* area_bins(src, C, H, W, out, h, w[, threads]) -> None
+ * src: int16 (C, H, W); out: float32 (C, h, w), the area average of src over each output cell. */
+typedef struct {
+    const int16_t *src;
+    int C, H, W;
+} SrcRows;
+
+typedef struct {
+    const SrcRows *s;
+    const AxisPlan *px;
+    int32_t *S;
+    double *Ix;
+} PlaneScratch;
+
+static void *plane_scratch(void *ctx, const AxisPlan *px) {
+    const SrcRows *s = (const SrcRows *)ctx;
+    PlaneScratch *sc = (PlaneScratch *)PyMem_RawMalloc(sizeof(PlaneScratch) + sizeof(double) * (px->n + 1) +
+                                                       sizeof(int32_t) * ((size_t)s->W + 1));
+    if (!sc) return NULL;
+    sc->s = s, sc->px = px;
+    sc->Ix = (double *)(sc + 1);
+    sc->S = (int32_t *)(sc->Ix + px->n + 1);
+    return sc;
+}
+
+static int plane_bins_fn(void *ctx, int y, double *rb, void *scratch) {
+    PlaneScratch *sc = (PlaneScratch *)scratch;
+    const SrcRows *s = sc->s;
+    for (int k = 0; k < s->C; k++) {
+        const int16_t *r = s->src + ((size_t)k * s->H + y) * s->W;
+        int32_t acc = 0;
+        for (int x = 0; x < s->W; x++) sc->S[x] = acc, acc += r[x];
+        sc->S[s->W] = acc;
+        bin_row(sc->S, s->W, sc->px, 1, sc->Ix, rb + (size_t)k * sc->px->n);
+    }
+    (void)ctx;
+    return 0;
+}
+
+static PyObject *area_bins(PyObject *self, PyObject *args) {
+    PyObject *o_src, *o_out;
+    int C, H, W, oh, ow, threads = 1;
+    if (!PyArg_ParseTuple(args, "OiiiOii|i", &o_src, &C, &H, &W, &o_out, &oh, &ow, &threads)) return NULL;
+    if (C < 1 || C > 16 || H < 1 || W < 1 || H > EK_MAX_H || W > EK_MAX_W) {
+        PyErr_Format(PyExc_ValueError, "bad source shape (%d, %d, %d)", C, H, W);
+        return NULL;
+    }
+    Buf b[2];
+    memset(b, 0, sizeof(b));
+    AxisPlan px = {0}, py = {0};
+    if (get_buf(o_src, &b[0], 0, "src") || get_buf(o_out, &b[1], 1, "out") ||
+        need(&b[0], (Py_ssize_t)C * H * W * 2, "src"))
+        goto fail;
+    if (parse_bins(oh, ow, H, W, &px, &py) || need(&b[1], (Py_ssize_t)C * oh * ow * 4, "out")) goto fail;
+    {
+        SrcRows s = {(const int16_t *)b[0].view.buf, C, H, W};
+        BinJob j = {plane_bins_fn, plane_scratch, &s, C, H, W, px, py, NULL, NULL};
+        int rc;
+        Py_BEGIN_ALLOW_THREADS
+        rc = run_bins(&j, threads, (float *)b[1].view.buf);
+        Py_END_ALLOW_THREADS
+        axis_free(&px);
+        axis_free(&py);
+        release(b, 2);
+        if (rc) return PyErr_NoMemory();
+        Py_RETURN_NONE;
+    }
+fail:
+    axis_free(&px);
+    axis_free(&py);
+    release(b, 2);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"mv_grid", mv_grid, METH_VARARGS, "Scatter AVMotionVector side data onto the 8x8 grid."},
     {"mc_residual", mc_residual, METH_VARARGS, "Motion-compensated residual of a YUV 4:2:0 frame."},
     {"accumulate", accumulate, METH_VARARGS, "Trace every pixel back to the GOP's I-frame (and its residual)."},
+    {"trace_cells", trace_cells, METH_VARARGS, "Trace every 8x8 cell back to the GOP's I-frame (one step)."},
+    {"trace_residual", trace_residual, METH_VARARGS, "Residual against the I-frame along cell traces, full or binned."},
+    {"area_bins", area_bins, METH_VARARGS, "Area-average int16 (C, H, W) planes to float32 (C, h, w)."},
     {NULL, NULL, 0, NULL},
 };
 

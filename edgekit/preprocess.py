@@ -113,7 +113,13 @@ def parts(frame, frame_hw, out_hw, names, norm: Mapping, iframe_rgb: np.ndarray 
         if name == "mv":
             out[name] = mv_input(frame.mv, frame_hw, out_hw, crop, norm["mv_scale"])
         elif name == "residual":
-            out[name] = residual_input(_residual(frame, frame_hw), out_hw, crop, norm["residual_scale"])
+            residual = frame.residual
+            if residual is not None and residual.dtype == np.float32 and crop == FULL \
+                    and residual.shape[1:] == tuple(out_hw):
+                # already area-averaged to the model's size by the reader (residual_size=)
+                out[name] = residual * np.float32(norm["residual_scale"])
+            else:
+                out[name] = residual_input(_residual(frame, frame_hw), out_hw, crop, norm["residual_scale"])
         elif name == "iframe":
             rgb = frame.rgb if frame.rgb is not None else iframe_rgb
             if rgb is None:

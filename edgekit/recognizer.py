@@ -30,7 +30,7 @@ import edgekit.bitstream as bs
 from edgekit import preprocess, sampling
 from edgekit.errors import ConfigError, EmptySourceError, PackageError
 from edgekit.fusion import Prediction, fuse, softmax
-from edgekit.modality import reader_options
+from edgekit.modality import MODALITIES, reader_options
 
 ASSETS = Path(__file__).parent / "assets"
 DEFAULT_PACKAGE = ASSETS / "default.edgepkg"
@@ -55,11 +55,14 @@ class StageTimes:
 
 @dataclass(frozen=True)
 class Window:
-    """One recognized window: its prediction, class scores (float64, one per label) and stage times."""
+    """One recognized window: its prediction, class scores (float64, one per label), stage times,
+    and ``latency_ms``: milliseconds from the arrival of its last frame (out of the decoder) to its
+    prediction."""
 
     prediction: Prediction
     scores: np.ndarray = field(repr=False)
     times: StageTimes
+    latency_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,14 @@ class Recognizer:
         self.backend = self.package.backend(selection=self.selection)
         self._reader_options = {**reader_options(s.modality for s in self.specs),
                                 "accumulate": any(s.representation == "accumulated" for s in self.specs)}
+        # consumed side data only: residuals are computed for the frames some window samples
+        # (sampling.CausalPlan), straight at the model's size, and accumulated traces per 8x8 cell
+        self._residual_specs = [s for s in self.specs if MODALITIES[s.modality].reads_residual]
+        sizes = {tuple(s.size) for s in self._residual_specs}
+        if self._reader_options["residual"]:
+            self._reader_options["trace"] = "block"
+            if len(sizes) == 1:
+                self._reader_options["residual_size"] = sizes.pop()
 
     @classmethod
     def default(cls, *, device: str | None = None, backend: str | None = None, threads: int | None = None,
@@ -198,12 +209,14 @@ class Recognizer:
                                latency_ms=times, frames=run.frames,
                                duration_s=windows[-1].end_s - windows[0].start_s)
 
-    def predict_window(self, frames, frame_hw: tuple[int, int], iframes, fps: float) -> Window:
+    def predict_window(self, frames, frame_hw: tuple[int, int], iframes, fps: float, *, tail: bool = False) -> Window:
         """Recognize one window of ``CompressedFrame`` (display order). ``iframes``: GOP index ->
-        that GOP's I-frame RGB, for inputs that read I-frames."""
+        that GOP's I-frame RGB, for inputs that read I-frames. ``tail``: a window off the window
+        grid (the end of a stream), whose chosen frames may lack a residual: the nearest frames
+        that have one stand in (``sampling.nearest_available``)."""
         frames = list(frames)
         t0 = time.perf_counter()
-        inputs = self.prepare_inputs(frames, frame_hw, iframes)
+        inputs = self.prepare_inputs(frames, frame_hw, iframes, tail=tail)
         t1 = time.perf_counter()
         outputs = self.backend.run(inputs)[self._output][0]
         t2 = time.perf_counter()
@@ -211,13 +224,18 @@ class Recognizer:
         prediction = Prediction.from_scores(scores, self.labels, frames[0].pts, frames[-1].pts + 1 / fps, self.topk)
         return Window(prediction, scores, StageTimes(preprocess=(t1 - t0) * 1000, inference=(t2 - t1) * 1000))
 
-    def prepare_inputs(self, frames, frame_hw: tuple[int, int], iframes) -> dict[str, np.ndarray]:
+    def prepare_inputs(self, frames, frame_hw: tuple[int, int], iframes, *, tail: bool = False) -> dict[str, np.ndarray]:
         """The arrays the backend is fed for one window: per input, the frames
         ``sampling.select_frames`` picks (test-time rule), prepared by ``preprocess.prepare``."""
         kinds = [f.kind for f in frames]
-        return {spec.name: preprocess.prepare(spec, [frames[i] for i in sampling.select_frames(kinds, spec, train=False)],
-                                              frame_hw, iframes)
-                for spec in self.specs}
+        inputs = {}
+        for spec in self.specs:
+            if tail and spec in self._residual_specs and self._reader_options["residual"]:
+                chosen = sampling.nearest_available(kinds, [f.residual is not None for f in frames], spec)
+            else:
+                chosen = sampling.select_frames(kinds, spec, train=False)
+            inputs[spec.name] = preprocess.prepare(spec, [frames[i] for i in chosen], frame_hw, iframes)
+        return inputs
 
 
 class WindowRun:
@@ -227,6 +245,7 @@ class WindowRun:
     def __init__(self, recognizer: Recognizer, source, open_options: dict):
         self._recognizer, self._source, self._open_options = recognizer, source, open_options
         self.frames = 0
+        self.reader = None  # the edgekit.bitstream.Reader, once iteration has started (its stats)
         self.description = str(source) if isinstance(source, (str, Path)) else type(source).__name__
 
     def __iter__(self) -> Iterator[Window]:
@@ -237,7 +256,11 @@ class WindowRun:
         n = 0  # frames read
         count = last_end = 0  # frames since the picture size last changed; end of the last window
         decode_ms = 0.0
-        with bs.open(self._source, **rec._reader_options, **self._open_options) as reader:
+        options = dict(rec._reader_options)
+        if options["residual"]:
+            options["wants_residual"] = sampling.CausalPlan(rec._residual_specs, length, stride).arrive
+        with bs.open(self._source, **options, **self._open_options) as reader:
+            self.reader = reader
             self.description = reader.description  # what the reader calls it: the path, URL or "stdin"
             fps = reader.info.fps or 25.0
             frame_hw = None
@@ -250,7 +273,8 @@ class WindowRun:
                     break
                 if (frame.height, frame.width) != frame_hw:  # a new picture size starts new windows
                     if count and sampling.tail_due(count, last_end, length):
-                        yield self._timed(rec.predict_window(held, frame_hw, iframes, fps), decode_ms)
+                        yield self._timed(rec.predict_window(held, frame_hw, iframes, fps, tail=True), decode_ms,
+                                          held[-1])
                         decode_ms = 0.0
                     frame_hw, count, last_end = (frame.height, frame.width), 0, 0
                     held.clear()
@@ -262,7 +286,7 @@ class WindowRun:
                 count += 1
                 self.frames = n
                 if sampling.window_due(count, length, stride):
-                    yield self._timed(rec.predict_window(held, frame_hw, iframes, fps), decode_ms)
+                    yield self._timed(rec.predict_window(held, frame_hw, iframes, fps), decode_ms, frame)
                     decode_ms, last_end = 0.0, count
                     oldest = held[0].gop_index
                     for g in [g for g in iframes if g < oldest]:  # drop GOPs no longer in the window
@@ -270,10 +294,11 @@ class WindowRun:
             if n == 0:
                 raise EmptySourceError(f"{reader.description}: no frames")
             if sampling.tail_due(count, last_end, length):
-                yield self._timed(rec.predict_window(held, frame_hw, iframes, fps), decode_ms)
+                yield self._timed(rec.predict_window(held, frame_hw, iframes, fps, tail=True), decode_ms, held[-1])
 
     @staticmethod
-    def _timed(window: Window, decode_ms: float) -> Window:
+    def _timed(window: Window, decode_ms: float, last) -> Window:
         t = window.times
+        latency = (time.monotonic() - last.arrival) * 1000 if last.arrival else 0.0
         return Window(window.prediction, window.scores, StageTimes(decode_ms, t.preprocess, t.inference,
-                                                                   decode_ms + t.preprocess + t.inference))
+                                                                   decode_ms + t.preprocess + t.inference), latency)

@@ -44,34 +44,142 @@ def eligible_frames(kinds: Sequence[str], frames: str) -> np.ndarray:
     return idx if idx.size else np.arange(len(kinds))
 
 
+class _Rule:
+    """Which frames of a window of ``n`` frames make one input of ``spec``, decided frame by frame
+    as they arrive (:meth:`offer`), so that a live reader knows on arrival whether a frame will be
+    used. Segment targets and run starts depend only on ``n`` (and the random draw when training),
+    never on frames not yet seen."""
+
+    def __init__(self, spec, n: int, *, train: bool, rng: np.random.Generator | None = None):
+        self.n, self.T, self.frames = n, spec.segments, spec.frames
+        self.tsn = spec.layout == "BSCHW"
+        self.gop = not self.tsn and spec.frames == "gop"
+        self.picked: list[int] = []
+        if self.tsn:
+            edges = np.floor(np.linspace(0, n, self.T + 1)).astype(np.int64)
+            self.ends = edges[1:]
+            self.targets = np.maximum(segment_positions(n, self.T, train=train, rng=rng), edges[:-1])
+            self.found = [None] * self.T
+        elif not self.gop:
+            self.start = clip_start(n, self.T, train=train, rng=rng)
+
+    def eligible(self, kind: str) -> bool:
+        return (kind == "I") if self.frames == "iframe" else (kind != "I")
+
+    def offer(self, p: int, kind: str) -> bool:
+        """Whether frame ``p`` (0-based in the window, offered in order) is one this input uses."""
+        if self.gop:
+            return True  # the GOP at the centre is known only once the window is complete
+        ok = self.eligible(kind)
+        if self.tsn:
+            hit = False
+            for k in range(self.T):
+                if self.found[k] is None and self.targets[k] <= p < self.ends[k] and (ok or p == self.ends[k] - 1):
+                    self.found[k] = p
+                    hit = True
+            return hit
+        if p >= self.start and len(self.picked) < self.T and (ok or (p == self.n - 1 and not self.picked)):
+            self.picked.append(p)
+            return True
+        return False
+
+    def result(self) -> np.ndarray:
+        if self.tsn:
+            found = list(self.found)
+            for k in range(self.T):  # an empty span (fewer frames than segments): its neighbour's frame
+                if found[k] is None:
+                    found[k] = next((found[j] for j in range(k - 1, -1, -1) if found[j] is not None),
+                                    next((f for f in found[k + 1:] if f is not None), self.n - 1))
+            return np.asarray(found, np.int64)
+        run = self.picked or [self.n - 1]
+        return np.asarray(run, np.int64)[np.minimum(np.arange(self.T), len(run) - 1)]
+
+
 def select_frames(kinds: Sequence[str], spec, *, train: bool, rng: np.random.Generator | None = None) -> np.ndarray:
     """Indices into ``kinds`` (frame types "I"/"P"/"B", display order) of the frames that make
     ``spec`` (an ``edgekit.spec.InputSpec``), one per segment or time step (int64, (spec.segments,)).
 
-    - layout BSCHW: TSN over the eligible frames (P/B for motion, I for "iframe"): a random frame
-      in each of ``segments`` equal spans when training, each span's centre when testing;
-    - layout BCTHW, motion: a run of ``segments`` consecutive P/B frames, centred when testing;
+    The rule is causal: whether a frame is used is decided when it arrives, from the window length
+    and the frames seen so far (:class:`CausalPlan` applies it to a live stream).
+
+    - layout BSCHW (TSN): the window is cut into ``segments`` equal spans; each span has a target,
+      its centre when testing or a uniformly random frame of it when training. A span uses the
+      first frame at or after its target that is eligible (P/B for motion inputs, I for "iframe"),
+      or its last frame if none is;
+    - layout BCTHW, motion: the first ``segments`` P/B frames from a start frame (centred run when
+      testing, random when training); a run cut short repeats its last frame;
     - layout BCTHW, "gop" (MFCD-Net): the GOP at the centre (testing) or a random GOP (training),
-      its I-frame first, then its P/B frames in order.
-    A run shorter than ``segments`` repeats its last frame. Raises ValueError for no frames.
+      its I-frame first, then its P/B frames in order. This one is decided once the window is
+      complete (a live reader computes every frame's residual for it).
+    Raises ValueError for no frames.
     """
     kinds = list(kinds)
     if not kinds:
         raise ValueError("no frames to select from")
     T = spec.segments
-    if spec.layout == "BSCHW":
-        idx = eligible_frames(kinds, spec.frames)
-        return idx[segment_positions(len(idx), T, train=train, rng=rng)]
-    if spec.frames == "gop":
+    if spec.layout != "BSCHW" and spec.frames == "gop":
         starts = [i for i, k in enumerate(kinds) if k == "I"] or [0]
         g = starts[int(segment_positions(len(starts), 1, train=train, rng=rng)[0])]
         end = next((i for i in range(g + 1, len(kinds)) if kinds[i] == "I"), len(kinds))
         run = np.arange(g, end)
-    else:
-        eligible = eligible_frames(kinds, spec.frames)
-        start = clip_start(len(eligible), T, train=train, rng=rng)
-        run = eligible[start:start + T]
-    return run[np.minimum(np.arange(T), len(run) - 1)].astype(np.int64)
+        return run[np.minimum(np.arange(T), len(run) - 1)].astype(np.int64)
+    rule = _Rule(spec, len(kinds), train=train, rng=rng)
+    for p, kind in enumerate(kinds):
+        rule.offer(p, kind)
+    return rule.result()
+
+
+class CausalPlan:
+    """Which frames of a stream some window will use, decided as each frame arrives.
+
+    Windows are ``length`` frames, one every ``stride`` (:func:`window_due`), counted from the
+    start or the last picture-size change. :meth:`arrive` is told each frame's type and picture
+    size in display order and answers whether any window's input among ``specs`` uses it (by the
+    :func:`select_frames` rule, test time). The first eligible frame of each picture size is
+    always used too, so that a stream shorter than one window has data for its tail window.
+    """
+
+    def __init__(self, specs, length: int, stride: int):
+        self.specs, self.length, self.stride = list(specs), length, stride
+        self.size = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self.count = 0
+        self.first_done = False
+        self.active: list[tuple[int, list[_Rule]]] = []
+
+    def arrive(self, kind: str, size=None) -> bool:
+        if size != self.size:
+            self.size = size
+            self._reset()
+        n = self.count
+        self.count += 1
+        if n % self.stride == 0:  # windows start at 0, stride, 2 * stride, ... (window_due)
+            self.active.append((n, [_Rule(spec, self.length, train=False) for spec in self.specs]))
+        used = False
+        for start, rules in self.active:
+            for rule in rules:
+                used |= rule.offer(n - start, kind)
+        self.active = [(s, r) for s, r in self.active if n - s < self.length - 1]
+        if not self.first_done and any((kind == "I") == (spec.frames == "iframe") for spec in self.specs):
+            self.first_done = True
+            used = True
+        return used
+
+
+def nearest_available(kinds: Sequence[str], available: Sequence[bool], spec) -> np.ndarray:
+    """:func:`select_frames` (test time) for a window whose frames do not all carry data (a tail
+    window, not on the window grid): each chosen frame without data is replaced by the nearest
+    frame with data (eligible ones first); kept if there is none."""
+    chosen = select_frames(kinds, spec, train=False)
+    have = [i for i, a in enumerate(available) if a]
+    if not have:
+        return chosen
+    rule = _Rule(spec, len(kinds), train=False)
+    preferred = [i for i in have if rule.eligible(kinds[i])] or have
+    return np.asarray([c if available[c] else min(preferred, key=lambda i: (abs(i - c), i)) for c in chosen],
+                      np.int64)
 
 
 def clip_start(n: int, length: int, *, train: bool, rng: np.random.Generator | None = None) -> int:
@@ -91,9 +199,10 @@ def window_due(n: int, length: int, stride: int) -> bool:
 
 def tail_due(n: int, last_end: int, length: int) -> bool:
     """At the end of a stream of ``n`` frames whose last complete window ended at frame
-    ``last_end`` (0 if none): True when the last ``length`` frames form one more window, because
-    the stream is shorter than a window or its unseen tail covers at least half a window."""
-    return n > 0 and (last_end == 0 or n - last_end >= length // 2)
+    ``last_end`` (0 if none): True when frames after that window exist, so that the last
+    ``length`` frames (all of them in a stream shorter than a window) form one more window and
+    the windows cover the whole stream. ``length`` is accepted for symmetry with window_due."""
+    return n > last_end
 
 
 def windows(n: int, length: int, stride: int) -> list[tuple[int, int]]:

@@ -104,6 +104,9 @@ def session_options(threads: int, graph_optimization: str = "all"):
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = levels[graph_optimization]
     options.log_severity_level = 3  # errors only: graph-optimizer notices are not the user's concern
+    # Between inferences the worker threads sleep instead of spinning: a video pipeline decodes
+    # between two windows, and spinning workers would take the cores the decoder needs.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
 
 

@@ -56,8 +56,9 @@ def test_windows_are_what_the_runtime_emits_frame_by_frame():
 def test_windows_cover_the_stream():
     assert sampling.windows(100, 50, 25) == [(0, 50), (25, 75), (50, 100)]
     assert sampling.windows(20, 50, 25) == [(0, 20)]
-    assert sampling.windows(110, 50, 50) == [(0, 50), (50, 100)]  # a 10-frame tail is dropped
-    assert sampling.windows(130, 50, 50) == [(0, 50), (50, 100), (80, 130)]  # a 30-frame tail is not
+    assert sampling.windows(110, 50, 50) == [(0, 50), (50, 100), (60, 110)]  # every frame is covered
+    assert sampling.windows(130, 50, 50) == [(0, 50), (50, 100), (80, 130)]
+    assert sampling.windows(250, 48, 24)[-1] == (202, 250)  # a 10-frame tail gets its own window
 
 
 def _brute_area(x, start, length, n_out):

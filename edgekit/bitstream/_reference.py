@@ -192,3 +192,79 @@ def _acc_residual(cur, iframe, acc, H, W, out) -> None:
     for k in (1, 2):
         v = (cur[k][:ch, :cw].astype(np.int32) - iframe[k][sy, sx]).astype(np.int16)
         _upsample_into(out[k], v)
+
+
+# -- block traces (the runtime path): see trace_cells in _kernels.c ------------------------------------
+
+
+def _centres(n_cells: int, n: int) -> np.ndarray:
+    return np.minimum(np.arange(n_cells) * 8 + 4, n - 1)
+
+
+def trace_cells(disp0, disp1, H, W, d0, d1, flags, gw, out) -> None:
+    """One step of the 8x8-cell trace: ``out`` (int32 (2, gh, gw): dx, dy) from the reference
+    traces ``disp0`` (and ``disp1``, the future reference's, or None)."""
+    _check_geometry(H, W, gw)
+    gh = (H + 7) // 8
+    disp0 = _check_array(disp0, (2, gh, gw), "disp0")
+    disp1 = None if disp1 is None else _check_array(disp1, (2, gh, gw), "disp1")
+    d0, d1 = _check_vectors(d0, gh, gw, "d0"), _check_vectors(d1, gh, gw, "d1")
+    flags = _check_array(flags, (gh, gw), "flags")
+    out = _check_array(out, (2, gh, gw), "out", writable=True)
+    py, px = np.meshgrid(_centres(gh, H), _centres(gw, W), indexing="ij")
+    use0 = (flags & 1) != 0
+    use1 = ~use0 & ((flags & 2) != 0) & (disp1 is not None)
+    qx, qy = px.copy(), py.copy()
+    for use, d in ((use0, d0), (use1, d1)):
+        qx = np.where(use, np.clip(px - _round(d[0]), 0, W - 1), qx)
+        qy = np.where(use, np.clip(py - _round(d[1]), 0, H - 1), qy)
+    src = disp0 if disp1 is None else np.where(use1[None], disp1[:, qy >> 3, qx >> 3], 0)
+    sx = np.where(use1, src[0], disp0[0, qy >> 3, qx >> 3]) if disp1 is not None else disp0[0, qy >> 3, qx >> 3]
+    sy = np.where(use1, src[1], disp0[1, qy >> 3, qx >> 3]) if disp1 is not None else disp0[1, qy >> 3, qx >> 3]
+    tx = np.clip(qx + np.clip(sx.astype(np.int64), -W, W), 0, W - 1)
+    ty = np.clip(qy + np.clip(sy.astype(np.int64), -H, H), 0, H - 1)
+    out[0] = tx - px
+    out[1] = ty - py
+
+
+def _traced_residual(cur, iframe, disp, H, W) -> np.ndarray:
+    gh, gw = disp.shape[1:]
+    dx = np.clip(disp[0].astype(np.int64), -W, W)
+    dy = np.clip(disp[1].astype(np.int64), -H, H)
+    yy, xx = np.mgrid[0:H, 0:W]
+    ox, oy = _expand(dx, 8, H, W), _expand(dy, 8, H, W)
+    out = np.empty((3, H, W), np.int16)
+    ay, ax = np.clip(yy + oy, 0, H - 1), np.clip(xx + ox, 0, W - 1)
+    out[0] = (cur[0][:H, :W].astype(np.int32) - iframe[0][ay, ax]).astype(np.int16)
+    sy, sx = ay[0::2, 0::2] >> 1, ax[0::2, 0::2] >> 1
+    ch, cw = (H + 1) // 2, (W + 1) // 2
+    for k in (1, 2):
+        v = (cur[k][:ch, :cw].astype(np.int32) - iframe[k][sy, sx]).astype(np.int16)
+        _upsample_into(out[k], v)
+    return out
+
+
+def trace_residual(cur, iframe, disp, H, W, gw, out, threads=1, out_h=0, out_w=0) -> None:
+    """The residual against the I-frame along cell traces: int16 (3, H, W) into ``out``, or with
+    ``out_h``/``out_w`` its area average, float32 (3, out_h, out_w)."""
+    _check_geometry(H, W, gw)
+    gh = (H + 7) // 8
+    cur, iframe = _check_planes(cur, H, W, "cur"), _check_planes(iframe, H, W, "iframe")
+    disp = _check_array(disp, (2, gh, gw), "disp")
+    full = _traced_residual(cur, iframe, disp, H, W)
+    if out_h == 0 and out_w == 0:
+        _check_array(out, (3, H, W), "out", writable=True)[...] = full
+        return
+    area_bins(full, 3, H, W, out, out_h, out_w, threads)
+
+
+def area_bins(src, C, H, W, out, out_h, out_w, threads=1) -> None:
+    """Area average of int16 (C, H, W) into float32 (C, out_h, out_w) (``edgekit.preprocess.resize``)."""
+    from edgekit.preprocess import resize
+
+    if not (1 <= C <= 16 and 1 <= H <= MAX_HEIGHT and 1 <= W <= MAX_WIDTH):
+        raise ValueError(f"bad source shape ({C}, {H}, {W})")
+    if not (1 <= out_h <= 4096 and 1 <= out_w <= 4096):
+        raise ValueError(f"bad output size {out_w}x{out_h}")
+    src = _check_array(src, (C, H, W), "src")
+    _check_array(out, (C, out_h, out_w), "out", writable=True)[...] = resize(src, (out_h, out_w))

@@ -9,6 +9,9 @@ import dataclasses
 import itertools
 import math
 import os
+import queue
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -18,8 +21,10 @@ import numpy as np
 
 from edgekit.bitstream import _reference
 from edgekit.bitstream.encode import EncoderSettings, create_encoder
-from edgekit.bitstream.source import _short, open_container
-from edgekit.errors import (ConfigError, DecodeError, EmptySourceError, ResolutionError, SourceTimeoutError,
+from edgekit.bitstream.source import (Reconnect, _short, is_finite_resource, open_container, reconnect_policy,
+                                      timeout_error)
+from edgekit.errors import (ConfigError, DecodeError, EmptySourceError, ResolutionError, SourceError,
+                            SourceTimeoutError,
                             UnsupportedCodecError)
 
 try:
@@ -40,6 +45,9 @@ _NO_SIDE_DATA = av.VideoFrame()
 # Yielded by Reader._frames() in place of a picture when a live source was reconnected: nothing is
 # predicted across it (the reader ends the GOP in progress and waits for the next I-frame).
 RECONNECTED = object()
+# Passed down the packet pipeline when a network source ended, broke or stalled and is about to be
+# reopened: the decoders hand out the pictures they still hold and reset (nothing outlives a connection).
+_SOURCE_LOST = object()
 
 
 def kernels():
@@ -77,6 +85,12 @@ class ReaderStats:
     skipped_frames: int = 0     # pictures with no I-frame to start from: before the first one (a live
                                 # stream joined mid-GOP) and after a size change until the next one
     size_changes: int = 0       # times the picture size changed mid-stream (each starts a new GOP)
+    damaged_packets: int = 0    # packets the demuxer flagged as damaged (data lost on the way: MPEG-TS
+                                # continuity or transport errors); decoded for reference, their
+                                # pictures are not yielded (counted in damaged_frames)
+    stalls: int = 0             # times a network source sent nothing for timeout_s (then reopened)
+    reconnects: int = 0         # times a network source was reopened and reading went on
+    reconnect_attempts: int = 0  # reopening attempts, successful or not
 
 
 @dataclass(frozen=True, eq=False)
@@ -89,9 +103,12 @@ class CompressedFrame:
     gop_index   number of I-frames seen before and including this frame's GOP start, minus one
     mv          float32 (2, ceil(H/8), ceil(W/8)): dx, dy in pixels, forward-flow sign (see package doc)
     intra       bool (ceil(H/8), ceil(W/8)): blocks with no motion vector (intra coded); their mv is 0
-    residual    int16 (3, H, W), YUV channels, or None when residual=False
+    residual    int16 (3, H, W), YUV channels; float32 (3, h, w) when the reader was given
+                residual_size=(h, w) (the area average, as ``edgekit.preprocess.resize`` makes it);
+                None when residual=False or when ``wants_residual`` declined this frame
     rgb         uint8 (H, W, 3) for I-frames (every frame with rgb="all"), else None
     height, width  H and W of this frame's picture (the size may change mid-stream, at a new GOP)
+    arrival     time.monotonic() when the decoder returned the picture (for latency figures)
     """
 
     index: int
@@ -104,6 +121,7 @@ class CompressedFrame:
     rgb: np.ndarray | None = None
     height: int = 0
     width: int = 0
+    arrival: float = 0.0
 
 
 class _Geometry:
@@ -118,6 +136,14 @@ class _Geometry:
         self.cell_y, self.cell_x = np.meshgrid(cy, cx, indexing="ij")
         self.cell_index = (self.cell_y * width + self.cell_x).astype(np.int64)
         self._identity = None
+        self._zero_disp = None
+
+    def zero_disp(self) -> np.ndarray:
+        """Block-trace displacements of an I-frame (all zero), read-only and shared."""
+        if self._zero_disp is None:
+            self._zero_disp = np.zeros((2, self.gh, self.gw), np.int32)
+            self._zero_disp.flags.writeable = False
+        return self._zero_disp
 
     def identity(self) -> np.ndarray:
         """Accumulated positions of the I-frame, read-only and shared by every GOP of this size."""
@@ -131,42 +157,72 @@ class _Geometry:
 class _Decoded:
     """A decoded picture with what the reader needs of it, kept while it may be referenced."""
 
-    __slots__ = ("frame", "kind", "pts", "geometry", "planes", "d0", "d1", "flags", "acc", "residual")
+    __slots__ = ("frame", "kind", "pts", "geometry", "planes", "d0", "d1", "flags", "acc", "disp", "residual",
+                 "arrival")
 
-    def __init__(self, frame, kind, pts, geometry):
-        self.frame, self.kind, self.pts, self.geometry = frame, kind, pts, geometry
+    def __init__(self, frame, kind, pts, geometry, arrival=0.0):
+        self.frame, self.kind, self.pts, self.geometry, self.arrival = frame, kind, pts, geometry, arrival
         self.planes = None
         self.acc = None
+        self.disp = None      # block trace: int32 (2, gh, gw) cell displacements to the I-frame
         self.residual = None  # accumulated mode computes it with the positions
 
 
 def open(source, *, residual: bool = True, rgb: str | None = "iframes", accumulate: bool = False,
          transcode: str | None = None, format: str | None = None, threads: str | int = "auto",
-         timeout_s: float = 10.0, max_pixels: int = MAX_PIXELS, fast: bool = True) -> "Reader":
+         timeout_s: float = 10.0, max_pixels: int = MAX_PIXELS, fast: bool = True, trace: str = "pixel",
+         residual_size: tuple[int, int] | None = None, wants_residual=None,
+         reconnect: "bool | Reconnect | None" = None, transport: str | None = None) -> "Reader":
     """Open a video source for compressed-domain reading. See ``edgekit.bitstream`` for details."""
     return Reader(source, residual=residual, rgb=rgb, accumulate=accumulate, transcode=transcode,
                   format=format, threads=threads, timeout_s=timeout_s, max_pixels=max_pixels,
-                  fast=fast)
+                  fast=fast, trace=trace, residual_size=residual_size, wants_residual=wants_residual,
+                  reconnect=reconnect, transport=transport)
 
 
 class Reader:
     """Iterate a source's CompressedFrames. Use ``edgekit.bitstream.open``; a context manager."""
 
     def __init__(self, source, *, residual=True, rgb="iframes", accumulate=False, transcode=None,
-                 format=None, threads="auto", timeout_s=10.0, max_pixels=MAX_PIXELS, fast=True):
+                 format=None, threads="auto", timeout_s=10.0, max_pixels=MAX_PIXELS, fast=True, trace="pixel",
+                 residual_size=None, wants_residual=None, reconnect=None, transport=None):
         if rgb not in (None, "iframes", "all"):
             raise ConfigError(f"rgb must be None, 'iframes' or 'all', got {rgb!r}")
+        if trace not in ("pixel", "block"):
+            raise ConfigError(f"trace must be 'pixel' or 'block', got {trace!r}")
+        if residual_size is not None:
+            if (not isinstance(residual_size, (tuple, list)) or len(residual_size) != 2
+                    or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 4096
+                               for v in residual_size)):
+                raise ConfigError(f"residual_size must be (height, width) in pixels, got {residual_size!r}")
+            residual_size = (int(residual_size[0]), int(residual_size[1]))
+        if wants_residual is not None and not callable(wants_residual):
+            raise ConfigError("wants_residual must be a callable (kind, (height, width)) -> bool, or None")
+        self.trace, self.residual_size, self._wants = trace, residual_size, wants_residual
         if transcode not in (None, "mpeg4", "h264"):
             raise ConfigError(f"transcode must be None, 'mpeg4' or 'h264', got {transcode!r}")
         self.residual, self.rgb, self.accumulate = bool(residual), rgb, bool(accumulate)
         self.stats = ReaderStats()
         self._kernels = kernels()
-        self._container, self.description = open_container(source, timeout_s=timeout_s, format=format)
+        # local data (a regular file, bytes): decoded ahead in a thread while this one computes side
+        # data and runs the model; live sources are read in the caller's thread (their own pace)
+        self._prefetch = isinstance(source, (bytes, bytearray, memoryview)) or (
+            isinstance(source, (str, os.PathLike)) and os.path.isfile(os.fspath(source)))
+        self._prefetcher = None
+        policy = reconnect_policy(reconnect, source)  # ConfigError before anything is opened
+        # what reopening needs: the source as given and the options it was first opened with
+        self._open_args = (source, {"timeout_s": timeout_s, "format": format, "transport": transport})
+        self._container, self.description = open_container(source, **self._open_args[1])
         try:
             self._setup(transcode, threads, max_pixels, fast)
         except BaseException:
             self._container.close()
             raise
+        if reconnect is None and policy is not None and is_finite_resource(source, self._container):
+            policy = None  # a file served over HTTP: its end is the end of the video
+        self.reconnect: Reconnect | None = policy  # how the source is reopened (None: never)
+        self._outage: tuple[float, int] | None = None  # (start, attempts made) while reconnecting
+        self._pictures_decoded = 0  # intact pictures out of the decoder, over every connection
 
     # -- setup -------------------------------------------------------------------------------------
 
@@ -199,13 +255,12 @@ class Reader:
         # the residual split over min(cpu_count, 4) threads above 640x360, where they pay off.
         large = width * height >= 640 * 360
         if threads == "auto":
-            ctx.thread_count = 0
+            thread_count = 0
         elif isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1:
-            ctx.thread_count = threads
+            thread_count = threads
         else:
             raise ConfigError(f"threads must be 'auto' or an int >= 1, got {threads!r}")
         self._threads = threads
-        ctx.thread_type = "SLICE"
         mv_only = not self.residual and self.rgb is None
         decoder_options = {"flags2": "+export_mvs"}
         if fast and mv_only:
@@ -221,21 +276,22 @@ class Reader:
         fps = float(rate) if rate else None
         frame_count = stream.frames or None
         duration_s = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
+        self.decoder_options = decoder_options  # what FFmpeg was told (its own dict is consumed on open)
         if transcode is None:
-            ctx.options = dict(decoder_options)
-            self._decoder = ctx
             self._transcode = None
+            self._source_threads = (thread_count, "SLICE")
         else:
             # source decoder -> encoder (MV codec) -> our decoder with export_mvs. The source decoder
             # exports nothing, so frame threads are safe there. The encoder is made at the first source
             # picture (and again when the size changes), when its size is known.
-            stream.thread_type = "AUTO" if threads == "auto" and large else "SLICE"
+            self._source_threads = (thread_count, "AUTO" if threads == "auto" and large else "SLICE")
             self._transcode = (EncoderSettings(transcode, gop=12, qscale=3, preset="ultrafast", tune="zerolatency"),
                                rate)
+        self._use_source_decoder(ctx)
+        if transcode is not None:
             self._decoder = av.CodecContext.create(transcode, "r")
-            self._decoder.thread_type, self._decoder.thread_count = "SLICE", ctx.thread_count
+            self._decoder.thread_type, self._decoder.thread_count = "SLICE", thread_count
             self._decoder.options = dict(decoder_options)
-        self.decoder_options = decoder_options  # what FFmpeg was told (its own dict is consumed on open)
         self._info = StreamInfo(codec=transcode or codec, source_codec=codec, width=width, height=height, fps=fps,
                                 time_base=stream.time_base, frame_count=frame_count, duration_s=duration_s,
                                 transcoded=transcode is not None)
@@ -244,6 +300,18 @@ class Reader:
         self._pictures = None      # the decoded-frame generator, made once, shared by every iteration
         self._lookahead: list = []  # pictures decoded to learn the size (``info``) before iteration
         self._seen_picture = False  # a picture has fixed the geometry (later differences are size changes)
+        self._damaged_pts: dict = {}  # pts of packets the demuxer flagged damaged, until their picture is out
+
+    def _use_source_decoder(self, ctx) -> None:
+        """Decode the source's video stream with ``ctx``, set up as every decoder of this reader is:
+        slice threads (frame threads when transcoding, where nothing is exported) and, when it exports
+        the vectors itself, ``decoder_options``. At opening, and after a reconnection that brought other
+        codec parameters (the old decoder knows the old parameter sets only)."""
+        ctx.thread_count, ctx.thread_type = self._source_threads
+        if self._transcode is None:
+            ctx.options = dict(self.decoder_options)
+            self._decoder = ctx
+        self._source_decoder, self._source_extradata = ctx, ctx.extradata
 
     @property
     def info(self) -> StreamInfo:
@@ -279,7 +347,9 @@ class Reader:
         self.close()
 
     def close(self) -> None:
-        """Release the container and decoder."""
+        """Release the container and decoder (after stopping the decoding thread, if any)."""
+        if self._prefetcher is not None:
+            self._prefetcher.close()
         self._container.close()
 
     # -- decoding ----------------------------------------------------------------------------------
@@ -380,17 +450,23 @@ class Reader:
         if encoder is not None:
             yield from encoder.encode(None)
 
+    def _picture_source(self) -> Iterator:
+        if self._prefetch:
+            self._prefetcher = _Prefetcher(self._frames())
+            return iter(self._prefetcher)
+        return self._frames()
+
     def _decoded(self) -> Iterator:
         """Every decoded picture once: those read ahead by ``info`` first, then the decoder's."""
         if self._pictures is None:
-            self._pictures = self._frames()
+            self._pictures = self._picture_source()
         while self._lookahead:
             yield self._lookahead.pop(0)
         yield from self._pictures
 
     def _prime(self) -> None:
         """Decode up to the first usable picture, so that ``info`` gives its size."""
-        self._pictures = self._frames()
+        self._pictures = self._picture_source()
         for frame in self._pictures:
             self._lookahead.append(frame)
             size = _picture_size(frame)
@@ -410,13 +486,21 @@ class Reader:
         decoded_any = False
         last_pts = 0.0
         for n, frame in enumerate(self._decoded()):
-            size = _picture_size(frame)
+            if frame is RECONNECTED:
+                # a new connection: nothing is predicted across it; wait for its first I-frame
+                for b, b_gop in pending:
+                    self._predict(b, anchor, None, iframe)
+                    yield self._emit(b, b_gop, iframe, anchor, None)
+                pending.clear()
+                iframe = anchor = None
+                waiting = True
+                continue
+            arrival = time.monotonic()
+            size, kind, t = self._describe(frame)
             if size is None:  # a frame without a usable picture
                 self.stats.damaged_frames += 1
                 continue
             decoded_any = True
-            kind = _KINDS.get(int(frame.pict_type), "P")
-            t = frame.time
             # flushed or raw-stream frames may carry no timestamp: continue at the nominal rate
             pts = float(t) if t is not None and math.isfinite(t) else (last_pts + 1 / fps if n else 0.0)
             last_pts = pts
@@ -444,7 +528,7 @@ class Reader:
             if waiting:  # joined mid-GOP, or a new size before its I-frame
                 self.stats.skipped_frames += 1
                 continue
-            cur = _Decoded(frame, kind, pts, geometry)
+            cur = _Decoded(frame, kind, pts, geometry, arrival)
             self._grids(cur)
             if not needs_refs:
                 yield self._emit(cur, gop, None, None, None)
@@ -490,6 +574,26 @@ class Reader:
             raise DecodeError(f"{self.description}: frame {self.stats.frames} cannot be read "
                               f"({name}: {_short(err)})") from None
 
+    # The two seams a reader of another kind of picture (edgekit.bitstream.motion: motion vectors
+    # an encoder reported) replaces: what a picture is, and where its vectors come from.
+
+    def _describe(self, picture) -> tuple[tuple[int, int] | None, str, float | None]:
+        """(height, width) or None when there is no usable picture, the frame type ("I", "P",
+        "B"), and the presentation time in seconds (None when the picture carries none)."""
+        size = _picture_size(picture)
+        if size is None:
+            return None, "P", None
+        return size, _KINDS.get(int(picture.pict_type), "P"), picture.time
+
+    def _scatter(self, cur: _Decoded) -> None:
+        """Fill ``cur.d0``/``cur.d1``/``cur.flags`` from the picture's AVMotionVector side data."""
+        g = cur.geometry
+        side_data = cur.frame.side_data
+        try:
+            self._kernel("mv_grid", side_data.get("MOTION_VECTORS"), g.gh, g.gw, cur.d0, cur.d1, cur.flags)
+        finally:
+            _detach_side_data(side_data)
+
     def _grids(self, cur: _Decoded) -> None:
         gh, gw = cur.geometry.gh, cur.geometry.gw
         cur.d0 = np.empty((2, gh, gw), np.float32)
@@ -498,11 +602,7 @@ class Reader:
         if cur.kind == "I":
             self._kernel("mv_grid", None, gh, gw, cur.d0, cur.d1, cur.flags)
             return
-        side_data = cur.frame.side_data
-        try:
-            self._kernel("mv_grid", side_data.get("MOTION_VECTORS"), gh, gw, cur.d0, cur.d1, cur.flags)
-        finally:
-            _detach_side_data(side_data)
+        self._scatter(cur)
 
     def _planes(self, d: _Decoded):
         """(native tuple, numpy tuple) of the Y, U, V planes of a decoded frame. DecodeError if a plane
@@ -535,7 +635,11 @@ class Reader:
         return d.planes[0] if self._kernels is _native else d.planes[1]
 
     def _start_gop(self, cur: _Decoded) -> None:
-        if self.accumulate:
+        if not self.accumulate:
+            return
+        if self.trace == "block":
+            cur.disp = cur.geometry.zero_disp()
+        else:
             cur.acc = cur.geometry.identity()
 
     def _predict(self, cur: _Decoded, past: _Decoded | None, future: _Decoded | None,
@@ -548,6 +652,13 @@ class Reader:
         if past.geometry is not g or (iframe is not None and iframe.geometry is not g):
             return  # never traced across a size change (the reader starts a new GOP there)
         H, W = g.height, g.width
+        if self.trace == "block":  # one step per 8x8 cell; the residual waits for _emit (if wanted)
+            if past.disp is None:
+                return
+            disp1 = future.disp if (future is not None and future_same_gop and future.geometry is g) else None
+            cur.disp = np.empty((2, g.gh, g.gw), np.int32)
+            self._kernel("trace_cells", past.disp, disp1, H, W, cur.d0, cur.d1, cur.flags, g.gw, cur.disp)
+            return
         cur.acc = np.empty(H * W, np.int32)
         acc1 = future.acc if (future is not None and future_same_gop and future.geometry is g) else None
         args = (past.acc, acc1, H, W, cur.d0, cur.d1, cur.flags, g.gw, cur.acc, g.kernel_threads)
@@ -564,6 +675,8 @@ class Reader:
         if cur.kind == "I":
             intra = np.ones_like(intra)
             mv = np.zeros((2, g.gh, g.gw), np.float32)
+        elif self.accumulate and cur.disp is not None:
+            mv = np.negative(cur.disp, dtype=np.float32)  # from the I-frame position to the cell
         elif self.accumulate and cur.acc is not None:
             a = cur.acc.reshape(-1)[g.cell_index]
             mv = np.stack([g.cell_x - (a & 0xFFFF), g.cell_y - (a >> 16)]).astype(np.float32)
@@ -573,7 +686,7 @@ class Reader:
         else:
             mv = cur.d0
         residual = None
-        if self.residual:
+        if self.residual and (self._wants is None or self._wants(cur.kind, (g.height, g.width))):
             residual = self._residual(cur, iframe, past, future)
         rgb = None
         if self.rgb == "all" or (self.rgb == "iframes" and cur.kind == "I"):
@@ -585,25 +698,95 @@ class Reader:
         self.stats.frames += 1
         self.stats.kinds[cur.kind] += 1
         out = CompressedFrame(index=self.stats.frames - 1, pts=cur.pts, kind=cur.kind, gop_index=gop,
-                              mv=mv, intra=intra, residual=residual, rgb=rgb, height=g.height, width=g.width)
+                              mv=mv, intra=intra, residual=residual, rgb=rgb, height=g.height, width=g.width,
+                              arrival=cur.arrival)
         cur.planes = None if cur.kind == "B" else cur.planes  # B-frames are never referenced again
         return out
 
     def _residual(self, cur: _Decoded, iframe, past, future) -> np.ndarray:
         g = cur.geometry
         H, W = g.height, g.width
+        size = self.residual_size
         if cur.residual is not None:  # accumulated: computed by _predict
             out, cur.residual = cur.residual, None
-            return out
+            return self._binned(out) if size else out
         if future is not None and future.geometry is not g:
             future = None
-        if cur.kind == "I" or past is None or past.geometry is not g or self.accumulate:
-            return np.zeros((3, H, W), np.int16)
+        if cur.kind == "I" or past is None or past.geometry is not g:
+            return np.zeros((3, *size), np.float32) if size else np.zeros((3, H, W), np.int16)
+        if self.accumulate:
+            if cur.disp is None or iframe is None or iframe.geometry is not g:
+                return np.zeros((3, *size), np.float32) if size else np.zeros((3, H, W), np.int16)
+            # block trace: computed here, for this frame only, straight at the size asked for
+            out = np.empty((3, *size), np.float32) if size else np.empty((3, H, W), np.int16)
+            self._kernel("trace_residual", self._planes(cur), self._planes(iframe), cur.disp, H, W, g.gw, out,
+                         g.kernel_threads, *(size or (0, 0)))
+            return out
         out = np.empty((3, H, W), np.int16)
         ref1 = self._planes(future) if future is not None else None
         self._kernel("mc_residual", self._planes(cur), self._planes(past), ref1, H, W, cur.d0, cur.d1, cur.flags,
                      g.gw, out, g.kernel_threads)
+        return self._binned(out) if size else out
+
+    def _binned(self, full: np.ndarray) -> np.ndarray:
+        """A full-size int16 residual, area-averaged to ``residual_size``."""
+        h, w = self.residual_size
+        out = np.empty((full.shape[0], h, w), np.float32)
+        self._kernel("area_bins", full, full.shape[0], full.shape[1], full.shape[2], out, h, w)
         return out
+
+
+class _Prefetcher:
+    """Runs a decoded-picture iterator in a thread, a few pictures ahead of the consumer.
+
+    FFmpeg decodes without Python's lock, so decoding the next pictures overlaps the side-data
+    kernels and the model on another core. Only for local data: the thread never waits on a
+    network or a pipe, so ``close()`` always ends it within one picture. Exceptions reach the
+    consumer in order, after the pictures decoded before them.
+    """
+
+    _DONE = object()
+
+    def __init__(self, pictures: Iterator, depth: int = 4):
+        self._pictures, self._queue = pictures, queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="edgekit-decode", daemon=True)
+        self._thread.start()
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            for picture in self._pictures:
+                if not self._put((picture, None)):
+                    return
+            self._put((self._DONE, None))
+        except BaseException as err:  # handed to the consumer, raised there
+            self._put((self._DONE, err))
+        finally:
+            self._pictures.close()
+
+    def __iter__(self) -> Iterator:
+        while True:
+            item, err = self._queue.get()
+            if item is self._DONE:
+                self._thread.join()
+                if err is not None:
+                    raise err
+                return
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
 
 
 def _picture_size(frame) -> tuple[int, int] | None:
