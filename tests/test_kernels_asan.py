@@ -50,10 +50,17 @@ CHILD = textwrap.dedent("""
         tg.test_accumulate_refuses_positions_and_buffers_that_do_not_fit(native, case)
     tg.test_mv_grid_refuses_partial_vectors_and_bad_grids(native)
     tg.test_huge_and_nan_vectors_clamp_to_the_edge_in_both_kernels()
+    import test_runtime_path as tr
+    for H, W, out_hw in [(37, 53, (8, 8)), (61, 83, (112, 112)), (90, 1024, (56, 200))]:
+        for threads in (1, 2, 5):
+            tr.random_block_fields(H, W, threads, out_hw)
+    tr.test_block_kernels_refuse_buffers_that_do_not_fit("native")
 
     counts = {}
     for path in streams:
-        for options in ({"residual": False, "rgb": None}, {}, {"accumulate": True}):
+        for options in ({"residual": False, "rgb": None}, {}, {"accumulate": True},
+                        {"accumulate": True, "trace": "block", "residual_size": (56, 72)},
+                        {"residual_size": (24, 40)}):
             with bs.open(path, **options) as r:
                 frames = list(r)
             assert frames and r.stats.frames == len(frames), path

@@ -30,7 +30,42 @@ def test_select_frames_uses_p_frames_for_motion_and_i_frames_for_rgb():
     kinds = ("I" + "P" * 11) * 3
     mv = sampling.select_frames(kinds, InputSpec("x", "mv_residual", (1, 3, 5, 8, 8)), train=False)
     assert all(kinds[i] == "P" for i in mv) and len(set(mv.tolist())) == 3
-    assert sampling.select_frames(kinds, InputSpec("x", "iframe", (1, 3, 3, 8, 8)), train=False).tolist() == [0, 12, 24]
+    # no I-frame after a span's centre: the span's last frame, whose GOP's I-frame RGB the input reads
+    rgb = sampling.select_frames(kinds, InputSpec("x", "iframe", (1, 3, 3, 8, 8)), train=False)
+    assert [i // 12 for i in rgb] == [0, 1, 2]
+    assert sampling.select_frames("IPPPIPPPIPPP", InputSpec("x", "iframe", (1, 3, 3, 8, 8)), train=False).tolist() \
+        == [3, 7, 11]  # targets 2, 6, 10 have no I-frame at or after them in their span: its last frame
+
+
+def test_select_frames_is_causal_the_plan_marks_every_frame_a_window_uses():
+    """A live reader learns on arrival whether a frame will be used (CausalPlan); every frame the
+    selection rule picks in every window of the stream was marked when it arrived."""
+    rng = np.random.default_rng(1)
+    specs = [InputSpec("x", "mv_residual", (1, 3, 5, 8, 8)), InputSpec("y", "mv_residual", (1, 5, 4, 8, 8), layout="BCTHW"),
+             InputSpec("z", "residual", (1, 8, 3, 8, 8))]
+    marked_total = 0
+    for _ in range(200):
+        n, length = int(rng.integers(1, 160)), int(rng.integers(2, 60))
+        stride = int(rng.integers(1, length + 1))
+        kinds = ["I" if i == 0 or rng.random() < 0.08 else ("B" if rng.random() < 0.4 else "P") for i in range(n)]
+        plan = sampling.CausalPlan(specs, length, stride)
+        marked = [plan.arrive(k, (96, 128)) for k in kinds]
+        marked_total += sum(marked)
+        for end in range(1, n + 1):
+            if sampling.window_due(end, length, stride):
+                for spec in specs:
+                    chosen = sampling.select_frames(kinds[end - length:end], spec, train=False)
+                    assert all(marked[end - length + i] for i in chosen)
+    assert marked_total > 0
+
+
+def test_a_frame_decides_its_own_use_without_looking_ahead():
+    spec = InputSpec("x", "mv_residual", (1, 3, 5, 8, 8))
+    base = list("IPPPPPPPPPPPPPPPPPPPPPPP")  # 24 frames: spans of 8, centres 4, 12, 20
+    chosen = sampling.select_frames(base, spec, train=False).tolist()
+    assert chosen == [4, 12, 20]
+    later = base[:13] + ["I"] * 11  # what comes after frame 12 cannot change frames up to 12
+    assert sampling.select_frames(later, spec, train=False).tolist()[:2] == [4, 12]
 
 
 def test_select_frames_for_clips_a_centred_run_and_the_centre_gop():

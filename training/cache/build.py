@@ -50,6 +50,8 @@ class CacheSpec:
     size: int = 112                        # square side of the stored inputs
     flow: str = "none"                     # teacher flow source: none, gt (synthetic), tvl1, farneback, dis
     max_frames: int = 0                    # P/B frames kept per clip, evenly spaced; 0 = all
+    trace: str = "block"                   # accumulated traces: per 8x8 cell, as edgekit.Recognizer
+                                           # computes them ("block"), or exact per pixel ("pixel")
     normalization: dict = field(default_factory=lambda: {**default_normalization("mv_residual"),
                                                          **default_normalization("iframe"),
                                                          **default_normalization("flow")})
@@ -60,6 +62,8 @@ class CacheSpec:
             raise ConfigError(f"representation must be 'accumulated' or 'frame', got {self.representation!r}")
         if not 16 <= self.size <= 1024:
             raise ConfigError(f"size must be in [16, 1024], got {self.size}")
+        if self.trace not in ("block", "pixel"):
+            raise ConfigError(f"trace must be 'block' or 'pixel', got {self.trace!r}")
         if self.flow not in FLOW_SOURCES:
             raise ConfigError(f"flow must be one of {FLOW_SOURCES}, got {self.flow!r}")
 
@@ -154,7 +158,8 @@ def extract_clip(path: str | Path, spec: CacheSpec) -> dict:
     gt = _ground_truth_flow(Path(path)) if spec.flow == "gt" else None
     motion, iframes, flows, kinds, gops, pts, index = [], [], [], [], [], [], []
     prev_rgb = None
-    with bs.open(path, accumulate=spec.representation == "accumulated",
+    # the runtime's reader settings: cell traces and residuals binned straight to the stored size
+    with bs.open(path, accumulate=spec.representation == "accumulated", trace=spec.trace, residual_size=hw,
                  rgb="all" if teacher else "iframes") as reader:
         for f in reader:
             frame_hw = (f.height, f.width)  # the picture size may change mid-stream

@@ -27,6 +27,8 @@ def add_arguments(p) -> None:
     p.add_argument("dataset", help="dataset folder (UCF-101, HMDB-51, Kinetics or folder-per-class layout)")
     p.add_argument("--out", required=True, help="cache root folder")
     p.add_argument("--representation", choices=["accumulated", "frame"], default="accumulated")
+    p.add_argument("--trace", choices=["block", "pixel"], default="block",
+                   help="accumulated traces per 8x8 cell as the runtime computes them (default), or exact per pixel")
     p.add_argument("--size", type=int, default=112, help="side of the stored square inputs (default 112)")
     p.add_argument("--flow", choices=FLOW_SOURCES, default="none", help="teacher flow to store (default none)")
     p.add_argument("--max-frames", type=int, default=0, help="P/B frames kept per clip, evenly spaced (0 = all)")
@@ -37,7 +39,8 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    spec = CacheSpec(representation=args.representation, size=args.size, flow=args.flow, max_frames=args.max_frames)
+    spec = CacheSpec(representation=args.representation, size=args.size, flow=args.flow, max_frames=args.max_frames,
+                     trace=args.trace)
     t0 = time.perf_counter()
     folder = build_cache(args.dataset, args.out, spec, splits=tuple(args.splits.split(",")), layout=args.layout,
                          workers=args.workers, progress=False if args.json else None)

@@ -1,0 +1,192 @@
+"""The runtime path: side data only for the frames a model consumes, at the size it consumes.
+
+- the block-trace kernels (``trace_cells``, ``trace_residual`` full and binned, ``area_bins``) equal
+  their numpy reference, and binning equals ``edgekit.preprocess.resize`` of the full residual;
+- they refuse buffers and sizes that do not fit (ValueError / TypeError, never a read outside);
+- on real encoded video the reader's binned residual equals the resized full one, the first P-frame
+  after an I-frame is traced exactly, and a declined frame gets no residual;
+- the Recognizer's consumed-only inputs equal what it prepares when every frame's side data is
+  computed, and its windows cover the whole clip with true durations.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import edgekit
+import edgekit.bitstream as bs
+from edgekit import preprocess, sampling
+from edgekit.bitstream import _reference
+from edgekit.bitstream import reader as reader_module
+from media import moving_square_clip
+
+native = reader_module._native
+needs_native = pytest.mark.skipif(native is None, reason="native extension not built (pip install -e . builds it)")
+
+
+def _planes(rng, H, W, pad=16):
+    ys = rng.integers(0, 256, (H, W + pad), dtype=np.uint8)
+    u, v = (rng.integers(0, 256, ((H + 1) // 2, (W + 1) // 2 + pad // 2), dtype=np.uint8) for _ in range(2))
+    return (ys, ys.shape[1], u, u.shape[1], v, v.shape[1]), (ys[:, :W], u[:, :(W + 1) // 2], v[:, :(W + 1) // 2])
+
+
+def random_block_fields(H, W, threads, out_hw, check=True):
+    """Random traces and vectors (some far outside the frame), every prediction mode, odd sizes:
+    native kernels against the numpy reference. Also run under AddressSanitizer."""
+    rng = np.random.default_rng(H * 7 + W + threads)
+    gh, gw = (H + 7) // 8, (W + 7) // 8
+    (cur_n, cur_p), (ifr_n, ifr_p) = _planes(rng, H, W), _planes(rng, H, W)
+    disp = rng.integers(-3 * W, 3 * W, (2, gh, gw)).astype(np.int32)
+    disp[:, ::2] = rng.integers(-12, 13, (2, (gh + 1) // 2, gw))
+    d0 = (rng.integers(-400, 401, (2, gh, gw)) / 4).astype(np.float32)
+    d1 = (rng.integers(-80, 81, (2, gh, gw)) / 4).astype(np.float32)
+    d0[0, 0, 0] = np.nan
+    flags = rng.integers(0, 4, (gh, gw)).astype(np.uint8)
+    for disp1 in (None, rng.integers(-40, 41, (2, gh, gw)).astype(np.int32)):
+        got, want = np.empty((2, gh, gw), np.int32), np.empty((2, gh, gw), np.int32)
+        native.trace_cells(disp, disp1, H, W, d0, d1, flags, gw, got)
+        _reference.trace_cells(disp, disp1, H, W, d0, d1, flags, gw, want)
+        if check:
+            np.testing.assert_array_equal(got, want)
+            cy = np.minimum(np.arange(gh) * 8 + 4, H - 1)[:, None]
+            cx = np.minimum(np.arange(gw) * 8 + 4, W - 1)[None]
+            assert ((cx + got[0] >= 0) & (cx + got[0] < W) & (cy + got[1] >= 0) & (cy + got[1] < H)).all()
+    full = np.full(3 * H * W + 64, -7, np.int16)
+    native.trace_residual(cur_n, ifr_n, disp, H, W, gw, full[:-64].reshape(3, H, W), threads)
+    want = np.empty((3, H, W), np.int16)
+    _reference.trace_residual(cur_p, ifr_p, disp, H, W, gw, want)
+    binned = np.full(3 * out_hw[0] * out_hw[1] + 16, -7, np.float32)
+    native.trace_residual(cur_n, ifr_n, disp, H, W, gw, binned[:-16].reshape(3, *out_hw), threads, *out_hw)
+    bins = np.empty((3, *out_hw), np.float32)
+    native.area_bins(want, 3, H, W, bins, *out_hw, threads)
+    if check:
+        np.testing.assert_array_equal(full[:-64].reshape(3, H, W), want)
+        assert (full[-64:] == -7).all() and (binned[-16:] == -7).all()
+        resized = preprocess.resize(want, out_hw)
+        np.testing.assert_allclose(binned[:-16].reshape(3, *out_hw), resized, atol=5e-3, rtol=1e-4)  # numpy sums in float32, the kernel in float64
+        np.testing.assert_allclose(bins, resized, atol=5e-3, rtol=1e-4)  # numpy sums in float32, the kernel in float64
+
+
+@needs_native
+@pytest.mark.parametrize("H,W,out_hw", [(37, 53, (8, 8)), (61, 83, (112, 112)), (120, 160, (112, 112)),
+                                         (256, 340, (112, 112)), (90, 1024, (56, 200))])
+@pytest.mark.parametrize("threads", [1, 2, 5])
+def test_block_kernels_match_reference_on_random_fields(H, W, out_hw, threads):
+    random_block_fields(H, W, threads, out_hw)
+
+
+@needs_native
+@pytest.mark.parametrize("kernels", ["native", "reference"])
+def test_block_kernels_refuse_buffers_that_do_not_fit(kernels):
+    k = native if kernels == "native" else _reference
+    rng = np.random.default_rng(0)
+    H, W, gw, gh = 48, 64, 8, 6
+    (cur_n, cur_p), (ifr_n, ifr_p) = _planes(rng, H, W), _planes(rng, H, W)
+    cur, ifr = (cur_n, ifr_n) if kernels == "native" else (cur_p, ifr_p)
+    disp = np.zeros((2, gh, gw), np.int32)
+    d = np.zeros((2, gh, gw), np.float32)
+    flags = np.zeros((gh, gw), np.uint8)
+    calls = [
+        lambda: k.trace_cells(disp[:, :3], None, H, W, d, d, flags, gw, np.empty((2, gh, gw), np.int32)),
+        lambda: k.trace_cells(disp, None, H, W, d, d, flags, gw, np.empty((2, 3, gw), np.int32)),
+        lambda: k.trace_cells(disp, None, H, W + 9, d, d, flags, gw, np.empty((2, gh, gw), np.int32)),
+        lambda: k.trace_residual(cur, ifr, disp, H, W, gw, np.empty((3, H, W - 1), np.int16)),
+        lambda: k.trace_residual(cur, ifr, disp[:, :2], H, W, gw, np.empty((3, H, W), np.int16)),
+        lambda: k.trace_residual(cur, ifr, disp, H, W, gw, np.empty((3, 8, 7), np.float32), 1, 8, 8),
+        lambda: k.trace_residual(cur, ifr, disp, H, W, gw, np.empty((3, 8, 8), np.float32), 1, 0, 8),
+        lambda: k.trace_residual(cur, ifr, disp, H + 2, W, gw, np.empty((3, H + 2, W), np.int16)),
+        lambda: k.area_bins(np.zeros((3, H, W - 1), np.int16), 3, H, W, np.empty((3, 8, 8), np.float32), 8, 8),
+        lambda: k.area_bins(np.zeros((3, H, W), np.int16), 3, H, W, np.empty((3, 8, 8), np.float32), 9, 8),
+        lambda: k.area_bins(np.zeros((3, H, W), np.int16), 0, H, W, np.empty((3, 8, 8), np.float32), 8, 8),
+    ]
+    for i, call in enumerate(calls):
+        with pytest.raises((ValueError, TypeError)):
+            call()
+            pytest.fail(f"call {i} was accepted")
+
+
+@pytest.fixture(scope="module")
+def square(tmp_path_factory):
+    path = tmp_path_factory.mktemp("runtime") / "square.mp4"
+    moving_square_clip(path, "h264", size=(320, 240), frames=60, motion=(3, -2), gop=30, bframes=2)
+    return path
+
+
+def _read(path, **options):
+    with bs.open(path, **options) as reader:
+        return list(reader)
+
+
+def test_binned_residual_is_the_resized_full_one_on_real_video(square):
+    full = _read(square, accumulate=True, trace="block", rgb=None)
+    binned = _read(square, accumulate=True, trace="block", rgb=None, residual_size=(112, 112))
+    assert len(full) == len(binned) == 60
+    for a, b in zip(full, binned):
+        assert b.residual.dtype == np.float32 and b.residual.shape == (3, 112, 112)
+        np.testing.assert_allclose(b.residual, preprocess.resize(a.residual, (112, 112)), atol=2e-3)
+        np.testing.assert_array_equal(a.mv, b.mv)
+    assert any(np.abs(a.residual).max() > 0 for a in full)
+
+
+def test_block_trace_is_exact_one_step_from_the_i_frame_and_close_after(square):
+    pixel = _read(square, accumulate=True, trace="pixel", rgb=None, residual=False)
+    block = _read(square, accumulate=True, trace="block", rgb=None, residual=False)
+    assert [f.kind for f in pixel] == [f.kind for f in block]
+    first_p = next(i for i, f in enumerate(pixel) if f.kind == "P")
+    np.testing.assert_array_equal(pixel[first_p].mv, block[first_p].mv)
+    same = np.mean([np.mean(np.all(p.mv == b.mv, axis=0)) for p, b in zip(pixel, block)])
+    assert same > 0.9  # cells move as one: only cells straddling a motion boundary differ
+
+
+def test_declined_frames_get_no_residual_and_accepted_ones_do(square):
+    seen = []
+
+    def wants(kind, size):
+        seen.append((kind, size))
+        return len(seen) % 5 == 0
+
+    frames = _read(square, accumulate=True, trace="block", rgb=None, residual_size=(112, 112), wants_residual=wants)
+    assert len(seen) == len(frames) and all(size == (240, 320) for _, size in seen)
+    assert [f.residual is not None for f in frames] == [(i + 1) % 5 == 0 for i in range(len(frames))]
+    assert [k for k, _ in seen] == [f.kind for f in frames]
+
+
+def test_reader_options_are_checked(square):
+    from edgekit.errors import ConfigError
+
+    for bad in ({"trace": "cells"}, {"residual_size": (0, 112)}, {"residual_size": 112},
+                {"wants_residual": "yes"}):
+        with pytest.raises(ConfigError):
+            bs.open(square, **bad)
+
+
+def test_consumed_only_inputs_equal_the_everything_computed_inputs(square):
+    """What the Recognizer feeds its backend when only sampled frames get a residual equals what it
+    feeds when every frame's residual is computed (same trace, same selection)."""
+    rec = edgekit.Recognizer.default(window_frames=24, stride_frames=12)
+    options = {k: v for k, v in rec._reader_options.items()}
+    everything = _read(square, **options)
+    plan = sampling.CausalPlan(rec._residual_specs, 24, 12)
+    consumed = _read(square, **options, wants_residual=plan.arrive)
+    assert sum(f.residual is not None for f in consumed) < len(consumed) / 2  # the point of the path
+    n = 0
+    for end in range(1, len(consumed) + 1):
+        if sampling.window_due(end, 24, 12):
+            hw = (consumed[0].height, consumed[0].width)
+            a = rec.prepare_inputs(everything[end - 24:end], hw, {})
+            b = rec.prepare_inputs(consumed[end - 24:end], hw, {})
+            for name in a:
+                np.testing.assert_array_equal(a[name], b[name])
+            n += 1
+    assert n == 4
+
+
+def test_windows_cover_the_whole_clip_with_true_durations(square):
+    with edgekit.Recognizer.default(window_frames=24, stride_frames=24) as rec:
+        pred = rec.recognize(square)  # 60 frames: windows end at 24, 48, and a tail window at 60
+        run = rec.windows(square)
+        windows = list(run)
+    assert [round(w.end_s, 2) for w in pred.windows] == [0.96, 1.92, 2.4]
+    assert pred.duration_s == pytest.approx(60 / 25) and pred.frames == 60
+    assert all(w.latency_ms >= 0 for w in windows) and run.reader.stats.frames == 60
