@@ -451,6 +451,7 @@ typedef struct {
     const float *d0, *d1;
     const uint8_t *fl;
     int16_t *out;
+    int c420;  /* 4:2:0 layout: Y (H, W) then U and V at ((H + 1) / 2, (W + 1) / 2), not repeated */
 } McJob;
 
 static int mc_band(void *arg, int part, int parts) {
@@ -475,6 +476,11 @@ static int mc_band(void *arg, int part, int parts) {
         int16_t *o = j->out + (Py_ssize_t)k * H * W;
         for (int y = y0; y < y1; y++) {
             if (y == y0 || (y & 3) == 0) plan_cell_row(cp, y >> 2, 4, 1, ch, cw, j->has_r1, j->d0, j->d1, j->fl, gw, j->cells);
+            if (j->c420) {
+                int16_t *row = j->out + (Py_ssize_t)H * W + ((Py_ssize_t)(k - 1) * ch + y) * cw;
+                mc_row(j->cur[k].data + (Py_ssize_t)y * j->cur[k].stride, j->r0[k], j->r1[k], y, ch, cw, 4, cp, gw, row, 0);
+                continue;
+            }
             mc_row(j->cur[k].data + (Py_ssize_t)y * j->cur[k].stride, j->r0[k], j->r1[k], y, ch, cw, 4, cp, gw, tmp, 0);
             int16_t *row = o + (Py_ssize_t)(2 * y) * W;
             widen_rows(tmp, row, 2 * y + 1 < H ? row + W : NULL, W, nt);
@@ -486,17 +492,24 @@ static int mc_band(void *arg, int part, int parts) {
     return 0;
 }
 
-/* mc_residual(cur, ref0, ref1_or_None, H, W, d0, d1, flags, gw, out[, threads]) -> None
- * out: int16 (3, H, W), channels Y, U, V; chroma computed at 4:2:0 resolution and repeated 2x2. */
+/* Elements of an int16 residual of H x W: (3, H, W), or Y + U + V at 4:2:0 resolution. */
+static Py_ssize_t residual_len(int H, int W, int c420) {
+    return c420 ? (Py_ssize_t)H * W + 2 * (Py_ssize_t)((H + 1) / 2) * ((W + 1) / 2) : (Py_ssize_t)3 * H * W;
+}
+
+/* mc_residual(cur, ref0, ref1_or_None, H, W, d0, d1, flags, gw, out[, threads, c420]) -> None
+ * out: int16 (3, H, W), channels Y, U, V; chroma computed at 4:2:0 resolution and repeated 2x2.
+ * c420=1: out holds Y (H x W) then U and V ((H + 1) / 2 x (W + 1) / 2 each), chroma not repeated. */
 static PyObject *mc_residual(PyObject *self, PyObject *args) {
     PyObject *o_cur, *o_r0, *o_r1, *o_d0, *o_d1, *o_fl, *o_out;
-    int H, W, gw, threads = 1;
-    if (!PyArg_ParseTuple(args, "OOOiiOOOiO|i", &o_cur, &o_r0, &o_r1, &H, &W, &o_d0, &o_d1, &o_fl, &gw, &o_out,
-                          &threads))
+    int H, W, gw, threads = 1, c420 = 0;
+    if (!PyArg_ParseTuple(args, "OOOiiOOOiO|ip", &o_cur, &o_r0, &o_r1, &H, &W, &o_d0, &o_d1, &o_fl, &gw, &o_out,
+                          &threads, &c420))
         return NULL;
     Buf b[13];
     memset(b, 0, sizeof(b));
     McJob j;
+    j.c420 = c420;
     if (check_geometry(H, W, gw)) return NULL;
     j.H = H, j.W = W, j.gw = gw, j.cells = (Py_ssize_t)((H + 7) / 8) * gw;
     if (parse_planes(o_cur, b, j.cur, H, W, "cur") != 1 || parse_planes(o_r0, b + 3, j.r0, H, W, "ref0") != 1) {
@@ -509,7 +522,7 @@ static PyObject *mc_residual(PyObject *self, PyObject *args) {
     if (get_buf(o_d0, &b[9], 0, "d0") || get_buf(o_d1, &b[10], 0, "d1") || get_buf(o_fl, &b[11], 0, "flags") ||
         get_buf(o_out, &b[12], 1, "out")) goto fail;
     if (need(&b[9], j.cells * 8, "d0") || need(&b[10], j.cells * 8, "d1") || need(&b[11], j.cells, "flags") ||
-        need(&b[12], (Py_ssize_t)3 * H * W * 2, "out")) goto fail;
+        need(&b[12], residual_len(H, W, c420) * 2, "out")) goto fail;
     j.d0 = (const float *)b[9].view.buf, j.d1 = (const float *)b[10].view.buf;
     j.fl = (const uint8_t *)b[11].view.buf;
     j.out = (int16_t *)b[12].view.buf;
@@ -619,6 +632,7 @@ typedef struct {
     int with_residual;  /* also compute the residual, in the same pass */
     Plane cur[3], ip[3];
     int16_t *res;
+    int c420;  /* residual in the 4:2:0 layout (see mc_residual) */
 } AccJob;
 
 typedef struct {
@@ -671,8 +685,10 @@ static int acc_band(void *arg, int part, int parts) {
                                   j->res + (Py_ssize_t)y * W, W, H, nt);
             for (int k = 1; ok && k < 3 && (y & 1) == 0; k++) {  /* chroma row y / 2 samples luma row y */
                 int cy = y >> 1;
-                ok = acc_chroma_row(j->cur[k].data + (Py_ssize_t)cy * j->cur[k].stride, arow, j->ip[k], tmp, cw, W, H);
-                if (ok) {
+                int16_t *dst = j->c420 ? j->res + (Py_ssize_t)H * W + ((Py_ssize_t)(k - 1) * ((H + 1) / 2) + cy) * cw
+                                       : tmp;
+                ok = acc_chroma_row(j->cur[k].data + (Py_ssize_t)cy * j->cur[k].stride, arow, j->ip[k], dst, cw, W, H);
+                if (ok && !j->c420) {
                     int16_t *row = j->res + (Py_ssize_t)k * H * W + (Py_ssize_t)y * W;
                     widen_rows(tmp, row, y + 1 < H ? row + W : NULL, W, nt);
                 }
@@ -691,7 +707,7 @@ static int acc_band(void *arg, int part, int parts) {
     return 0;
 }
 
-/* accumulate(acc0, acc1_or_None, H, W, d0, d1, flags, gw, out[, threads, cur, iframe, residual]) -> None
+/* accumulate(acc0, acc1_or_None, H, W, d0, d1, flags, gw, out[, threads, cur, iframe, residual, c420]) -> None
  * Traces every pixel back to the GOP's I-frame: out[p] = acc_ref[p - round(d)] with the past
  * reference's map for L0 vectors, the future reference's for L1-only blocks; intra blocks (and
  * L1-only blocks when acc1 is None) keep the past reference's co-located position.
@@ -700,9 +716,9 @@ static int acc_band(void *arg, int part, int parts) {
  * accumulated position of the chroma sample's top-left luma pixel, repeated 2x2. */
 static PyObject *accumulate(PyObject *self, PyObject *args) {
     PyObject *o_a0, *o_a1, *o_d0, *o_d1, *o_fl, *o_out, *o_cur = Py_None, *o_i = Py_None, *o_res = Py_None;
-    int H, W, gw, threads = 1;
-    if (!PyArg_ParseTuple(args, "OOiiOOOiO|iOOO", &o_a0, &o_a1, &H, &W, &o_d0, &o_d1, &o_fl, &gw, &o_out, &threads,
-                          &o_cur, &o_i, &o_res))
+    int H, W, gw, threads = 1, c420 = 0;
+    if (!PyArg_ParseTuple(args, "OOiiOOOiO|iOOOp", &o_a0, &o_a1, &H, &W, &o_d0, &o_d1, &o_fl, &gw, &o_out, &threads,
+                          &o_cur, &o_i, &o_res, &c420))
         return NULL;
     if (check_geometry(H, W, gw)) return NULL;
     Buf b[13];
@@ -721,11 +737,12 @@ static PyObject *accumulate(PyObject *self, PyObject *args) {
     if (o_res != Py_None) {
         if (parse_planes(o_cur, b + 6, j.cur, H, W, "cur") != 1 ||
             parse_planes(o_i, b + 9, j.ip, H, W, "iframe") != 1 || get_buf(o_res, &b[12], 1, "residual") ||
-            need(&b[12], 3 * npix * 2, "residual")) {
+            need(&b[12], residual_len(H, W, c420) * 2, "residual")) {
             if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "cur and iframe must be plane 6-tuples");
             goto fail;
         }
         j.with_residual = 1;
+        j.c420 = c420;
         j.res = (int16_t *)b[12].view.buf;
     }
     j.a0 = (const int32_t *)b[0].view.buf;
@@ -1077,6 +1094,7 @@ static int trace_bins_fn(void *ctx, int y, double *rb, void *scratch) {
 typedef struct {
     TraceRes t;
     int16_t *out;
+    int c420;
 } TraceFull;
 
 static int trace_full_band(void *arg, int part, int parts) {
@@ -1087,7 +1105,15 @@ static int trace_full_band(void *arg, int part, int parts) {
     if (!tmp) return EK_NOMEM;
     for (int y = band_lo(H, part, parts); y < band_lo(H, part + 1, parts); y++) {
         int16_t *o = j->out + (Py_ssize_t)y * W;
-        trace_row(&j->t, y, o, o + plane, o + 2 * plane, tmp);
+        if (!j->c420) {
+            trace_row(&j->t, y, o, o + plane, o + 2 * plane, tmp);
+            continue;
+        }
+        trace_luma(&j->t, y, o, NULL);
+        if (y & 1) continue;
+        Py_ssize_t cw = (W + 1) / 2, ch = (H + 1) / 2;
+        int16_t *u = j->out + plane + (Py_ssize_t)(y >> 1) * cw;
+        trace_chroma(&j->t, y >> 1, u, u + ch * cw);
     }
     PyMem_RawFree(tmp);
     return 0;
@@ -1105,14 +1131,15 @@ static int parse_bins(int oh, int ow, int H, int W, AxisPlan *px, AxisPlan *py) 
     return 0;
 }
 
-/* trace_residual(cur, iframe, disp, H, W, gw, out[, threads, out_h, out_w]) -> None
+/* trace_residual(cur, iframe, disp, H, W, gw, out[, threads, out_h, out_w, c420]) -> None
  * residual[c, p] = cur_c[p] - iframe_c[clamp(p + disp[cell(p)])] (chroma as in trace_row).
  * out_h = out_w = 0: out is int16 (3, H, W). Otherwise out is float32 (3, out_h, out_w): the
  * residual's area average over each output cell (preprocess.resize), without the full-size array. */
 static PyObject *trace_residual(PyObject *self, PyObject *args) {
     PyObject *o_cur, *o_i, *o_disp, *o_out;
-    int H, W, gw, threads = 1, oh = 0, ow = 0;
-    if (!PyArg_ParseTuple(args, "OOOiiiO|iii", &o_cur, &o_i, &o_disp, &H, &W, &gw, &o_out, &threads, &oh, &ow))
+    int H, W, gw, threads = 1, oh = 0, ow = 0, c420 = 0;
+    if (!PyArg_ParseTuple(args, "OOOiiiO|iiip", &o_cur, &o_i, &o_disp, &H, &W, &gw, &o_out, &threads, &oh, &ow,
+                          &c420))
         return NULL;
     if (check_geometry(H, W, gw)) return NULL;
     Buf b[8];
@@ -1128,8 +1155,8 @@ static PyObject *trace_residual(PyObject *self, PyObject *args) {
         goto fail;
     t.disp = (const int32_t *)b[6].view.buf;
     if (oh == 0 && ow == 0) {
-        if (need(&b[7], (Py_ssize_t)3 * H * W * 2, "out")) goto fail;
-        TraceFull j = {t, (int16_t *)b[7].view.buf};
+        if (need(&b[7], residual_len(H, W, c420) * 2, "out")) goto fail;
+        TraceFull j = {t, (int16_t *)b[7].view.buf, c420};
         return run_job(trace_full_band, &j, threads, b, 8);
     }
     if (parse_bins(oh, ow, H, W, &px, &py) || need(&b[7], (Py_ssize_t)3 * oh * ow * 4, "out")) goto fail;

@@ -160,6 +160,8 @@ def gop_step(residual_in: np.ndarray, iframe_in: np.ndarray, norm: dict, residua
 def _residual(frame, frame_hw):
     if frame.residual is None:
         return np.zeros((3, *frame_hw), np.int16)
+    if isinstance(frame.residual, tuple):  # the 4:2:0 layout (edgekit.bitstream.YUV420)
+        return frame.residual.to_444()
     return frame.residual
 
 

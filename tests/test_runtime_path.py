@@ -190,3 +190,20 @@ def test_windows_cover_the_whole_clip_with_true_durations(square):
     assert [round(w.end_s, 2) for w in pred.windows] == [0.96, 1.92, 2.4]
     assert pred.duration_s == pytest.approx(60 / 25) and pred.frames == 60
     assert all(w.latency_ms >= 0 for w in windows) and run.reader.stats.frames == 60
+
+
+@pytest.mark.parametrize("options", [{}, {"accumulate": True}, {"accumulate": True, "trace": "block"}])
+def test_420_layout_holds_the_same_residual_in_half_the_memory(square, options):
+    """Offline all-frames mode: Y full size, U/V half size, the same values as the (3, H, W) layout."""
+    full = _read(square, rgb=None, **options)
+    half = _read(square, rgb=None, residual_layout="420", **options)
+    assert len(full) == len(half) == 60
+    for a, b in zip(full, half):
+        assert isinstance(b.residual, bs.YUV420) and b.residual.y.shape == (240, 320)
+        assert b.residual.u.shape == b.residual.v.shape == (120, 160)
+        assert b.residual.y.base is b.residual.u.base  # one buffer: H*W + 2 * H/2 * W/2 values
+        np.testing.assert_array_equal(b.residual.to_444(), a.residual)
+        np.testing.assert_array_equal(b.residual.u, a.residual[1, ::2, ::2])
+    assert sum(b.residual.y.base.nbytes for b in half) * 2 == sum(a.residual.nbytes for a in full)
+    with pytest.raises(edgekit.errors.ConfigError):
+        bs.open(square, residual_layout="422")

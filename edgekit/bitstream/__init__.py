@@ -6,7 +6,8 @@
 ...         f.kind, f.mv.shape, f.residual.shape
 
 ``open(source, *, residual=True, rgb="iframes", accumulate=False, transcode=None, format=None,
-threads="auto", timeout_s=10.0, max_pixels=MAX_PIXELS, fast=True)``
+threads="auto", timeout_s=10.0, max_pixels=MAX_PIXELS, fast=True, trace="pixel", residual_size=None,
+wants_residual=None, residual_layout="444", ...)``
 
 source
     A path, a URL FFmpeg opens (rtsp/http/file), ``bytes``, a binary file-like object, or an iterable
@@ -58,6 +59,32 @@ the changes; ``reader.info`` gives the size of the frames read last.
   ``p - src(p)`` sampled at each 8x8 block's centre pixel: the total displacement since the I-frame.
   For a pure translation this is the sum of the per-frame vectors.
 
+**The runtime path: consumed side data only** (what ``edgekit.Recognizer`` asks for). A model reads
+a few frames per window at its own input size; computing a full-resolution residual for every frame
+and shrinking it later costs more than decoding to RGB. Three options cut the work to what is used:
+
+- ``trace="block"`` accumulates per 8x8 cell instead of per pixel: a cell keeps one displacement
+  ``disp`` from its centre to the I-frame position it comes from; a P/B cell takes its reference's
+  displacement at the cell its centre points to (``src(c) = q + disp_ref[cell(q)]`` with ``q =
+  centre(c) - round(d(c))``), and every pixel of the cell moves with its centre. One step costs
+  O(cells) per frame (about 0.1 ms at 720p), the same on the 250th frame of a GOP as on the first:
+  it is incremental, never re-traced from the I-frame. It equals the pixel trace one step from the
+  I-frame; later it differs only where a cell straddles a motion boundary (``mv`` identical on over
+  90 % of cells in the tests). Its effect on accuracy is measured in
+  ``docs/results/runtime-accuracy.json``. The training cache uses it too (``CacheSpec.trace``), so
+  models see in training what they see deployed.
+- ``residual_size=(h, w)`` computes each residual straight at the model's size: the area average
+  that ``edgekit.preprocess.resize`` would make of the full residual (equal to float rounding),
+  float32 (3, h, w), without the full-size array (about 1 ms per 720p frame).
+- ``wants_residual(kind, (H, W)) -> bool`` is asked once per frame, in display order, whether its
+  residual will be used; declined frames get ``residual=None``. ``edgekit.sampling.CausalPlan``
+  answers it for a model's windows: the frame-selection rule is causal, decided when a frame
+  arrives.
+
+**Residual layouts** (all-frames, offline): ``residual_layout="444"`` gives (3, H, W) with chroma
+repeated 2x2; ``"420"`` gives a :class:`YUV420` (``y`` (H, W), ``u``/``v`` ((H+1)//2, (W+1)//2), views of
+one buffer: half the bytes), with ``to_444()`` for the other layout.
+
 **Residual** ``residual``: int16 (3, H, W) in the **YUV** space of the decoded frame (channels Y, U,
 V; chroma computed at 4:2:0 resolution and repeated 2x2), exact integers in [-255, 255]; zeros on
 I-frames. FFmpeg does not export the coded residual, so it is recomputed from decoded pixels. YUV is
@@ -100,8 +127,9 @@ Motion vectors of any value (even NaN or infinite) are saturated and clamp to th
 test runs the kernels and size-change streams under AddressSanitizer (``tests/test_kernels_asan.py``).
 """
 
-from edgekit.bitstream.reader import (MAX_PIXELS, CompressedFrame, Reader, ReaderStats, StreamInfo,
+from edgekit.bitstream.reader import (MAX_PIXELS, YUV420, CompressedFrame, Reader, ReaderStats, StreamInfo,
                                       kernels, open)
 from edgekit.bitstream.transcode import transcode
 
-__all__ = ["open", "transcode", "Reader", "CompressedFrame", "StreamInfo", "ReaderStats", "kernels", "MAX_PIXELS"]
+__all__ = ["open", "transcode", "Reader", "CompressedFrame", "StreamInfo", "ReaderStats", "YUV420", "kernels",
+           "MAX_PIXELS"]

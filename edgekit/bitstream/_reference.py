@@ -124,16 +124,36 @@ def _upsample_into(out: np.ndarray, v: np.ndarray) -> None:
     out[...] = np.repeat(np.repeat(v, 2, axis=0), 2, axis=1)[:H, :W]
 
 
-def mc_residual(cur, ref0, ref1, H, W, d0, d1, flags, gw, out, threads=1) -> None:
+def residual_len(H: int, W: int, c420: bool) -> int:
+    """int16 values of a residual: (3, H, W), or the 4:2:0 layout Y, U, V with half-size chroma."""
+    return H * W + 2 * ((H + 1) // 2) * ((W + 1) // 2) if c420 else 3 * H * W
+
+
+def _check_residual_out(out, H, W, c420, what="out"):
+    """The (3, H, W) view to compute into, and a function storing it into ``out`` in its layout."""
+    if not c420:
+        return _check_array(out, (3, H, W), what, writable=True), lambda: None
+    flat = _check_array(out, (residual_len(H, W, True),), what, writable=True)
+    full = np.empty((3, H, W), np.int16)
+    ch, cw = (H + 1) // 2, (W + 1) // 2
+
+    def store():
+        flat[:H * W] = full[0].reshape(-1)
+        flat[H * W:H * W + ch * cw] = full[1, ::2, ::2].reshape(-1)
+        flat[H * W + ch * cw:] = full[2, ::2, ::2].reshape(-1)
+    return full, store
+
+
+def mc_residual(cur, ref0, ref1, H, W, d0, d1, flags, gw, out, threads=1, c420=False) -> None:
     """cur/ref0/ref1: 3-tuples of 2D uint8 planes (Y full, U/V half resolution). ``threads`` is
-    accepted for the native signature and ignored."""
+    accepted for the native signature and ignored. ``c420``: the 4:2:0 output layout."""
     _check_geometry(H, W, gw)
     gh = (H + 7) // 8
     cur, ref0 = _check_planes(cur, H, W, "cur"), _check_planes(ref0, H, W, "ref0")
     ref1 = None if ref1 is None else _check_planes(ref1, H, W, "ref1")
     d0, d1 = _check_vectors(d0, gh, gw, "d0"), _check_vectors(d1, gh, gw, "d1")
     flags = _check_array(flags, (gh, gw), "flags")
-    out = _check_array(out, (3, H, W), "out", writable=True)
+    out, store = _check_residual_out(out, H, W, c420)
     for k in range(3):
         shift = 0 if k == 0 else 1
         ph, pw = (H, W) if k == 0 else ((H + 1) // 2, (W + 1) // 2)
@@ -153,9 +173,11 @@ def mc_residual(cur, ref0, ref1, H, W, d0, d1, flags, gw, out, threads=1) -> Non
             _upsample_into(out[k], v)
         else:
             out[k] = v
+    store()
 
 
-def accumulate(acc0, acc1, H, W, d0, d1, flags, gw, out, threads=1, cur=None, iframe=None, residual=None) -> None:
+def accumulate(acc0, acc1, H, W, d0, d1, flags, gw, out, threads=1, cur=None, iframe=None, residual=None,
+               c420=False) -> None:
     """Accumulated positions into ``out``; with ``residual`` also the residual against ``iframe``."""
     _check_geometry(H, W, gw)
     gh = (H + 7) // 8
@@ -166,7 +188,7 @@ def accumulate(acc0, acc1, H, W, d0, d1, flags, gw, out, threads=1, cur=None, if
     out = _check_array(out, (H * W,), "out", writable=True)
     if residual is not None:
         cur, iframe = _check_planes(cur, H, W, "cur"), _check_planes(iframe, H, W, "iframe")
-        residual = _check_array(residual, (3, H, W), "residual", writable=True)
+        residual, store = _check_residual_out(residual, H, W, c420, "residual")
     yy, xx = np.mgrid[0:H, 0:W]
     f = _expand(flags, 8, H, W)
     a0 = acc0.reshape(H, W)
@@ -181,6 +203,7 @@ def accumulate(acc0, acc1, H, W, d0, d1, flags, gw, out, threads=1, cur=None, if
     if residual is not None:
         _check_positions(out, H, W)
         _acc_residual(cur, iframe, out, H, W, residual)
+        store()
 
 
 def _acc_residual(cur, iframe, acc, H, W, out) -> None:
@@ -244,7 +267,7 @@ def _traced_residual(cur, iframe, disp, H, W) -> np.ndarray:
     return out
 
 
-def trace_residual(cur, iframe, disp, H, W, gw, out, threads=1, out_h=0, out_w=0) -> None:
+def trace_residual(cur, iframe, disp, H, W, gw, out, threads=1, out_h=0, out_w=0, c420=False) -> None:
     """The residual against the I-frame along cell traces: int16 (3, H, W) into ``out``, or with
     ``out_h``/``out_w`` its area average, float32 (3, out_h, out_w)."""
     _check_geometry(H, W, gw)
@@ -253,7 +276,9 @@ def trace_residual(cur, iframe, disp, H, W, gw, out, threads=1, out_h=0, out_w=0
     disp = _check_array(disp, (2, gh, gw), "disp")
     full = _traced_residual(cur, iframe, disp, H, W)
     if out_h == 0 and out_w == 0:
-        _check_array(out, (3, H, W), "out", writable=True)[...] = full
+        target, store = _check_residual_out(out, H, W, c420)
+        target[...] = full
+        store()
         return
     area_bins(full, 3, H, W, out, out_h, out_w, threads)
 
