@@ -23,6 +23,14 @@ Clips are encoded by benchmarks/_clips.py in a child process that imports this s
 so every tree is measured on byte-identical clips (cache them with --workdir) and the encoder's
 memory stays out of the measured process's peak RSS.
 
+Beside the default model, in the same rounds (``--variants``):
+
+  mv_only      a motion-vector-only package (``edge-mv``: the file decoded with the loop filter and
+               the IDCT skipped, no residual): ``--mv-package PKG``, or one built on the fly with
+               random weights (speed does not depend on the weights; needs the ``train`` extra)
+  offline_420  ``edgekit.bitstream.open(clip, rgb=None, residual_layout="420")``: every frame's motion
+               vectors and full-size residual (Y full size, U/V half size), as cache builders read
+
 Prints ONE JSON object on stdout; progress goes to stderr.
 
 Example:
@@ -53,7 +61,7 @@ sys.path.insert(0, str(BENCHMARKS))  # benchmarks/_env.py, run as a script
 import edgekit  # noqa: E402
 import edgekit.bitstream as bs  # noqa: E402
 # edgekit.Recognizer is this class; c38edf8 exposed it only here
-from edgekit.recognizer import Recognizer  # noqa: E402
+from edgekit.recognizer import DEFAULT_PACKAGE, Recognizer  # noqa: E402
 from _env import machine, script_parser  # noqa: E402
 
 STAGES = ("decode", "preprocess", "inference", "total")
@@ -138,6 +146,54 @@ def timed_decode_rgb(path) -> dict:
     return {"seconds": time.perf_counter() - t0, "frames": frames}
 
 
+def timed_offline_420(path) -> dict:
+    """Every frame's MVs and full-size 4:2:0 residual (the offline all-frames mode)."""
+    t0 = time.perf_counter()
+    with bs.open(str(path), rgb=None, residual_layout="420") as reader:
+        frames = sum(1 for _ in reader)
+    return {"seconds": time.perf_counter() - t0, "frames": frames}
+
+
+def build_mv_package(workdir: Path) -> dict:
+    """A random-init ``edge-mv`` INT8 package with the default package's labels and windowing, built
+    in a child process (torch stays out of the measured process). {"path", "model"}."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--build-mv-package", str(workdir)]
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env, timeout=1800)
+    if proc.returncode != 0:
+        raise RuntimeError(f"building the edge-mv package exited {proc.returncode} (its stderr is above)")
+    return json.loads(proc.stdout)
+
+
+def build_mv_package_child(workdir: str) -> dict:
+    import importlib.util
+
+    from edgekit.package import load_package, write_package
+
+    # benchmarks/quantize.py, loaded under another name: it imports the `quantize` package, which
+    # its own file name would shadow with this folder first on sys.path
+    sys.path.remove(str(BENCHMARKS))
+    sys.path[:0] = [str(REPO_ROOT)]
+    sys.path.append(str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location("bench_quantize", BENCHMARKS / "quantize.py")
+    bench_quantize = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_quantize)
+    build_model_dir = bench_quantize.build_model_dir
+
+    out = Path(workdir) / "edge-mv-random"
+    pkg = out.with_suffix(".edgepkg")
+    default = load_package(DEFAULT_PACKAGE).manifest
+    if not pkg.exists():
+        info = build_model_dir(out, "edge-mv", len(default.labels), calib=16, seed=0, bn_clips=16)
+        meta = json.loads((out / "model.json").read_text())
+        meta.update(labels=list(default.labels), preprocessing=default.preprocessing.to_dict(),
+                    fusion=default.fusion.to_dict())
+        (out / "model.json").write_text(json.dumps(meta))
+        write_package(out, pkg, device="cpu", precision="int8")
+        (out / "info.json").write_text(json.dumps(info))
+    return {"path": str(pkg), "model": json.loads((out / "info.json").read_text())}
+
+
 def timed_recognize(recognizer, path) -> dict:
     t0 = time.perf_counter()
     pred = recognizer.recognize(str(path))
@@ -188,6 +244,22 @@ def summarize_size(frames: int, rgb_runs: list[dict], rec_runs: list[dict]) -> d
     }
 
 
+def summarize_variant(frames: int, rgb_runs: list[dict], runs: list[dict]) -> dict:
+    """fps and ratio against decode_rgb of one more command measured in the same rounds."""
+    rgb_median = statistics.median(r["seconds"] for r in rgb_runs)
+    median = statistics.median(r["seconds"] for r in runs)
+    paired = [a["seconds"] / b["seconds"] for a, b in zip(rgb_runs, runs)]
+    out = {"fps": round(frames / median, 2), "fps_best": round(frames / min(r["seconds"] for r in runs), 2),
+           "ratio": round(rgb_median / median, 3), "ratio_paired_median": round(statistics.median(paired), 3),
+           "ratio_per_repeat": [round(x, 3) for x in paired],
+           "seconds": {"median": round(median, 4), "runs": [round(r["seconds"], 4) for r in runs]}}
+    if "stage_ms" in runs[0]:
+        m = median_run(runs)
+        out.update(windows=m["windows"], stage_ms={k: round(v, 3) for k, v in m["stage_ms"].items()},
+                   stage_ms_per_window={k: round(v / m["windows"], 3) for k, v in m["stage_ms"].items()})
+    return out
+
+
 # -- environment ------------------------------------------------------------------------------------
 
 def tree_revision(tree: Path) -> str | None:
@@ -230,6 +302,19 @@ def benchmark(args) -> dict:
         backend = repr(recognizer.backend)  # before close() turns it into "closed"
         log(f"{backend} loaded in {load_s:.2f} s")
 
+        variants, mv_model = {}, None
+        if "mv_only" in args.variants:
+            if args.mv_package:
+                mv_path = args.mv_package
+            else:
+                log("building a random-init edge-mv package (speed only)")
+                built = build_mv_package(workdir)
+                mv_path, mv_model = built["path"], built["model"]
+            mv_recognizer = Recognizer(mv_path, **options)
+            variants["mv_only"] = lambda path: timed_recognize(mv_recognizer, path)
+        if "offline_420" in args.variants:
+            variants["offline_420"] = timed_offline_420
+
         results = {}
         with recognizer:
             for size in args.sizes:
@@ -238,19 +323,23 @@ def benchmark(args) -> dict:
                 if warm_rgb["frames"] != warm_rec["frames"]:
                     raise RuntimeError(f"{size}: PyAV decoded {warm_rgb['frames']} frames, the Recognizer read "
                                        f"{warm_rec['frames']}")
-                rgb_runs, rec_runs = [], []
+                for name, run in variants.items():
+                    if run(path)["frames"] != warm_rgb["frames"]:
+                        raise RuntimeError(f"{size}: {name} read another number of frames than PyAV decoded")
+                commands = {"decode_rgb": timed_decode_rgb, "recognizer": lambda p: timed_recognize(recognizer, p),
+                            **variants}
+                runs: dict[str, list] = {name: [] for name in commands}
+                order = list(commands)
                 for r in range(args.repeats):
-                    # alternate which goes first: neither always runs right after the other's allocations
-                    if r % 2 == 0:
-                        rgb_runs.append(timed_decode_rgb(path))
-                        rec_runs.append(timed_recognize(recognizer, path))
-                    else:
-                        rec_runs.append(timed_recognize(recognizer, path))
-                        rgb_runs.append(timed_decode_rgb(path))
-                    log(f"round {r + 1}/{args.repeats} {size}: decode_rgb {rgb_runs[-1]['seconds']:.3f} s, "
-                        f"recognizer {rec_runs[-1]['seconds']:.3f} s")
+                    # rotate which goes first: none always runs right after another's allocations
+                    for name in order[r % len(order):] + order[:r % len(order)]:
+                        runs[name].append(commands[name](path))
+                    log(f"round {r + 1}/{args.repeats} {size}: "
+                        + ", ".join(f"{name} {runs[name][-1]['seconds']:.3f} s" for name in order))
                 results[size] = {"clip": {**clips[size]["spec"], "bytes": clips[size]["bytes"]},
-                                 **summarize_size(warm_rgb["frames"], rgb_runs, rec_runs)}
+                                 **summarize_size(warm_rgb["frames"], runs["decode_rgb"], runs["recognizer"]),
+                                 "variants": {name: summarize_variant(warm_rgb["frames"], runs["decode_rgb"], runs[name])
+                                              for name in variants}}
                 log(f"{size}: decode_rgb {results[size]['decode_rgb_fps']} fps, recognizer "
                     f"{results[size]['recognizer_fps']} fps, ratio {results[size]['ratio']}")
             backend_threads = getattr(recognizer.backend, "threads", None)
@@ -277,6 +366,8 @@ def benchmark(args) -> dict:
             "window_frames": recognizer.window_frames,
             "stride_frames": recognizer.stride_frames,
             "load_s": round(load_s, 3),
+            "variants": list(args.variants),
+            "mv_only_model": mv_model or args.mv_package,
         },
         "env": environment(),
         "load_average_start": [round(x, 2) for x in load_start],
@@ -306,11 +397,23 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None,
                         help="the Recognizer's inference threads (default: its backend's own)")
     parser.add_argument("--workdir", help="where encoded clips are cached (default: a temporary directory)")
+    parser.add_argument("--variants", default="mv_only,offline_420",
+                        help="more commands timed in the same rounds: mv_only, offline_420, or 'none' "
+                             "(default: mv_only,offline_420)")
+    parser.add_argument("--mv-package", metavar="PKG",
+                        help="the motion-vector-only package for mv_only (default: a random-init edge-mv, built)")
     parser.add_argument("--encode-clips", nargs=2, metavar=("WORKDIR", "SPECS"), help=argparse.SUPPRESS)
+    parser.add_argument("--build-mv-package", metavar="WORKDIR", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.encode_clips:  # internal: the child process of encode_clips()
         print(json.dumps(encode_clips_child(*args.encode_clips)))
         return 0
+    if args.build_mv_package:  # internal: the child process of build_mv_package()
+        print(json.dumps(build_mv_package_child(args.build_mv_package)))
+        return 0
+    args.variants = [] if args.variants == "none" else [v for v in args.variants.split(",") if v]
+    if any(v not in ("mv_only", "offline_420") for v in args.variants):
+        parser.error(f"unknown --variants {args.variants}; choose from mv_only, offline_420, none")
     args.sizes = parse_sizes(args.sizes, parser)
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")

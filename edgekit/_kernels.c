@@ -110,7 +110,8 @@ static PyObject *mv_grid(PyObject *self, PyObject *args) {
     Py_ssize_t n = b[0].held ? b[0].view.len / (Py_ssize_t)sizeof(MotionVector) : 0;
     const MotionVector *mv = b[0].held ? (const MotionVector *)b[0].view.buf : NULL;
 
-    Py_BEGIN_ALLOW_THREADS
+    /* microseconds of work: keep the GIL (releasing it lets a decoding thread take it, and getting it
+     * back can cost more than the loop) */
     for (Py_ssize_t i = 0; i < n; i++) {
         const MotionVector *m = &mv[i];
         float dx, dy;
@@ -134,7 +135,6 @@ static PyObject *mv_grid(PyObject *self, PyObject *args) {
                 fl[c] |= bit;
             }
     }
-    Py_END_ALLOW_THREADS
     release(b, 4);
     Py_RETURN_NONE;
 fail:

@@ -73,3 +73,16 @@ def test_unknown_size_is_refused_with_the_known_ones():
                           timeout=60)
     assert proc.returncode == 2
     assert "640x360" in proc.stderr and "1920x1080" in proc.stderr
+
+
+def test_variants_are_timed_in_the_same_rounds(report):
+    """The motion-vector-only package (built with random weights) and the offline 4:2:0 reader are
+    measured beside decode_rgb in every round, each with its own ratio."""
+    variants = report["results"]["340x256"]["variants"]
+    assert set(variants) == {"mv_only", "offline_420"} == set(report["settings"]["variants"])
+    for v in variants.values():
+        assert v["fps"] > 0 and len(v["ratio_per_repeat"]) == 1 == len(v["seconds"]["runs"])
+        assert v["ratio"] == pytest.approx(v["ratio_paired_median"], abs=2e-3)  # one round: the same figure
+    assert variants["mv_only"]["windows"] >= 1 and set(variants["mv_only"]["stage_ms"]) == STAGES
+    assert report["settings"]["mv_only_model"]["model"] == "edge-mv"
+    assert "random init" in report["settings"]["mv_only_model"]["weights"]

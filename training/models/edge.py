@@ -36,6 +36,15 @@ def edge_mvr(num_classes: int, segments: int = 3, size: int = 112, width: int = 
                              dropout=dropout, stem=stem)
 
 
+@register_model("edge-mv", summary="Edge motion-only: edge-mvr's network on motion vectors alone (decodable with "
+                "the loop filter and IDCT skipped, or from encoder-side vectors)",
+                paper="edgekit", inputs=segment_inputs("mv"))
+def edge_mv(num_classes: int, segments: int = 3, size: int = 112, width: int = 24, stem: str = "patch4",
+            dropout: float = 0.2) -> nn.Module:
+    return stream_classifier("mv", num_classes, segments, size, backbone="resnet18", width=width,
+                             dropout=dropout, stem=stem)
+
+
 class EdgeTwoStream(nn.Module):
     """``edge-mvr`` plus a quarter-width I-frame stream, late fusion of logits.
 
