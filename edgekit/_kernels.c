@@ -832,15 +832,17 @@ typedef struct {
     int n;          /* output size */
     int *i0;        /* n + 1 edge indices */
     double *frac;   /* n + 1 edge fractions */
+    double length;  /* source pixels covered (n_src, or a crop's length) */
 } AxisPlan;
 
-static int axis_plan(AxisPlan *p, int n_src, int n_out) {
-    p->n = n_out;
+/* Edges of n_out equal intervals of [start, start + length) in a source of n_src pixels. */
+static int axis_plan_crop(AxisPlan *p, int n_src, int n_out, double start, double length) {
+    p->n = n_out, p->length = length;
     p->i0 = (int *)PyMem_RawMalloc(sizeof(int) * (n_out + 1));
     p->frac = (double *)PyMem_RawMalloc(sizeof(double) * (n_out + 1));
     if (!p->i0 || !p->frac) return -1;
     for (int j = 0; j <= n_out; j++) {
-        double t = (double)j * ((double)n_src / n_out);
+        double t = start + (double)j * (length / n_out);
         if (t > n_src) t = n_src;
         int i = (int)t;
         if (i > n_src - 1) i = n_src - 1;
@@ -848,6 +850,8 @@ static int axis_plan(AxisPlan *p, int n_src, int n_out) {
     }
     return 0;
 }
+
+static int axis_plan(AxisPlan *p, int n_src, int n_out) { return axis_plan_crop(p, n_src, n_out, 0.0, n_src); }
 
 static void axis_free(AxisPlan *p) {
     PyMem_RawFree(p->i0);
@@ -927,7 +931,7 @@ static int run_bins(BinJob *j, int threads, float *out) {
     rc = run_bands(bin_band, j, threads);
     if (rc) goto done;
     /* band-local integrals -> global: add the sums of every band above the edge's band */
-    double scale = ((double)w / j->W) * ((double)h / j->H);
+    double scale = ((double)w / j->px.length) * ((double)h / j->py.length);
     for (int k = 0; k < C; k++) {
         for (int e = 0; e <= h; e++) {
             int y = j->py.i0[e];
@@ -1179,10 +1183,13 @@ fail:
     return NULL;
 }
 
-/* area_bins(src, C, H, W, out, h, w[, threads]) -> None
- * src: int16 (C, H, W); out: float32 (C, h, w), the area average of src over each output cell. */
+/* area_bins(src, C, H, W, out, h, w[, threads, is_float, top, left, height, width]) -> None
+ * src: int16 (C, H, W), or float32 with is_float; out: float32 (C, h, w), the area average of src
+ * over each output cell of the crop [top, top + height) x [left, left + width) in source pixels
+ * (default: the whole source), as edgekit.preprocess.resize computes it. */
 typedef struct {
     const int16_t *src;
+    const float *fsrc;  /* float32 source instead (motion-vector grids) */
     int C, H, W;
 } SrcRows;
 
@@ -1190,23 +1197,41 @@ typedef struct {
     const SrcRows *s;
     const AxisPlan *px;
     int32_t *S;
-    double *Ix;
+    double *Ix, *Sd;
 } PlaneScratch;
 
 static void *plane_scratch(void *ctx, const AxisPlan *px) {
     const SrcRows *s = (const SrcRows *)ctx;
     PlaneScratch *sc = (PlaneScratch *)PyMem_RawMalloc(sizeof(PlaneScratch) + sizeof(double) * (px->n + 1) +
+                                                       sizeof(double) * ((size_t)s->W + 1) +
                                                        sizeof(int32_t) * ((size_t)s->W + 1));
     if (!sc) return NULL;
     sc->s = s, sc->px = px;
     sc->Ix = (double *)(sc + 1);
-    sc->S = (int32_t *)(sc->Ix + px->n + 1);
+    sc->Sd = sc->Ix + px->n + 1;
+    sc->S = (int32_t *)(sc->Sd + s->W + 1);
     return sc;
 }
 
 static int plane_bins_fn(void *ctx, int y, double *rb, void *scratch) {
     PlaneScratch *sc = (PlaneScratch *)scratch;
     const SrcRows *s = sc->s;
+    const AxisPlan *px = sc->px;
+    if (s->fsrc) {  /* float32 rows: the same integral in float64 */
+        for (int k = 0; k < s->C; k++) {
+            const float *r = s->fsrc + ((size_t)k * s->H + y) * s->W;
+            double acc = 0;
+            for (int x = 0; x < s->W; x++) sc->Sd[x] = acc, acc += r[x];
+            sc->Sd[s->W] = acc;
+            for (int q = 0; q <= px->n; q++) {
+                int i = px->i0[q];
+                sc->Ix[q] = sc->Sd[i] + px->frac[q] * (sc->Sd[i + 1] - sc->Sd[i]);
+            }
+            double *o = rb + (size_t)k * px->n;
+            for (int q = 0; q < px->n; q++) o[q] = sc->Ix[q + 1] - sc->Ix[q];
+        }
+        return 0;
+    }
     for (int k = 0; k < s->C; k++) {
         const int16_t *r = s->src + ((size_t)k * s->H + y) * s->W;
         int32_t acc = 0;
@@ -1220,21 +1245,40 @@ static int plane_bins_fn(void *ctx, int y, double *rb, void *scratch) {
 
 static PyObject *area_bins(PyObject *self, PyObject *args) {
     PyObject *o_src, *o_out;
-    int C, H, W, oh, ow, threads = 1;
-    if (!PyArg_ParseTuple(args, "OiiiOii|i", &o_src, &C, &H, &W, &o_out, &oh, &ow, &threads)) return NULL;
+    int C, H, W, oh, ow, threads = 1, is_float = 0;
+    double top = 0, left = 0, ch = -1, cw = -1;
+    if (!PyArg_ParseTuple(args, "OiiiOii|ipdddd", &o_src, &C, &H, &W, &o_out, &oh, &ow, &threads, &is_float, &top,
+                          &left, &ch, &cw))
+        return NULL;
     if (C < 1 || C > 16 || H < 1 || W < 1 || H > EK_MAX_H || W > EK_MAX_W) {
         PyErr_Format(PyExc_ValueError, "bad source shape (%d, %d, %d)", C, H, W);
+        return NULL;
+    }
+    if (ch < 0) ch = H;
+    if (cw < 0) cw = W;
+    /* the crop, in source pixels: inside the source, with a positive size (NaN fails every test) */
+    if (!(top >= 0 && left >= 0 && ch > 0 && cw > 0 && top + ch <= H * (1 + 1e-6) && left + cw <= W * (1 + 1e-6))) {
+        PyErr_Format(PyExc_ValueError, "crop (%g, %g, %g, %g) is outside the %dx%d source", top, left, ch, cw, W, H);
         return NULL;
     }
     Buf b[2];
     memset(b, 0, sizeof(b));
     AxisPlan px = {0}, py = {0};
     if (get_buf(o_src, &b[0], 0, "src") || get_buf(o_out, &b[1], 1, "out") ||
-        need(&b[0], (Py_ssize_t)C * H * W * 2, "src"))
+        need(&b[0], (Py_ssize_t)C * H * W * (is_float ? 4 : 2), "src"))
         goto fail;
-    if (parse_bins(oh, ow, H, W, &px, &py) || need(&b[1], (Py_ssize_t)C * oh * ow * 4, "out")) goto fail;
+    if (oh < 1 || ow < 1 || oh > 4096 || ow > 4096) {
+        PyErr_Format(PyExc_ValueError, "bad output size %dx%d", ow, oh);
+        goto fail;
+    }
+    if (axis_plan_crop(&px, W, ow, left, cw) || axis_plan_crop(&py, H, oh, top, ch)) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    if (need(&b[1], (Py_ssize_t)C * oh * ow * 4, "out")) goto fail;
     {
-        SrcRows s = {(const int16_t *)b[0].view.buf, C, H, W};
+        SrcRows s = {is_float ? NULL : (const int16_t *)b[0].view.buf,
+                     is_float ? (const float *)b[0].view.buf : NULL, C, H, W};
         BinJob j = {plane_bins_fn, plane_scratch, &s, C, H, W, px, py, NULL, NULL};
         int rc;
         Py_BEGIN_ALLOW_THREADS

@@ -12,11 +12,18 @@ residual. Motion vectors are rescaled with the picture: dx by w_out / w_crop_px,
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+try:
+    from edgekit import _kernels as _native
+except ImportError:  # extension not built: the numpy integral, same results to float rounding
+    _native = None
+_NATIVE_DTYPES = (np.dtype(np.float32), np.dtype(np.int16), np.dtype(np.uint8))
 
 if TYPE_CHECKING:  # edgekit.spec imports edgekit.modality, which builds on this module
     from edgekit.spec import InputSpec
@@ -55,7 +62,24 @@ def _area_axis(x: np.ndarray, axis: int, start: float, length: float, n_out: int
 
 
 def resize(planes: np.ndarray, out_hw: tuple[int, int], crop=FULL) -> np.ndarray:
-    """Area-resize (C, H, W) to (C, h, w) float32 over the fractional ``crop`` region."""
+    """Area-resize (C, H, W) to (C, h, w) float32 over the fractional ``crop`` region.
+
+    The native kernel (``area_bins``, one pass, float64 sums) computes it when the extension is
+    built; :func:`resize_numpy` is the same integral in numpy (float32 sums)."""
+    c, H, W = planes.shape
+    top, left, ch, cw = crop
+    if _native is not None and 1 <= c <= 16 and planes.dtype in _NATIVE_DTYPES and \
+            os.environ.get("EDGEKIT_NATIVE", "1") != "0":
+        src = np.ascontiguousarray(planes, dtype=np.int16 if planes.dtype == np.uint8 else planes.dtype)
+        out = np.empty((c, *out_hw), np.float32)
+        _native.area_bins(src, c, H, W, out, out_hw[0], out_hw[1], 1, src.dtype == np.float32,
+                          top * H, left * W, ch * H, cw * W)
+        return out
+    return resize_numpy(planes, out_hw, crop)
+
+
+def resize_numpy(planes: np.ndarray, out_hw: tuple[int, int], crop=FULL) -> np.ndarray:
+    """:func:`resize` in numpy."""
     c, H, W = planes.shape
     top, left, ch, cw = crop
     x = _area_axis(planes, 1, top * H, ch * H, out_hw[0])

@@ -207,3 +207,23 @@ def test_420_layout_holds_the_same_residual_in_half_the_memory(square, options):
     assert sum(b.residual.y.base.nbytes for b in half) * 2 == sum(a.residual.nbytes for a in full)
     with pytest.raises(edgekit.errors.ConfigError):
         bs.open(square, residual_layout="422")
+
+
+@needs_native
+@pytest.mark.parametrize("shape,crop", [((2, 90, 160), preprocess.FULL), ((2, 32, 43), (0.0, 0.0, 1.0, 340 / 344)),
+                                        ((3, 60, 80), (0.1, 0.2, 0.5, 0.6)), ((2, 5, 7), preprocess.FULL),
+                                        ((3, 97, 131), (0.25, 0.0, 0.75, 1.0))])
+@pytest.mark.parametrize("dtype", [np.float32, np.int16, np.uint8])
+def test_native_resize_is_the_numpy_integral(shape, crop, dtype):
+    """preprocess.resize runs the native area_bins (motion-vector grids, residuals, I-frames) and
+    gives what its numpy integral gives, crops included."""
+    rng = np.random.default_rng(sum(shape))
+    x = (rng.normal(0, 40, shape) if dtype == np.float32 else rng.integers(0 if dtype == np.uint8 else -255, 256, shape))
+    x = x.astype(dtype)
+    np.testing.assert_allclose(preprocess.resize(x, (112, 96), crop), preprocess.resize_numpy(x, (112, 96), crop),
+                               atol=5e-3, rtol=1e-4)
+    with pytest.raises(ValueError):
+        preprocess.resize(x, (8, 8), (0.5, 0.0, 0.6, 1.0))  # past the bottom edge
+    with pytest.raises(ValueError):
+        native.area_bins(x.astype(np.float32), shape[0], shape[1], shape[2], np.empty((shape[0], 8, 8), np.float32),
+                         8, 8, 1, True, 0.0, 0.0, float("nan"), 1.0)

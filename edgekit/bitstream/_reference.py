@@ -285,7 +285,7 @@ def trace_residual(cur, iframe, disp, H, W, gw, out, threads=1, out_h=0, out_w=0
 
 def area_bins(src, C, H, W, out, out_h, out_w, threads=1) -> None:
     """Area average of int16 (C, H, W) into float32 (C, out_h, out_w) (``edgekit.preprocess.resize``)."""
-    from edgekit.preprocess import resize
+    from edgekit.preprocess import resize_numpy as resize
 
     if not (1 <= C <= 16 and 1 <= H <= MAX_HEIGHT and 1 <= W <= MAX_WIDTH):
         raise ValueError(f"bad source shape ({C}, {H}, {W})")
