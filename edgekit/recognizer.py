@@ -68,8 +68,9 @@ class Window:
 @dataclass(frozen=True)
 class VideoPrediction:
     """The prediction for a whole source: the fused ``label``/``score``/``topk``, per-window
-    predictions, milliseconds per stage (``latency_ms``: a :class:`StageTimes`), frames read and the
-    time span covered in seconds."""
+    predictions, milliseconds per stage (``latency_ms``: a :class:`StageTimes`), frames read, the
+    time span covered in seconds, and the reader's counts of frames lost to damage
+    (``damaged_frames``) and skipped for want of an I-frame to start from (``skipped_frames``)."""
 
     source: str
     label: str
@@ -79,6 +80,8 @@ class VideoPrediction:
     latency_ms: StageTimes = field(default_factory=StageTimes)
     frames: int = 0
     duration_s: float = 0.0
+    damaged_frames: int = 0
+    skipped_frames: int = 0
 
     def __repr__(self) -> str:
         return (f"VideoPrediction({self.source!r}: {self.label} {self.score:.2f}, {len(self.windows)} windows, "
@@ -89,7 +92,8 @@ class VideoPrediction:
                 "topk": [{"label": lab, "score": s} for lab, s in self.topk],
                 "windows": [{k: v for k, v in w.to_dict().items() if k != "topk"} for w in self.windows],
                 "latency_ms": self.latency_ms.to_dict(),
-                "frames": self.frames, "duration_s": round(self.duration_s, 3)}
+                "frames": self.frames, "duration_s": round(self.duration_s, 3),
+                "damaged_frames": self.damaged_frames, "skipped_frames": self.skipped_frames}
 
 
 class Recognizer:
@@ -205,9 +209,11 @@ class Recognizer:
         windows = tuple(w.prediction for w in results)
         fused = Prediction.from_scores(fuse([w.scores for w in results]), self.labels, windows[0].start_s,
                                        windows[-1].end_s, self.topk)
+        stats = run.reader.stats
         return VideoPrediction(source=run.description, label=fused.label, score=fused.score, topk=fused.topk, windows=windows,
                                latency_ms=times, frames=run.frames,
-                               duration_s=windows[-1].end_s - windows[0].start_s)
+                               duration_s=windows[-1].end_s - windows[0].start_s,
+                               damaged_frames=stats.damaged_frames, skipped_frames=stats.skipped_frames)
 
     def predict_window(self, frames, frame_hw: tuple[int, int], iframes, fps: float, *, tail: bool = False) -> Window:
         """Recognize one window of ``CompressedFrame`` (display order). ``iframes``: GOP index ->

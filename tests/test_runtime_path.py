@@ -19,7 +19,7 @@ import edgekit.bitstream as bs
 from edgekit import preprocess, sampling
 from edgekit.bitstream import _reference
 from edgekit.bitstream import reader as reader_module
-from media import moving_square_clip
+from media import joined_mid_gop, moving_square_clip
 
 native = reader_module._native
 needs_native = pytest.mark.skipif(native is None, reason="native extension not built (pip install -e . builds it)")
@@ -227,3 +227,14 @@ def test_native_resize_is_the_numpy_integral(shape, crop, dtype):
     with pytest.raises(ValueError):
         native.area_bins(x.astype(np.float32), shape[0], shape[1], shape[2], np.empty((shape[0], 8, 8), np.float32),
                          8, 8, 1, True, 0.0, 0.0, float("nan"), 1.0)
+
+
+def test_the_result_reports_frames_skipped_and_damaged(tmp_path):
+    """A stream joined mid-GOP: the frames before its first I-frame are counted in the result."""
+    tail, before_keyframe = joined_mid_gop(tmp_path / "live.h264", "h264", frames=48, gop=12, drop=5)
+    with edgekit.Recognizer.default(window_frames=12, stride_frames=6) as rec:
+        pred = rec.recognize(tail)
+    assert pred.skipped_frames == before_keyframe > 0 and pred.damaged_frames == 0
+    assert pred.frames == 48 - 5 - before_keyframe
+    out = pred.to_dict()
+    assert out["skipped_frames"] == before_keyframe and out["damaged_frames"] == 0
