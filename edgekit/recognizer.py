@@ -151,8 +151,9 @@ class Recognizer:
         # (sampling.CausalPlan), straight at the model's size, and accumulated traces per 8x8 cell
         self._residual_specs = [s for s in self.specs if MODALITIES[s.modality].reads_residual]
         sizes = {tuple(s.size) for s in self._residual_specs}
+        if self._reader_options["accumulate"]:
+            self._reader_options["trace"] = "block"  # as the training cache traces (CacheSpec.trace)
         if self._reader_options["residual"]:
-            self._reader_options["trace"] = "block"
             if len(sizes) == 1:
                 self._reader_options["residual_size"] = sizes.pop()
 
@@ -184,24 +185,29 @@ class Recognizer:
 
     # -- recognition -------------------------------------------------------------------------------
 
-    def stream(self, source, *, timeout_s: float = 10.0, transcode: str | None = None) -> Iterator[Prediction]:
-        """Yield one Prediction per window while ``source`` is read: a path, URL (rtsp/http/tcp),
-        bytes, a binary file object or an iterable of encoded chunks (see ``edgekit.open``).
+    def stream(self, source, *, timeout_s: float = 10.0, transcode: str | None = None,
+               reconnect=None) -> Iterator[Prediction]:
+        """Yield one Prediction per window while ``source`` is read: a path, URL (rtsp/rtp/udp/tcp/
+        http), bytes, a binary file object or an iterable of encoded chunks (see ``edgekit.open``).
         ``timeout_s``: how long a live source may stall; ``transcode``: "mpeg4" or "h264" to read
-        codecs without motion vectors (HEVC, VP9, AV1) by re-encoding them."""
-        for window in self.windows(source, timeout_s=timeout_s, transcode=transcode):
+        codecs without motion vectors (HEVC, VP9, AV1) by re-encoding them; ``reconnect``: True,
+        False, an ``edgekit.bitstream.Reconnect`` policy, or None for the source kind's default (on
+        for network URLs: a camera or server that restarts is reopened with backoff)."""
+        for window in self.windows(source, timeout_s=timeout_s, transcode=transcode, reconnect=reconnect):
             yield window.prediction
 
-    def windows(self, source, *, timeout_s: float = 10.0, transcode: str | None = None) -> "WindowRun":
+    def windows(self, source, *, timeout_s: float = 10.0, transcode: str | None = None,
+                reconnect=None) -> "WindowRun":
         """Like :meth:`stream`, but each item is a :class:`Window` (prediction, scores, stage
         times); after the loop, the returned run's ``frames`` holds how many frames were read."""
-        return WindowRun(self, source, {"timeout_s": timeout_s, "transcode": transcode})
+        return WindowRun(self, source, {"timeout_s": timeout_s, "transcode": transcode, "reconnect": reconnect})
 
-    def recognize(self, source, *, timeout_s: float = 10.0, transcode: str | None = None) -> VideoPrediction:
-        """Recognize a whole source (any source :meth:`stream` takes): every window's prediction
-        and their fused result. Raises ``SourceError`` subclasses for bad input."""
+    def recognize(self, source, *, timeout_s: float = 10.0, transcode: str | None = None,
+                  reconnect=None) -> VideoPrediction:
+        """Recognize a whole source (any source :meth:`stream` takes, ``reconnect`` as there): every
+        window's prediction and their fused result. Raises ``SourceError`` subclasses for bad input."""
         t0 = time.perf_counter()
-        run = self.windows(source, timeout_s=timeout_s, transcode=transcode)
+        run = self.windows(source, timeout_s=timeout_s, transcode=transcode, reconnect=reconnect)
         results = list(run)
         total = (time.perf_counter() - t0) * 1000
         times = StageTimes(*(sum(getattr(w.times, k) for w in results) for k in ("decode", "preprocess", "inference")),
@@ -263,10 +269,14 @@ class WindowRun:
         count = last_end = 0  # frames since the picture size last changed; end of the last window
         decode_ms = 0.0
         options = dict(rec._reader_options)
+        plan = None
         if options["residual"]:
-            options["wants_residual"] = sampling.CausalPlan(rec._residual_specs, length, stride).arrive
+            plan = sampling.CausalPlan(rec._residual_specs, length, stride)
+            options["wants_residual"] = plan.arrive
         with bs.open(self._source, **options, **self._open_options) as reader:
             self.reader = reader
+            if plan is not None:  # a file says how many frames it holds: its tail window is planned too
+                plan.expect(reader.info.frame_count)
             self.description = reader.description  # what the reader calls it: the path, URL or "stdin"
             fps = reader.info.fps or 25.0
             frame_hw = None

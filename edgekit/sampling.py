@@ -135,19 +135,41 @@ class CausalPlan:
     Windows are ``length`` frames, one every ``stride`` (:func:`window_due`), counted from the
     start or the last picture-size change. :meth:`arrive` is told each frame's type and picture
     size in display order and answers whether any window's input among ``specs`` uses it (by the
-    :func:`select_frames` rule, test time). The first eligible frame of each picture size is
-    always used too, so that a stream shorter than one window has data for its tail window.
+    :func:`select_frames` rule, test time).
+
+    The tail window (the last ``length`` frames, :func:`tail_due`) ends where the stream ends: when
+    the number of frames is known beforehand (:meth:`expect`, a file's frame count), its frames are
+    planned like any other window's; otherwise the Recognizer fills it with the nearest frames that
+    were computed (:func:`nearest_available`), and the first eligible frame of each picture size is
+    always used, so that even a stream shorter than one window has data.
     """
 
     def __init__(self, specs, length: int, stride: int):
         self.specs, self.length, self.stride = list(specs), length, stride
         self.size = None
+        self.total = None
         self._reset()
 
     def _reset(self) -> None:
         self.count = 0
         self.first_done = False
         self.active: list[tuple[int, list[_Rule]]] = []
+        self.tail_start = None
+
+    def expect(self, total: int | None) -> None:
+        """The stream will have ``total`` frames (of its first picture size): plan its tail window
+        too. Call before the first :meth:`arrive`; None (unknown) plans no tail."""
+        if self.count:
+            raise ValueError("expect() must be called before the first frame arrives")
+        self.total = total if total and total > 0 else None
+
+    def arrive(self, kind: str, size=None) -> bool:
+        if size != self.size:
+            first = self.size is None
+            self.size = size
+            self._reset()
+            if not first:
+                self.total = None  # a size change: the frame count no longer says where this run ends
 
     def arrive(self, kind: str, size=None) -> bool:
         if size != self.size:
@@ -157,11 +179,18 @@ class CausalPlan:
         self.count += 1
         if n % self.stride == 0:  # windows start at 0, stride, 2 * stride, ... (window_due)
             self.active.append((n, [_Rule(spec, self.length, train=False) for spec in self.specs]))
+        if n == 0 and self.total is not None:
+            ends = [end for end in range(self.length, self.total + 1, self.stride)]
+            if tail_due(self.total, ends[-1] if ends else 0, self.length):
+                self.tail_start = max(self.total - self.length, 0)
+        if n == self.tail_start:
+            span = min(self.length, self.total)
+            self.active.append((n, [_Rule(spec, span, train=False) for spec in self.specs]))
         used = False
         for start, rules in self.active:
             for rule in rules:
                 used |= rule.offer(n - start, kind)
-        self.active = [(s, r) for s, r in self.active if n - s < self.length - 1]
+        self.active = [(s, r) for s, r in self.active if n - s < r[0].n - 1] if self.specs else []
         if not self.first_done and any((kind == "I") == (spec.frames == "iframe") for spec in self.specs):
             self.first_done = True
             used = True

@@ -49,13 +49,17 @@ def test_select_frames_is_causal_the_plan_marks_every_frame_a_window_uses():
         stride = int(rng.integers(1, length + 1))
         kinds = ["I" if i == 0 or rng.random() < 0.08 else ("B" if rng.random() < 0.4 else "P") for i in range(n)]
         plan = sampling.CausalPlan(specs, length, stride)
+        known = rng.random() < 0.5
+        plan.expect(n if known else None)
         marked = [plan.arrive(k, (96, 128)) for k in kinds]
         marked_total += sum(marked)
-        for end in range(1, n + 1):
-            if sampling.window_due(end, length, stride):
-                for spec in specs:
-                    chosen = sampling.select_frames(kinds[end - length:end], spec, train=False)
-                    assert all(marked[end - length + i] for i in chosen)
+        for start, end in sampling.windows(n, length, stride):  # the tail too, when n was known
+            if end - start < length or not sampling.window_due(end, length, stride):
+                if not known:
+                    continue
+            for spec in specs:
+                chosen = sampling.select_frames(kinds[start:end], spec, train=False)
+                assert all(marked[start + i] for i in chosen)
     assert marked_total > 0
 
 
