@@ -150,6 +150,8 @@ class Recognizer:
         # consumed side data only: residuals are computed for the frames some window samples
         # (sampling.CausalPlan), straight at the model's size, and accumulated traces per 8x8 cell
         self._residual_specs = [s for s in self.specs if MODALITIES[s.modality].reads_residual]
+        # inputs made of per-frame motion data: the frames they sample are the ones the reader computes
+        self._planned_specs = [s for s in self.specs if {"mv", "residual"} & set(MODALITIES[s.modality].parts)]
         sizes = {tuple(s.size) for s in self._residual_specs}
         if self._reader_options["accumulate"]:
             self._reader_options["trace"] = "block"  # as the training cache traces (CacheSpec.trace)
@@ -242,8 +244,10 @@ class Recognizer:
         kinds = [f.kind for f in frames]
         inputs = {}
         for spec in self.specs:
-            if tail and spec in self._residual_specs and self._reader_options["residual"]:
-                chosen = sampling.nearest_available(kinds, [f.residual is not None for f in frames], spec)
+            if tail and spec in self._planned_specs:
+                reads_residual = spec in self._residual_specs
+                available = [(f.residual if reads_residual else f.mv) is not None for f in frames]
+                chosen = sampling.nearest_available(kinds, available, spec)
             else:
                 chosen = sampling.select_frames(kinds, spec, train=False)
             inputs[spec.name] = preprocess.prepare(spec, [frames[i] for i in chosen], frame_hw, iframes)
@@ -270,9 +274,9 @@ class WindowRun:
         decode_ms = 0.0
         options = dict(rec._reader_options)
         plan = None
-        if options["residual"]:
-            plan = sampling.CausalPlan(rec._residual_specs, length, stride)
-            options["wants_residual"] = plan.arrive
+        if rec._planned_specs:
+            plan = sampling.CausalPlan(rec._planned_specs, length, stride)
+            options["wants"] = plan.arrive
         with bs.open(self._source, **options, **self._open_options) as reader:
             self.reader = reader
             if plan is not None:  # a file says how many frames it holds: its tail window is planned too

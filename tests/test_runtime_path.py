@@ -146,17 +146,30 @@ def test_declined_frames_get_no_residual_and_accepted_ones_do(square):
         seen.append((kind, size))
         return len(seen) % 5 == 0
 
-    frames = _read(square, accumulate=True, trace="block", rgb=None, residual_size=(112, 112), wants_residual=wants)
+    frames = _read(square, accumulate=True, trace="block", rgb=None, residual_size=(112, 112), wants=wants)
     assert len(seen) == len(frames) and all(size == (240, 320) for _, size in seen)
     assert [f.residual is not None for f in frames] == [(i + 1) % 5 == 0 for i in range(len(frames))]
     assert [k for k, _ in seen] == [f.kind for f in frames]
+    # a declined B-frame is not even read (nothing is predicted from it); anchors always are, and
+    # what is read equals what a full read gives
+    everything = _read(square, accumulate=True, trace="block", rgb=None, residual_size=(112, 112))
+    kinds = [f.kind for f in frames]
+    assert "B" in kinds
+    for i, (f, full) in enumerate(zip(frames, everything)):
+        declined_b = f.kind == "B" and (i + 1) % 5 != 0
+        assert (f.mv is None and f.intra is None) == declined_b
+        if not declined_b:
+            np.testing.assert_array_equal(f.mv, full.mv)
+            np.testing.assert_array_equal(f.intra, full.intra)
+        if f.residual is not None:
+            np.testing.assert_array_equal(f.residual, full.residual)
 
 
 def test_reader_options_are_checked(square):
     from edgekit.errors import ConfigError
 
     for bad in ({"trace": "cells"}, {"residual_size": (0, 112)}, {"residual_size": 112},
-                {"wants_residual": "yes"}):
+                {"wants": "yes"}):
         with pytest.raises(ConfigError):
             bs.open(square, **bad)
 
@@ -168,7 +181,7 @@ def test_consumed_only_inputs_equal_the_everything_computed_inputs(square):
     options = {k: v for k, v in rec._reader_options.items()}
     everything = _read(square, **options)
     plan = sampling.CausalPlan(rec._residual_specs, 24, 12)
-    consumed = _read(square, **options, wants_residual=plan.arrive)
+    consumed = _read(square, **options, wants=plan.arrive)
     assert sum(f.residual is not None for f in consumed) < len(consumed) / 2  # the point of the path
     n = 0
     for end in range(1, len(consumed) + 1):

@@ -88,8 +88,8 @@ emits). An encoder with B-frames emits in decode order: give ``order="decode"`` 
 is held until the next one arrives, with the B-frames between them sorted by ``pts`` in front of it.
 
 **What is refused.** Encoder motion has no residual and no picture: ``residual=True``, ``rgb`` other
-than None, ``transcode``, ``format``, ``residual_size``, ``wants_residual``, ``reconnect`` and
-``transport`` raise ``ConfigError``. ``timeout_s``, ``fast`` and ``residual_layout`` are accepted and
+than None, ``transcode``, ``format``, ``residual_size``, ``reconnect`` and ``transport`` raise
+``ConfigError``. ``wants`` works as for a file (a declined B-frame is not traced). ``timeout_s``, ``fast`` and ``residual_layout`` are accepted and
 have no effect (the iterable paces itself; nothing is decoded; there is no residual to lay out).
 
 **Errors.** A constructor given a wrong kind, shape, dtype, block size or value raises ``ConfigError``
@@ -439,7 +439,7 @@ class MotionReader(Reader):
     def __init__(self, source: EncoderMotion, *, residual: bool = False, rgb: str | None = None,
                  accumulate: bool = False, trace: str = "block", threads: str | int = "auto",
                  max_pixels: int = MAX_PIXELS, timeout_s: float = 10.0, fast: bool = True, transcode=None,
-                 format=None, residual_size=None, wants_residual=None, residual_layout: str = "444",
+                 format=None, residual_size=None, wants=None, residual_layout: str = "444",
                  reconnect=None, transport=None):
         if not isinstance(source, EncoderMotion):
             raise ConfigError(f"MotionReader reads an EncoderMotion, got {type(source).__name__}")
@@ -448,13 +448,15 @@ class MotionReader(Reader):
             raise ConfigError(f"{source.name}: an encoder's motion vectors carry {' and '.join(lacking)}: open it "
                               "with residual=False, rgb=None (only a motion-vector-only model runs on it)")
         refused = {"transcode": transcode, "format": format, "residual_size": residual_size,
-                   "wants_residual": wants_residual, "transport": transport}
+                   "transport": transport}
         for name, value in refused.items():
             if value is not None:
                 raise ConfigError(f"{source.name}: {name}= does not apply to encoder motion vectors")
         if reconnect not in (None, False):
             raise ConfigError(f"{source.name}: reconnect= does not apply to encoder motion vectors (an iterable "
                               "is not reopened)")
+        if wants is not None and not callable(wants):
+            raise ConfigError("wants must be a callable (kind, (height, width)) -> bool, or None")
         if residual_layout not in ("444", "420"):
             raise ConfigError(f"residual_layout must be '444' or '420', got {residual_layout!r}")
         if trace not in ("pixel", "block"):
@@ -465,7 +467,7 @@ class MotionReader(Reader):
             raise ConfigError(f"max_pixels must be a whole number >= 1, got {max_pixels!r}")
         # what Reader.__iter__ and the per-frame methods it calls read
         self.residual, self.rgb, self.accumulate, self.trace = False, None, bool(accumulate), trace
-        self.residual_size, self._wants, self.residual_layout = None, None, residual_layout
+        self.residual_size, self._wants, self.residual_layout = None, wants, residual_layout
         self.stats = ReaderStats()
         self._kernels = kernels()
         self._threads, self._max_pixels = threads, int(max_pixels)
