@@ -7,13 +7,19 @@
 
 ``open(source, *, residual=True, rgb="iframes", accumulate=False, transcode=None, format=None,
 threads="auto", timeout_s=10.0, max_pixels=MAX_PIXELS, fast=True, trace="pixel", residual_size=None,
-wants_residual=None, residual_layout="444", ...)``
+wants=None, residual_layout="444", ...)``
 
 source
     A path, a URL FFmpeg opens (rtsp/http/file), ``bytes``, a binary file-like object, or an iterable
     of encoded chunks of a raw H.264 Annex-B or MPEG-4 Part 2 elementary stream (as a camera encoder
     emits it; the stream type is detected from its start codes, or give ``format="h264"|"m4v"``).
-    A live source that stalls for ``timeout_s`` raises ``SourceTimeoutError``. A live stream may be
+    A live source that stalls for ``timeout_s`` raises ``SourceTimeoutError``. A network URL (rtsp,
+    rtp, udp, tcp, http(s)) that ends, breaks or stalls is reopened with backoff (``reconnect=``: True,
+    False, a :class:`Reconnect` policy, or None for the source kind's default: on for network URLs
+    except an http(s) file of known length, off for everything else); nothing is predicted across a
+    reconnection, and ``reader.stats`` counts ``reconnects``, ``reconnect_attempts``, ``stalls`` and
+    ``damaged_packets``. ``transport="tcp"|"udp"`` picks the RTSP transport (or ``rtsp://...?tcp``).
+    See ``edgekit.bitstream.source`` for the timeout and reconnection rules. A live stream may be
 joined anywhere: frames before its first I-frame (and, in H.264, before its parameter sets) are
 skipped and counted in ``reader.stats.skipped_frames``; ``reader.info`` learns the picture size from
 the first decoded picture when the stream's header did not give it.
@@ -76,8 +82,10 @@ and shrinking it later costs more than decoding to RGB. Three options cut the wo
 - ``residual_size=(h, w)`` computes each residual straight at the model's size: the area average
   that ``edgekit.preprocess.resize`` would make of the full residual (equal to float rounding),
   float32 (3, h, w), without the full-size array (about 1 ms per 720p frame).
-- ``wants_residual(kind, (H, W)) -> bool`` is asked once per frame, in display order, whether its
-  residual will be used; declined frames get ``residual=None``. ``edgekit.sampling.CausalPlan``
+- ``wants(kind, (H, W)) -> bool`` is asked once per frame, in display order, whether its side
+  data will be used; declined frames get ``residual=None``, and declined B-frames also ``mv=None``
+  and ``intra=None``: no frame is predicted from a B-frame, so its vectors are not even read
+  (two thirds of the frames with x264's default two B-frames). ``edgekit.sampling.CausalPlan``
   answers it for a model's windows: the frame-selection rule is causal, decided when a frame
   arrives.
 
@@ -112,6 +120,12 @@ modes that need a B-frame's future reference hold back at most one run of B-fram
 HEVC, VP9 or AV1: those raise ``UnsupportedCodecError`` unless ``transcode="mpeg4"`` or ``"h264"`` is
 given, which re-encodes on the fly (GOP 12, no B-frames) before reading.
 
+**Encoder-side motion vectors.** ``open(EncoderMotion(frames, width=, height=, fps=), residual=False,
+rgb=None)`` reads the motion vectors a camera's own encoder reported (FFmpeg-style rows, an NVIDIA
+Jetson ``MVInfo`` grid, or a dense grid, with each frame's kind and timestamp) as the same
+CompressedFrames, with no decoding at all; a Recognizer of a motion-vector-only model takes such a
+source too. Units, signs and what is assumed: ``edgekit.bitstream.motion``.
+
 **Errors.** Every bad input raises an ``edgekit.errors.SourceError`` subclass with a one-line message.
 Damaged frames mid-stream are skipped and counted in ``reader.stats.damaged_frames`` (frames the
 decoder flags corrupt, packets it rejects, packets that yield no picture); reading goes on with the
@@ -129,7 +143,9 @@ test runs the kernels and size-change streams under AddressSanitizer (``tests/te
 
 from edgekit.bitstream.reader import (MAX_PIXELS, YUV420, CompressedFrame, Reader, ReaderStats, StreamInfo,
                                       kernels, open)
+from edgekit.bitstream.motion import EncoderMotion, MotionFrame, MotionReader  # after reader: it builds on it
+from edgekit.bitstream.source import Reconnect
 from edgekit.bitstream.transcode import transcode
 
 __all__ = ["open", "transcode", "Reader", "CompressedFrame", "StreamInfo", "ReaderStats", "YUV420", "kernels",
-           "MAX_PIXELS"]
+           "MAX_PIXELS", "EncoderMotion", "MotionFrame", "MotionReader", "Reconnect"]

@@ -21,8 +21,7 @@ import numpy as np
 
 from edgekit.bitstream import _reference
 from edgekit.bitstream.encode import EncoderSettings, create_encoder
-from edgekit.bitstream.source import (Reconnect, _short, is_finite_resource, open_container, reconnect_policy,
-                                      timeout_error)
+from edgekit.bitstream.source import Reconnect, _short, is_finite_resource, open_container, reconnect_policy
 from edgekit.errors import (ConfigError, DecodeError, EmptySourceError, ResolutionError, SourceError,
                             SourceTimeoutError,
                             UnsupportedCodecError)
@@ -87,7 +86,8 @@ class ReaderStats:
     size_changes: int = 0       # times the picture size changed mid-stream (each starts a new GOP)
     damaged_packets: int = 0    # packets the demuxer flagged as damaged (data lost on the way: MPEG-TS
                                 # continuity or transport errors); decoded for reference, their
-                                # pictures are not yielded (counted in damaged_frames)
+                                # pictures are not yielded (counted in damaged_frames). FFmpeg's flag
+                                # may land on the picture next to the damaged one (its parser's delay)
     stalls: int = 0             # times a network source sent nothing for timeout_s (then reopened)
     reconnects: int = 0         # times a network source was reopened and reading went on
     reconnect_attempts: int = 0  # reopening attempts, successful or not
@@ -105,7 +105,9 @@ class CompressedFrame:
     intra       bool (ceil(H/8), ceil(W/8)): blocks with no motion vector (intra coded); their mv is 0
     residual    int16 (3, H, W), YUV channels; float32 (3, h, w) when the reader was given
                 residual_size=(h, w) (the area average, as ``edgekit.preprocess.resize`` makes it);
-                None when residual=False or when ``wants_residual`` declined this frame
+                None when residual=False or when ``wants`` declined this frame
+    (mv and intra are None on a B-frame ``wants`` declined: no frame is predicted from it, so its
+    vectors are not even read)
     rgb         uint8 (H, W, 3) for I-frames (every frame with rgb="all"), else None
     height, width  H and W of this frame's picture (the size may change mid-stream, at a new GOP)
     arrival     time.monotonic() when the decoder returned the picture (for latency figures)
@@ -158,7 +160,7 @@ class _Decoded:
     """A decoded picture with what the reader needs of it, kept while it may be referenced."""
 
     __slots__ = ("frame", "kind", "pts", "geometry", "planes", "d0", "d1", "flags", "acc", "disp", "residual",
-                 "arrival")
+                 "arrival", "deferred")
 
     def __init__(self, frame, kind, pts, geometry, arrival=0.0):
         self.frame, self.kind, self.pts, self.geometry, self.arrival = frame, kind, pts, geometry, arrival
@@ -166,17 +168,27 @@ class _Decoded:
         self.acc = None
         self.disp = None      # block trace: int32 (2, gh, gw) cell displacements to the I-frame
         self.residual = None  # accumulated mode computes it with the positions
+        self.d0 = self.d1 = self.flags = None
+        self.deferred = None  # a B-frame's _predict arguments, kept until _emit knows it is wanted
 
 
 def open(source, *, residual: bool = True, rgb: str | None = "iframes", accumulate: bool = False,
          transcode: str | None = None, format: str | None = None, threads: str | int = "auto",
          timeout_s: float = 10.0, max_pixels: int = MAX_PIXELS, fast: bool = True, trace: str = "pixel",
-         residual_size: tuple[int, int] | None = None, wants_residual=None,
+         residual_size: tuple[int, int] | None = None, wants=None, residual_layout: str = "444",
          reconnect: "bool | Reconnect | None" = None, transport: str | None = None) -> "Reader":
     """Open a video source for compressed-domain reading. See ``edgekit.bitstream`` for details."""
+    from edgekit.bitstream.motion import EncoderMotion  # encoder-side motion vectors: no container to open
+
+    if isinstance(source, EncoderMotion):
+        return source.open(residual=residual, rgb=rgb, accumulate=accumulate, transcode=transcode, format=format,
+                           threads=threads, timeout_s=timeout_s, max_pixels=max_pixels, fast=fast, trace=trace,
+                           residual_size=residual_size, wants=wants, reconnect=reconnect,
+                           transport=transport)
     return Reader(source, residual=residual, rgb=rgb, accumulate=accumulate, transcode=transcode,
                   format=format, threads=threads, timeout_s=timeout_s, max_pixels=max_pixels,
-                  fast=fast, trace=trace, residual_size=residual_size, wants_residual=wants_residual,
+                  fast=fast, trace=trace, residual_size=residual_size, wants=wants,
+                  residual_layout=residual_layout,
                   reconnect=reconnect, transport=transport)
 
 
@@ -185,7 +197,7 @@ class Reader:
 
     def __init__(self, source, *, residual=True, rgb="iframes", accumulate=False, transcode=None,
                  format=None, threads="auto", timeout_s=10.0, max_pixels=MAX_PIXELS, fast=True, trace="pixel",
-                 residual_size=None, wants_residual=None, reconnect=None, transport=None):
+                 residual_size=None, wants=None, residual_layout="444", reconnect=None, transport=None):
         if rgb not in (None, "iframes", "all"):
             raise ConfigError(f"rgb must be None, 'iframes' or 'all', got {rgb!r}")
         if trace not in ("pixel", "block"):
@@ -196,9 +208,13 @@ class Reader:
                                for v in residual_size)):
                 raise ConfigError(f"residual_size must be (height, width) in pixels, got {residual_size!r}")
             residual_size = (int(residual_size[0]), int(residual_size[1]))
-        if wants_residual is not None and not callable(wants_residual):
-            raise ConfigError("wants_residual must be a callable (kind, (height, width)) -> bool, or None")
-        self.trace, self.residual_size, self._wants = trace, residual_size, wants_residual
+        if wants is not None and not callable(wants):
+            raise ConfigError("wants must be a callable (kind, (height, width)) -> bool, or None")
+        if residual_layout not in ("444", "420"):
+            raise ConfigError(f"residual_layout must be '444' (3, H, W) or '420' (Y full size, U/V half), "
+                              f"got {residual_layout!r}")
+        self.trace, self.residual_size, self._wants = trace, residual_size, wants
+        self.residual_layout = residual_layout
         if transcode not in (None, "mpeg4", "h264"):
             raise ConfigError(f"transcode must be None, 'mpeg4' or 'h264', got {transcode!r}")
         self.residual, self.rgb, self.accumulate = bool(residual), rgb, bool(accumulate)
@@ -247,7 +263,8 @@ class Reader:
         if codec not in MV_CODECS and transcode is None:
             raise UnsupportedCodecError(
                 f"{self.description}: FFmpeg exports no motion vectors for {codec}; "
-                "open it with transcode='mpeg4' (or 'h264') to re-encode on the fly", codec=codec)
+                "open it with transcode='mpeg4' or 'h264' (edgekit: --transcode h264) to re-encode on the fly",
+                codec=codec)
         # Decoder threads: slice threads (FFmpeg's thread_count, 0 = one per core) and never frame
         # threads. With frame threads, FFmpeg 8's H.264 decoder exports another picture's motion
         # vectors for frames returned while draining at the end of the stream, in most runs
@@ -355,18 +372,110 @@ class Reader:
     # -- decoding ----------------------------------------------------------------------------------
 
     def _packets(self) -> Iterator:
-        demux = self._container.demux(self._stream)
+        """The video stream's packets. A network source with a reconnect policy is reopened when it
+        ends, breaks or stalls: ``_SOURCE_LOST`` comes first (the decoders hand out what they hold and
+        reset), then ``RECONNECTED`` once it is open again."""
         while True:
-            try:
-                packet = next(demux)
-            except StopIteration:
+            failure: SourceError | None = None  # None: the source ended
+            demux = self._container.demux(self._stream)
+            while True:
+                try:
+                    packet = next(demux)
+                except StopIteration:
+                    break
+                except SourceTimeoutError as err:  # the source wrapper names stalls as timeouts
+                    if self.reconnect is None:
+                        raise
+                    failure = err
+                    break
+                except (av.error.FFmpegError, OSError) as err:
+                    if self.reconnect is None:
+                        self.stats.decode_errors += 1
+                        return  # a demuxer error ends the stream (truncated file); frames so far stand
+                    failure = SourceError(f"{self.description}: the connection failed ({_short(err)})")
+                    break
+                if packet.size:
+                    self._outage = None  # the source delivers again
+                    if packet.is_corrupt:
+                        self._note_damaged(packet)
+                yield packet
+            if self.reconnect is None:
                 return
-            except SourceTimeoutError:  # the source wrapper names stalls as timeouts
-                raise
-            except (av.error.FFmpegError, OSError):
-                self.stats.decode_errors += 1
-                return  # a demuxer error ends the stream (truncated file); frames so far stand
-            yield packet
+            yield _SOURCE_LOST
+            if not self._reconnect(failure):
+                return
+            yield RECONNECTED
+
+    def _note_damaged(self, packet) -> None:
+        """Count a packet the demuxer flagged damaged; its picture is dropped when it comes out."""
+        self.stats.damaged_packets += 1
+        if packet.pts is not None:
+            self._damaged_pts[packet.pts] = True
+            if len(self._damaged_pts) > 64:  # pictures the decoder never returned: forget the oldest
+                del self._damaged_pts[next(iter(self._damaged_pts))]
+
+    def _from_damaged_packet(self, frame) -> bool:
+        return bool(self._damaged_pts) and self._damaged_pts.pop(frame.pts, None) is not None
+
+    def _reconnect(self, cause: SourceError | None) -> bool:
+        """Reopen the network source after it ended (``cause`` None), broke or stalled, waiting as
+        ``self.reconnect`` says. True once it is open again. When the outage outlasts the policy:
+        False (the stream ends) if pictures were decoded, else the last attempt's error; after a
+        stall, always a SourceTimeoutError."""
+        policy = self.reconnect
+        if isinstance(cause, SourceTimeoutError):
+            self.stats.stalls += 1
+        started, attempt = self._outage or (time.monotonic(), 0)
+        self._container.close()  # its socket (a UDP port) is free for the next attempt
+        last = cause
+        while policy.attempts is None or attempt < policy.attempts:
+            wait_s = policy.wait_s(attempt)
+            if policy.max_total_s is not None and time.monotonic() + wait_s - started > policy.max_total_s:
+                break
+            time.sleep(wait_s)
+            attempt += 1
+            self.stats.reconnect_attempts += 1
+            self._outage = (started, attempt)
+            source, options = self._open_args
+            try:
+                container, _ = open_container(source, **options)
+            except SourceError as err:
+                last = err
+                continue
+            if not container.streams.video or container.streams.video[0].codec_context is None:
+                container.close()
+                last = SourceError(f"{self.description}: no decodable video stream after reconnecting")
+                continue
+            self._resume(container)
+            self.stats.reconnects += 1
+            return True
+        self._outage = None
+        why = f"reconnecting did not bring it back ({attempt} attempts in {time.monotonic() - started:.0f} s"
+        if last is not None and last is not cause:
+            why += f", the last: {_reason(last, self.description)}"
+        why += ")"
+        if isinstance(cause, SourceTimeoutError):
+            raise SourceTimeoutError(f"{cause}; {why}") from None
+        if self._pictures_decoded:
+            return False
+        if last is not None and last is not cause:
+            raise last
+        raise SourceError(f"{self.description}: {_reason(cause, self.description) if cause else 'the source ended'} "
+                          f"before any picture; {why}")
+
+    def _resume(self, container) -> None:
+        """Go on reading from a reopened ``container``: the same decoder when the stream's codec and
+        parameter sets are the same, else the new stream's own, set up the same way."""
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        if ctx.name not in MV_CODECS and self._transcode is None:
+            container.close()
+            raise UnsupportedCodecError(
+                f"{self.description}: the stream came back as {ctx.name}, which FFmpeg exports no motion vectors "
+                "for; open it with transcode='mpeg4' or 'h264' (edgekit: --transcode h264)", codec=ctx.name)
+        self._container, self._stream = container, stream
+        if ctx.name != self._source_decoder.name or ctx.extradata != self._source_extradata:
+            self._use_source_decoder(ctx)
 
     def _decode(self, packet) -> list:
         if packet is not None:
@@ -380,56 +489,97 @@ class Reader:
             return []
 
     def _frames(self) -> Iterator:
-        """Decoded av.VideoFrames with MV side data, in decoder output order; damaged ones skipped."""
+        """Decoded av.VideoFrames with MV side data, in decoder output order; damaged ones skipped;
+        ``RECONNECTED`` in place of a picture where a network source was reopened."""
         if self._transcode is None:
             packets = self._packets()
         else:
             packets = self._transcoded_packets(self._source_frames())
-        out = 0  # frames the decoder returned, damaged or not
-        joined_at = None  # (packets sent, decode errors) when the first intact picture came out
+        # per connection: counters when it began, frames the decoder returned (damaged or not), and
+        # the counters when its first intact picture came out
+        start, out, joined_at = (self.stats.packets, self.stats.decode_errors), 0, None
         for packet in itertools.chain(packets, [None]):  # None flushes the delayed frames
-            if packet is not None and packet.size == 0:
+            if packet is RECONNECTED:
+                yield RECONNECTED
+                continue
+            source_lost = packet is _SOURCE_LOST
+            if source_lost:
+                packet = None  # hand out the pictures of the lost connection now: the wait may be long
+            elif packet is not None and packet.size == 0:
                 continue
             for frame in self._decode(packet):
                 out += 1
-                if frame.is_corrupt:
+                if frame.is_corrupt or (self._transcode is None and self._from_damaged_packet(frame)):
                     self.stats.damaged_frames += 1
                     continue
                 if joined_at is None:
                     joined_at = (self.stats.packets, self.stats.decode_errors)
+                self._pictures_decoded += 1
                 yield frame
-        # one packet carries one picture here, so packets without a frame are pictures lost to damage,
-        # except before the first picture: a stream joined mid-GOP (or before its parameter sets)
-        # gives nothing until its next keyframe, and those pictures are skipped, not damaged
-        lost = max(self.stats.packets - self.stats.decode_errors - out, 0)
+            if packet is None:
+                self._count_lost(start, out, joined_at)
+                start, out, joined_at = (self.stats.packets, self.stats.decode_errors), 0, None
+                if source_lost:
+                    self._decoder.flush_buffers()  # out of draining: ready for the next connection
+
+    def _count_lost(self, start: tuple[int, int], out: int, joined_at: tuple[int, int] | None) -> None:
+        """Count the pictures of one connection that never came out of the decoder. One packet
+        carries one picture here, so packets without a frame are pictures lost to damage, except
+        before the first picture: a stream joined mid-GOP (or before its parameter sets) gives
+        nothing until its next keyframe, and those pictures are skipped, not damaged."""
+        sent, errors = self.stats.packets - start[0], self.stats.decode_errors - start[1]
+        lost = max(sent - errors - out, 0)
         if joined_at is None:
-            self.stats.damaged_frames += self.stats.decode_errors + lost
+            self.stats.damaged_frames += errors + lost
             return
-        sent_before, errors_before = joined_at
+        sent_before, errors_before = joined_at[0] - start[0], joined_at[1] - start[1]
         skipped = min(lost, max(sent_before - 1 - errors_before, 0))
         self.stats.skipped_frames += errors_before + skipped
-        self.stats.damaged_frames += self.stats.decode_errors - errors_before + lost - skipped
+        self.stats.damaged_frames += errors - errors_before + lost - skipped
+
+    def _drain(self, ctx) -> list:
+        """The pictures ``ctx`` still holds (it is then draining: flush_buffers() before reuse)."""
+        try:
+            return ctx.decode(None)
+        except av.error.EOFError:
+            return []  # already flushed by the demuxer's final empty packet: not an error
+        except av.error.FFmpegError:
+            self.stats.decode_errors += 1
+            return []
 
     def _source_frames(self) -> Iterator:
-        ctx = self._stream.codec_context
+        """Transcoding: the source's decoded pictures; ``_SOURCE_LOST`` and ``RECONNECTED`` passed on."""
         for packet in self._packets():
+            if packet is RECONNECTED:
+                yield packet
+                continue
+            if packet is _SOURCE_LOST:
+                yield from self._drain(self._source_decoder)
+                self._source_decoder.flush_buffers()
+                yield packet
+                continue
             try:
-                frames = ctx.decode(packet)
+                frames = self._source_decoder.decode(packet)
             except av.error.FFmpegError:
                 self.stats.decode_errors += 1
                 continue
-            yield from frames
-        try:
-            yield from ctx.decode(None)
-        except av.error.EOFError:
-            pass  # already flushed by the demuxer's final empty packet: not an error
-        except av.error.FFmpegError:
-            self.stats.decode_errors += 1
+            for frame in frames:
+                if self._from_damaged_packet(frame):
+                    self.stats.damaged_frames += 1
+                    continue
+                yield frame
+        yield from self._drain(self._source_decoder)
 
     def _transcoded_packets(self, frames) -> Iterator:
         settings, rate = self._transcode
         encoder, size = None, None
         for i, frame in enumerate(frames):
+            if frame is _SOURCE_LOST or frame is RECONNECTED:
+                if encoder is not None:  # the lost connection's pictures; the next one starts a new encoder
+                    yield from encoder.encode(None)
+                encoder, size = None, None
+                yield frame
+                continue
             if frame.width <= 0 or frame.height <= 0 or frame.format is None:
                 self.stats.damaged_frames += 1
                 continue
@@ -529,7 +679,8 @@ class Reader:
                 self.stats.skipped_frames += 1
                 continue
             cur = _Decoded(frame, kind, pts, geometry, arrival)
-            self._grids(cur)
+            if kind != "B" or self._wants is None:
+                self._grids(cur)  # a B-frame's vectors wait until _emit knows whether it is wanted
             if not needs_refs:
                 yield self._emit(cur, gop, None, None, None)
                 continue
@@ -648,6 +799,9 @@ class Reader:
         residual is wanted, ``cur.residual`` in the same pass over memory."""
         if not self.accumulate or past is None:
             return
+        if cur.d0 is None:  # a B-frame not read yet: traced in _emit if wanted
+            cur.deferred = (past, future, iframe, future_same_gop)
+            return
         g = cur.geometry
         if past.geometry is not g or (iframe is not None and iframe.geometry is not g):
             return  # never traced across a size change (the reader starts a new GOP there)
@@ -663,13 +817,22 @@ class Reader:
         acc1 = future.acc if (future is not None and future_same_gop and future.geometry is g) else None
         args = (past.acc, acc1, H, W, cur.d0, cur.d1, cur.flags, g.gw, cur.acc, g.kernel_threads)
         if self.residual and iframe is not None:
-            cur.residual = np.empty((3, H, W), np.int16)
-            self._kernel("accumulate", *args, self._planes(cur), self._planes(iframe), cur.residual)
+            cur.residual, c420 = self._full_residual(H, W)
+            self._kernel("accumulate", *args, self._planes(cur), self._planes(iframe), cur.residual, c420)
         else:
             self._kernel("accumulate", *args)
 
     def _emit(self, cur: _Decoded, gop: int, iframe, past, future) -> CompressedFrame:
         g = cur.geometry
+        wanted = self._wants is None or bool(self._wants(cur.kind, (g.height, g.width)))
+        if cur.d0 is None:  # a B-frame whose vectors waited for this answer
+            if not wanted:  # no frame is predicted from a B-frame: nothing else needs them
+                return self._count(CompressedFrame(index=self.stats.frames, pts=cur.pts, kind=cur.kind, gop_index=gop,
+                                                   mv=None, intra=None, residual=None, rgb=self._rgb(cur),
+                                                   height=g.height, width=g.width, arrival=cur.arrival))
+            self._grids(cur)
+            if cur.deferred is not None:
+                self._predict(cur, *cur.deferred)
         flags = cur.flags
         intra = flags == 0
         if cur.kind == "I":
@@ -686,53 +849,115 @@ class Reader:
         else:
             mv = cur.d0
         residual = None
-        if self.residual and (self._wants is None or self._wants(cur.kind, (g.height, g.width))):
+        if self.residual and wanted:
             residual = self._residual(cur, iframe, past, future)
-        rgb = None
-        if self.rgb == "all" or (self.rgb == "iframes" and cur.kind == "I"):
-            try:
-                rgb = cur.frame.to_ndarray(format="rgb24")
-            except (av.error.FFmpegError, ValueError) as err:
-                raise DecodeError(f"{self.description}: frame {self.stats.frames} cannot be converted to RGB "
-                                  f"({_short(err)})") from None
-        self.stats.frames += 1
-        self.stats.kinds[cur.kind] += 1
-        out = CompressedFrame(index=self.stats.frames - 1, pts=cur.pts, kind=cur.kind, gop_index=gop,
-                              mv=mv, intra=intra, residual=residual, rgb=rgb, height=g.height, width=g.width,
-                              arrival=cur.arrival)
+        out = CompressedFrame(index=self.stats.frames, pts=cur.pts, kind=cur.kind, gop_index=gop,
+                              mv=mv, intra=intra, residual=residual, rgb=self._rgb(cur), height=g.height,
+                              width=g.width, arrival=cur.arrival)
         cur.planes = None if cur.kind == "B" else cur.planes  # B-frames are never referenced again
+        return self._count(out)
+
+    def _rgb(self, cur: _Decoded):
+        if not (self.rgb == "all" or (self.rgb == "iframes" and cur.kind == "I")):
+            return None
+        try:
+            return cur.frame.to_ndarray(format="rgb24")
+        except (av.error.FFmpegError, ValueError) as err:
+            raise DecodeError(f"{self.description}: frame {self.stats.frames} cannot be converted to RGB "
+                              f"({_short(err)})") from None
+
+    def _count(self, out: CompressedFrame) -> CompressedFrame:
+        self.stats.frames += 1
+        self.stats.kinds[out.kind] += 1
         return out
 
-    def _residual(self, cur: _Decoded, iframe, past, future) -> np.ndarray:
+    def _full_residual(self, H: int, W: int) -> tuple[np.ndarray, bool]:
+        """A buffer for a full-size int16 residual in the layout asked for, and whether it is 4:2:0."""
+        if self.residual_layout == "420" and self.residual_size is None:
+            return np.empty(_reference.residual_len(H, W, True), np.int16), True
+        return np.empty((3, H, W), np.int16), False
+
+    def _finish(self, out: np.ndarray, H: int, W: int):
+        """What a frame carries from a kernel's output: binned, 4:2:0 planes, or (3, H, W)."""
+        if self.residual_size is not None:
+            return self._binned(out)
+        if out.ndim == 1:
+            return YUV420.from_buffer(out, H, W)
+        return out
+
+    def _zero_residual(self, H: int, W: int):
+        if self.residual_size is not None:
+            return np.zeros((3, *self.residual_size), np.float32)
+        buf, _ = self._full_residual(H, W)
+        buf[...] = 0
+        return self._finish(buf, H, W)
+
+    def _residual(self, cur: _Decoded, iframe, past, future):
         g = cur.geometry
         H, W = g.height, g.width
         size = self.residual_size
         if cur.residual is not None:  # accumulated: computed by _predict
             out, cur.residual = cur.residual, None
-            return self._binned(out) if size else out
+            return self._finish(out, H, W)
         if future is not None and future.geometry is not g:
             future = None
         if cur.kind == "I" or past is None or past.geometry is not g:
-            return np.zeros((3, *size), np.float32) if size else np.zeros((3, H, W), np.int16)
+            return self._zero_residual(H, W)
         if self.accumulate:
             if cur.disp is None or iframe is None or iframe.geometry is not g:
-                return np.zeros((3, *size), np.float32) if size else np.zeros((3, H, W), np.int16)
+                return self._zero_residual(H, W)
             # block trace: computed here, for this frame only, straight at the size asked for
-            out = np.empty((3, *size), np.float32) if size else np.empty((3, H, W), np.int16)
+            if size:
+                out = np.empty((3, *size), np.float32)
+                self._kernel("trace_residual", self._planes(cur), self._planes(iframe), cur.disp, H, W, g.gw, out,
+                             g.kernel_threads, *size)
+                return out
+            out, c420 = self._full_residual(H, W)
             self._kernel("trace_residual", self._planes(cur), self._planes(iframe), cur.disp, H, W, g.gw, out,
-                         g.kernel_threads, *(size or (0, 0)))
-            return out
-        out = np.empty((3, H, W), np.int16)
+                         g.kernel_threads, 0, 0, c420)
+            return self._finish(out, H, W)
+        out, c420 = self._full_residual(H, W)
         ref1 = self._planes(future) if future is not None else None
         self._kernel("mc_residual", self._planes(cur), self._planes(past), ref1, H, W, cur.d0, cur.d1, cur.flags,
-                     g.gw, out, g.kernel_threads)
-        return self._binned(out) if size else out
+                     g.gw, out, g.kernel_threads, c420)
+        return self._finish(out, H, W)
 
     def _binned(self, full: np.ndarray) -> np.ndarray:
         """A full-size int16 residual, area-averaged to ``residual_size``."""
         h, w = self.residual_size
         out = np.empty((full.shape[0], h, w), np.float32)
         self._kernel("area_bins", full, full.shape[0], full.shape[1], full.shape[2], out, h, w)
+        return out
+
+
+class YUV420(tuple):
+    """A residual in the 4:2:0 layout (``residual_layout="420"``): int16 planes ``y`` (H, W), ``u``
+    and ``v`` ((H + 1) // 2, (W + 1) // 2), views of one buffer; half the memory of (3, H, W)."""
+
+    __slots__ = ()
+
+    def __new__(cls, y: np.ndarray, u: np.ndarray, v: np.ndarray):
+        return super().__new__(cls, (y, u, v))
+
+    @classmethod
+    def from_buffer(cls, buf: np.ndarray, H: int, W: int) -> "YUV420":
+        ch, cw = (H + 1) // 2, (W + 1) // 2
+        return cls(buf[:H * W].reshape(H, W), buf[H * W:H * W + ch * cw].reshape(ch, cw),
+                   buf[H * W + ch * cw:].reshape(ch, cw))
+
+    y = property(lambda self: self[0])
+    u = property(lambda self: self[1])
+    v = property(lambda self: self[2])
+    shape = property(lambda self: (3, *self[0].shape))
+    dtype = property(lambda self: self[0].dtype)
+
+    def to_444(self) -> np.ndarray:
+        """(3, H, W) int16 with each chroma sample repeated 2x2, as the default layout holds it."""
+        H, W = self[0].shape
+        out = np.empty((3, H, W), np.int16)
+        out[0] = self[0]
+        for k in (1, 2):
+            out[k] = np.repeat(np.repeat(self[k], 2, axis=0), 2, axis=1)[:H, :W]
         return out
 
 
@@ -787,6 +1012,14 @@ class _Prefetcher:
         self._stop.set()
         if self._thread is not threading.current_thread():
             self._thread.join()
+
+
+def _reason(err: BaseException, description: str) -> str:
+    """An error's message without the source's name in front and the advice after it: "connection refused"."""
+    text = str(err)
+    if text.startswith(description + ": "):
+        text = text[len(description) + 2:]
+    return text.split(";", 1)[0]
 
 
 def _picture_size(frame) -> tuple[int, int] | None:

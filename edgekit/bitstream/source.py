@@ -21,6 +21,24 @@ raise :class:`ConfigError`. How each kind of source is held to it:
   the iterator's own ``next()`` (a generator sleeping) cannot be interrupted by Python: it ends as
   soon as that call returns, and never calls the iterator again.
 - paths to regular files, bytes, seekable file objects: local data, nothing to wait for.
+
+**Reconnecting** (:class:`Reconnect`). A network source (an rtsp, rtp, udp, tcp, http(s), rtmp or srt
+URL) is reopened when it ends, breaks or stalls after it was opened: a camera or server that
+restarts, a connection reset, a stall of ``timeout_s``. The reader waits ``backoff_s[k]`` before
+attempt ``k`` and goes on decoding with the same decoder settings. Defaults (``reconnect=None``):
+on for network URLs, except an http(s) resource of known length (a file served over HTTP: its end is
+its end); off for files, bytes, pipes and iterables, which cannot be reopened. The first open is
+never retried: a wrong URL fails at once. When an outage outlasts the policy, a stream that ended or
+broke ends normally if it gave pictures (and raises the last attempt's error if it gave none); a
+stream that stalled raises :class:`SourceTimeoutError`, named as a timeout.
+
+**Opening a network source** analyses at most 0.5 s of it before the first packet is handed out
+(FFmpeg's default is 5 s, all of it latency for a live stream), and an RTSP source none (its SDP
+describes it); what was read meanwhile is kept, so a stream still starts at its first I-frame.
+
+**RTSP transport**: ``transport="tcp"`` (RTP interleaved in the RTSP connection: through NATs and
+firewalls) or ``"udp"``; None is FFmpeg's default (UDP, then TCP). FFmpeg also reads it from the URL:
+``rtsp://camera/stream?tcp``.
 """
 
 from __future__ import annotations
@@ -37,6 +55,7 @@ import stat
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 import av
 
@@ -47,9 +66,13 @@ _END = object()
 _READ_BYTES = 1 << 16       # bytes asked of a descriptor or file object per read
 _HEAD_BYTES = 4096          # bytes looked at to name a raw elementary stream
 _JOIN_S = 0.25              # how long close() waits for the reader thread to end
+_LIVE_ANALYZE_US = "500000"  # stream analysed at most when a network source opens (microseconds)
 # FFmpeg protocols that take a socket I/O timeout in microseconds as "timeout" (rtmp's "timeout" is
 # a listen timeout in seconds: not set there)
 _SOCKET_TIMEOUT_PROTOCOLS = {"rtsp", "rtsps", "http", "https", "tcp", "udp"}
+# URL schemes of network sources: reopened by default when they end, break or stall (see Reconnect)
+NETWORK_SCHEMES = frozenset({"rtsp", "rtsps", "rtp", "srtp", "udp", "tcp", "http", "https", "rtmp", "rtmps", "srt"})
+RTSP_TRANSPORTS = ("tcp", "udp")
 
 
 def check_timeout(timeout_s) -> float | None:
@@ -69,6 +92,117 @@ def timeout_error(what: str, timeout_s: float | None, when: str) -> SourceTimeou
     return SourceTimeoutError(f"{what}: timed out: the source stalled, {how_long} {when}; "
                               "raise the timeout (--timeout, timeout_s=) if the source is slow, or check that "
                               "it is running and sending")
+
+
+# -- reconnecting network sources ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reconnect:
+    """How a network source is reopened after it ends, breaks or stalls.
+
+    attempts     reopening attempts per outage, >= 1, or None for no limit. An outage lasts until a
+                 reopened source delivers a packet: a server that accepts and hangs up at once uses
+                 up attempts, it does not reset them.
+    backoff_s    seconds to wait before attempt 1, 2, ... (each >= 0; the last one repeats)
+    max_total_s  seconds an outage may last, waits and attempts included, or None for no limit
+
+    ``Reconnect()``: 10 attempts over about a minute, waits of 0.5, 1, 2, 4, then 8 s, at most 120 s
+    (a camera that reboots is back within that). Raises ConfigError for a bad value.
+    """
+
+    attempts: int | None = 10
+    backoff_s: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
+    max_total_s: float | None = 120.0
+
+    def __post_init__(self):
+        attempts = self.attempts
+        if attempts is not None and (isinstance(attempts, bool) or not isinstance(attempts, numbers.Integral)
+                                     or attempts < 1):
+            raise ConfigError(f"Reconnect attempts must be a whole number >= 1 (or None for no limit), "
+                              f"got {attempts!r}")
+        backoff = self.backoff_s
+        if isinstance(backoff, numbers.Real) and not isinstance(backoff, bool):
+            backoff = (backoff,)
+        try:
+            backoff = tuple(backoff)
+        except TypeError:
+            backoff = None
+        if not backoff or not all(_is_seconds(b, zero_ok=True) for b in backoff):
+            raise ConfigError(f"Reconnect backoff_s must be a non-empty sequence of finite seconds >= 0, "
+                              f"got {self.backoff_s!r}")
+        if self.max_total_s is not None and not _is_seconds(self.max_total_s, zero_ok=False):
+            raise ConfigError(f"Reconnect max_total_s must be finite seconds > 0 (or None for no limit), "
+                              f"got {self.max_total_s!r}")
+        object.__setattr__(self, "attempts", None if attempts is None else int(attempts))
+        object.__setattr__(self, "backoff_s", tuple(float(b) for b in backoff))
+        if self.max_total_s is not None:
+            object.__setattr__(self, "max_total_s", float(self.max_total_s))
+
+    def wait_s(self, attempt: int) -> float:
+        """Seconds to wait before ``attempt`` (0-based) of an outage."""
+        return self.backoff_s[min(attempt, len(self.backoff_s) - 1)]
+
+
+def _is_seconds(value, *, zero_ok: bool) -> bool:
+    return (not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
+            and (value >= 0 if zero_ok else value > 0))
+
+
+def url_scheme(source) -> str | None:
+    """The lower-case scheme of a URL source (``"rtsp"``), or None for anything else."""
+    if isinstance(source, (str, os.PathLike)):
+        text = os.fspath(source)
+        if isinstance(text, str) and _is_url(text):
+            return text.split("://", 1)[0].lower()
+    return None
+
+
+def is_network_url(source) -> bool:
+    """Whether ``source`` is a URL of a network protocol (rtsp, rtp, udp, tcp, http(s), rtmp, srt)."""
+    return url_scheme(source) in NETWORK_SCHEMES
+
+
+def reconnect_policy(reconnect, source) -> Reconnect | None:
+    """The :class:`Reconnect` policy for ``source``, or None (never reopened).
+
+    ``reconnect``: None (the source kind's default: ``Reconnect()`` for network URLs, else off),
+    True (``Reconnect()``), False, or a ``Reconnect``. ConfigError for anything else, and for asking
+    to reconnect a source that cannot be reopened (a file, bytes, a pipe, an iterable)."""
+    if reconnect is None:
+        return Reconnect() if is_network_url(source) else None
+    if reconnect is False:
+        return None
+    if reconnect is not True and not isinstance(reconnect, Reconnect):
+        raise ConfigError(f"reconnect must be True, False, None (the source's default) or an "
+                          f"edgekit.bitstream.Reconnect, got {reconnect!r}")
+    if not is_network_url(source):
+        raise ConfigError("reconnect needs a network URL (rtsp, rtp, udp, tcp, http(s), rtmp, srt): a file, bytes, a "
+                          "pipe or an iterable cannot be reopened; leave reconnect out (None; no --reconnect-attempts)")
+    return Reconnect() if reconnect is True else reconnect
+
+
+def is_finite_resource(source, container) -> bool:
+    """Whether an opened http(s) ``source`` is a file of known length (the server said its size, or the
+    container its duration): its end is the end of the video, not a broken connection."""
+    if url_scheme(source) not in ("http", "https"):
+        return False
+    try:
+        size = container.size
+    except Exception:
+        size = None
+    return bool((size is not None and size > 0) or container.duration)
+
+
+def check_transport(transport, source) -> str | None:
+    """``transport`` ("tcp", "udp" or None) checked against ``source``: ConfigError unless an rtsp URL."""
+    if transport is None:
+        return None
+    if transport not in RTSP_TRANSPORTS:
+        raise ConfigError(f"transport must be 'tcp', 'udp' or None (FFmpeg's default), got {transport!r}")
+    if url_scheme(source) not in ("rtsp", "rtsps"):
+        raise ConfigError(f"transport={transport!r} is an RTSP option; the source is not an rtsp:// URL")
+    return transport
 
 
 # -- live inputs: a non-seekable binary file whose every read waits at most timeout_s ----------------
@@ -278,8 +412,9 @@ class SourceContainer:
     ``demux()`` turns FFmpeg's timeouts (``ExitError`` from PyAV's interrupt, ``ETIMEDOUT``) into
     :class:`SourceTimeoutError`. Everything else is the PyAV container's."""
 
-    def __init__(self, container, description: str, timeout_s: float | None, live: LiveInput | None = None):
-        self._container, self._live = container, live
+    def __init__(self, container, description: str, timeout_s: float | None, live: LiveInput | None = None,
+                 network: bool = False):
+        self._container, self._live, self._network = container, live, network
         self._description, self._timeout_s = description, timeout_s
 
     def __getattr__(self, name):
@@ -295,12 +430,17 @@ class SourceContainer:
             except StopIteration:
                 return
             except (av.error.FFmpegError, OSError) as err:
-                if _is_timeout(err, time.monotonic() - started, self._timeout_s):
+                if _is_timeout(err, time.monotonic() - started, self._timeout_s, self._network):
                     when = f"after {count} packets" if count else "before the first packet"
                     raise timeout_error(self._description, self._timeout_s, when) from None
                 raise
             count += 1
+            silent_for_s = time.monotonic() - started
             yield packet
+            if self._network and self._timeout_s is not None and silent_for_s >= self._timeout_s:
+                # FFmpeg's timeout ran out and its parser handed out the picture it held: the source
+                # has been silent that long already, do not wait a second time to say so
+                raise timeout_error(self._description, self._timeout_s, f"after {count} packets")
 
     def close(self) -> None:
         try:
@@ -316,13 +456,17 @@ class SourceContainer:
         self.close()
 
 
-def _is_timeout(err: BaseException, waited_s: float, timeout_s: float | None) -> bool:
+def _is_timeout(err: BaseException, waited_s: float, timeout_s: float | None, network: bool = False) -> bool:
     """Whether FFmpeg's ``err`` is a timeout: PyAV's interrupt (ExitError), ETIMEDOUT, or the EIO that
-    FFmpeg's generic ``rw_timeout`` gives (udp, and any protocol that retries) once it has run out."""
+    FFmpeg's generic ``rw_timeout`` gives (udp, and any protocol that retries) once it has run out; from
+    a ``network`` URL also the "invalid data" of FFmpeg's RTSP client once it has waited that long (a
+    server that accepted the connection and never answered)."""
     if isinstance(err, (av.error.ExitError, av.error.TimeoutError)):
         return True
-    return (timeout_s is not None and isinstance(err, OSError) and err.errno == errno.EIO
-            and waited_s >= 0.9 * timeout_s)
+    if timeout_s is None or waited_s < 0.9 * timeout_s:
+        return False
+    return ((isinstance(err, OSError) and err.errno == errno.EIO)
+            or (network and isinstance(err, av.error.InvalidDataError)))
 
 
 # -- opening --------------------------------------------------------------------------------------------
@@ -352,6 +496,16 @@ def detect_elementary_stream(head: bytes) -> str | None:
     if any(0x20 <= c <= 0x2F for c in first):
         return "m4v"
     return None
+
+
+def _elementary_stream(head: bytes) -> str | None:
+    """The demuxer of a raw elementary stream starting with ``head``, or None. A container is never
+    one: an MPEG-TS or MPEG-PS carries start codes inside its packets, and read as raw H.264 its
+    packet headers would corrupt every picture."""
+    kind = container_kind(head)
+    if kind is not None and not kind.startswith("raw "):
+        return None
+    return detect_elementary_stream(head)
 
 
 def _is_url(s: str) -> bool:
@@ -425,15 +579,18 @@ def _open_file_object(source, timeout_s: float | None):
     return None, what, ChunkReader(_file_chunks(source), what, timeout_s)
 
 
-def open_container(source, *, timeout_s: float | None, format: str | None = None):
+def open_container(source, *, timeout_s: float | None, format: str | None = None, transport: str | None = None):
     """Open ``source`` with PyAV and return ``(container, description)``.
 
     The container is a :class:`SourceContainer`: close it to release the source, reader thread
-    included. Raises ConfigError for an invalid ``timeout_s``; SourceError / EmptySourceError /
+    included. ``transport``: "tcp" or "udp" for an rtsp URL (None: FFmpeg's default). Raises
+    ConfigError for an invalid ``timeout_s`` or ``transport``; SourceError / EmptySourceError /
     DecodeError / SourceTimeoutError with a one-line message for a bad source.
     """
     timeout_s = check_timeout(timeout_s)
     options: dict[str, str] = {}
+    if check_transport(transport, source):
+        options["rtsp_transport"] = transport
     live: LiveInput | None = None
     head: bytes | None = None       # first bytes, to explain a failure
     pyav_timeout = None             # PyAV's interrupt callback: (open, read) seconds
@@ -451,6 +608,15 @@ def open_container(source, *, timeout_s: float | None, format: str | None = None
                 # timeouts above measure silence there; PyAV's clock only where there are none
                 open_limit = None if scheme in _SOCKET_TIMEOUT_PROTOCOLS else timeout_s
                 pyav_timeout = (open_limit, timeout_s)
+            if scheme in NETWORK_SCHEMES:
+                # a live stream is analysed for at most half a second before its first packet is handed
+                # out (FFmpeg's default: 5 s of stream, all of it latency); an RTSP server's SDP already
+                # describes the stream, so nothing needs reading there (a size it leaves out is learnt
+                # from the first decoded picture). Packets read meanwhile are kept ("nobuffer" would
+                # drop them, the first I-frame with them).
+                options["analyzeduration"] = _LIVE_ANALYZE_US
+                if scheme in ("rtsp", "rtsps"):
+                    options["probesize"] = "32"
         else:
             path = text[len("file://"):] if text.startswith("file://") else text
             target, desc, live = _open_path(path, timeout_s)
@@ -459,7 +625,7 @@ def open_container(source, *, timeout_s: float | None, format: str | None = None
         if not data:
             raise EmptySourceError("the bytes source is empty")
         head = data[:_HEAD_BYTES]
-        format = format or detect_elementary_stream(head)
+        format = format or _elementary_stream(head)
         target, desc = io.BytesIO(data), f"<{len(data)} bytes>"
     elif hasattr(source, "read"):
         target, desc, live = _open_file_object(source, timeout_s)
@@ -476,7 +642,7 @@ def open_container(source, *, timeout_s: float | None, format: str | None = None
             if not head:
                 raise EmptySourceError(f"{desc}: the stream ended before any data"
                                        if desc != "<chunk stream>" else "the chunk iterator yielded no data")
-            stream_kind = detect_elementary_stream(head)
+            stream_kind = _elementary_stream(head)
             format = format or stream_kind
             if isinstance(live, ChunkReader) and desc == "<chunk stream>":
                 desc = live.description = f"<{format or 'encoded'} chunk stream>"
@@ -492,10 +658,10 @@ def open_container(source, *, timeout_s: float | None, format: str | None = None
             raise
         if head is None and isinstance(target, str) and not _is_url(target):
             head = _read_head(target)
-        if _is_timeout(err, time.monotonic() - opening if live is None else 0.0, timeout_s):
+        if _is_timeout(err, time.monotonic() - opening if live is None else 0.0, timeout_s, is_network_url(source)):
             raise timeout_error(desc, timeout_s, "while opening") from None
         raise _open_error(err, desc, head, timeout_s, target) from None
-    return SourceContainer(container, desc, timeout_s, live), desc
+    return SourceContainer(container, desc, timeout_s, live, network=is_network_url(source)), desc
 
 
 # -- messages for what FFmpeg refused ------------------------------------------------------------------

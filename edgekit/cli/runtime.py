@@ -20,6 +20,9 @@ RECOGNIZE_EXAMPLES = """examples:
   edgekit recognize clip.mp4 --stream                # each window as soon as it is decided
   edgekit recognize clip.mp4 --backend openvino --threads 2
   edgekit recognize rtsp://camera/stream --package my.edgepkg --device intel-cpu   # the profile picks OpenVINO
+  edgekit recognize "rtsp://camera/stream?tcp" --stream --json   # RTSP over TCP; reopened if the camera restarts
+  edgekit recognize udp://0.0.0.0:5000 --stream --no-reconnect   # MPEG-TS over UDP; a stall ends the run
+  edgekit recognize hevc.mp4 --transcode h264        # codecs without motion vectors: re-encoded on the fly
   ffmpeg -i in.mp4 -c:v libx264 -f h264 - | edgekit recognize - --json   # raw H.264 on stdin"""
 
 DEMO_EXAMPLES = """examples:
@@ -86,6 +89,11 @@ def _recognize_arguments(p: argparse.ArgumentParser) -> None:
                    help="seconds to wait for data before giving up: first byte, between chunks, a silent "
                    "server or pipe (default 10)")
     p.add_argument("--transcode", choices=TRANSCODE_CODECS, help="re-encode codecs without MVs (HEVC, VP9, AV1)")
+    p.add_argument("--no-reconnect", action="store_true", help="a network source (rtsp, rtp, udp, tcp, http) that "
+                   "ends, breaks or stalls ends the run (default: it is reopened with backoff, as a camera restarts)")
+    p.add_argument("--reconnect-attempts", type=positive_int("--reconnect-attempts"), metavar="N",
+                   help="reopening attempts per outage of a network source (default 10: waits of 0.5, 1, 2, 4, "
+                   "then 8 s)")
     p.add_argument("--stream", action="store_true", help="print each window as soon as it is decided "
                    "(with --json: one JSON object per line)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -146,7 +154,7 @@ def open_recognizer(package: str | None, args: argparse.Namespace):
 
 def recognize(args: argparse.Namespace) -> int:
     source = sys.stdin.buffer if args.source == "-" else args.source
-    read_options = {"timeout_s": args.timeout, "transcode": args.transcode}
+    read_options = {"timeout_s": args.timeout, "transcode": args.transcode, "reconnect": _reconnect(args)}
     with open_recognizer(args.package, args) as recognizer:
         if args.stream:
             for window in recognizer.stream(source, **read_options):
@@ -158,6 +166,20 @@ def recognize(args: argparse.Namespace) -> int:
     else:
         _print_prediction(prediction, prediction.source)
     return 0
+
+
+def _reconnect(args: argparse.Namespace):
+    """The ``reconnect=`` of ``--no-reconnect`` / ``--reconnect-attempts``: False, a policy, or None (the
+    source kind's default). A source that cannot be reopened refuses a policy (ConfigError, exit 2)."""
+    if args.no_reconnect and args.reconnect_attempts:
+        raise ConfigError("--no-reconnect and --reconnect-attempts contradict each other; give one of them")
+    if args.no_reconnect:
+        return False
+    if args.reconnect_attempts:
+        from edgekit.bitstream.source import Reconnect
+
+        return Reconnect(attempts=args.reconnect_attempts)
+    return None
 
 
 def demo(args: argparse.Namespace) -> int:
