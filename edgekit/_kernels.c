@@ -959,6 +959,7 @@ typedef struct {
     const int32_t *disp;
     int H, W, gw;
     Py_ssize_t cells;
+    int step;  /* binned only: 2 samples every other row and luma column (see trace_residual) */
 } TraceRes;
 
 /* The traced luma residual of row y: into out (W values) and/or as the exclusive prefix sum S
@@ -1037,6 +1038,24 @@ static void trace_chroma(const TraceRes *t, int cy, int16_t *ou, int16_t *ov) {
     }
 }
 
+/* The traced luma residual of row y at even columns only: (W + 1) / 2 values into out. */
+static void trace_luma_even(const TraceRes *t, int y, int16_t *out) {
+    int H = t->H, W = t->W, gw = t->gw;
+    const int32_t *dx = t->disp, *dy = t->disp + t->cells;
+    Py_ssize_t crow = (Py_ssize_t)(y >> 3) * gw;
+    const uint8_t *cur = t->cur[0].data + (Py_ssize_t)y * t->cur[0].stride;
+    for (int cx = 0, x0 = 0; cx < gw; cx++, x0 += 8) {
+        int ox = clampi(dx[crow + cx], -W, W), sy = clampi(y + clampi(dy[crow + cx], -H, H), 0, H - 1);
+        const uint8_t *irow = t->ip[0].data + (Py_ssize_t)sy * t->ip[0].stride;
+        int end = W < x0 + 8 ? W : x0 + 8;
+        if (x0 + ox >= 0 && end - 1 + ox <= W - 1) {
+            for (int x = x0; x < end; x += 2) out[x >> 1] = (int16_t)(cur[x] - irow[x + ox]);
+        } else {
+            for (int x = x0; x < end; x += 2) out[x >> 1] = (int16_t)(cur[x] - irow[clampi(x + ox, 0, W - 1)]);
+        }
+    }
+}
+
 /* One full-size row (int16 (3, H, W) output): Y, and U/V repeated to full width. */
 static void trace_row(const TraceRes *t, int y, int16_t *oy, int16_t *ou, int16_t *ov, int16_t *tmp) {
     int W = t->W, cw = (W + 1) / 2;
@@ -1054,14 +1073,14 @@ typedef struct {
     int32_t *S;           /* W + 1 */
     double *Ix;           /* w + 1 */
     double *chroma_bins;  /* 2 x w */
-    int16_t *u, *v;       /* (W + 1) / 2 each */
+    int16_t *u, *v, *half; /* (W + 1) / 2 each */
 } TraceScratch;
 
 static void *trace_scratch(void *ctx, const AxisPlan *px) {
     const TraceRes *t = (const TraceRes *)ctx;
     size_t W = (size_t)t->W, w = (size_t)px->n, cw = (W + 1) / 2;
-    size_t bytes = sizeof(TraceScratch) + sizeof(int32_t) * (W + 1) + sizeof(double) * (3 * w + 1) +
-                   sizeof(int16_t) * 2 * cw + 64;
+    size_t bytes = sizeof(TraceScratch) + sizeof(int32_t) * (W + 1) + sizeof(double) * (4 * w + 1) +
+                   sizeof(int16_t) * 3 * cw + 64;
     TraceScratch *sc = (TraceScratch *)PyMem_RawMalloc(bytes);
     if (!sc) return NULL;
     char *p = (char *)(sc + 1);
@@ -1070,7 +1089,8 @@ static void *trace_scratch(void *ctx, const AxisPlan *px) {
     sc->chroma_bins = (double *)p, p += sizeof(double) * 2 * w;
     sc->S = (int32_t *)p, p += sizeof(int32_t) * (W + 1);
     sc->u = (int16_t *)p, p += sizeof(int16_t) * cw;
-    sc->v = (int16_t *)p;
+    sc->v = (int16_t *)p, p += sizeof(int16_t) * cw;
+    sc->half = (int16_t *)p;
     return sc;
 }
 
@@ -1078,11 +1098,22 @@ static int trace_bins_fn(void *ctx, int y, double *rb, void *scratch) {
     TraceScratch *sc = (TraceScratch *)scratch;
     const TraceRes *t = sc->t;
     int W = t->W, cw = (W + 1) / 2, w = sc->px->n;
-    trace_luma(t, y, NULL, sc->S);
-    bin_row(sc->S, W, sc->px, 1, sc->Ix, rb);
-    if ((y >> 1) != sc->chroma_row) {
-        sc->chroma_row = y >> 1;
-        trace_chroma(t, y >> 1, sc->u, sc->v);
+    int cy;
+    if (t->step == 2) {  /* y counts row pairs: row 2y stands for rows 2y and 2y + 1, column x & ~1 for x | 1 */
+        int32_t acc = 0;
+        trace_luma_even(t, 2 * y, sc->half);  /* (W + 1) / 2 samples, each standing for 2 columns */
+        for (int x = 0; x < cw; x++) sc->S[x] = acc, acc += sc->half[x];
+        sc->S[cw] = acc;
+        bin_row(sc->S, cw, sc->px, 2, sc->Ix, rb);
+        cy = y & ~1;  /* chroma row y covers rows 2y, 2y + 1: every other chroma row */
+    } else {
+        trace_luma(t, y, NULL, sc->S);
+        bin_row(sc->S, W, sc->px, 1, sc->Ix, rb);
+        cy = y >> 1;
+    }
+    if (cy != sc->chroma_row) {
+        sc->chroma_row = cy;
+        trace_chroma(t, cy, sc->u, sc->v);
         for (int k = 0; k < 2; k++) {
             const int16_t *r = k ? sc->v : sc->u;
             int32_t s = 0;
@@ -1135,22 +1166,26 @@ static int parse_bins(int oh, int ow, int H, int W, AxisPlan *px, AxisPlan *py) 
     return 0;
 }
 
-/* trace_residual(cur, iframe, disp, H, W, gw, out[, threads, out_h, out_w, c420]) -> None
+/* trace_residual(cur, iframe, disp, H, W, gw, out[, threads, out_h, out_w, c420, step]) -> None
  * residual[c, p] = cur_c[p] - iframe_c[clamp(p + disp[cell(p)])] (chroma as in trace_row).
  * out_h = out_w = 0: out is int16 (3, H, W). Otherwise out is float32 (3, out_h, out_w): the
  * residual's area average over each output cell (preprocess.resize), without the full-size array. */
 static PyObject *trace_residual(PyObject *self, PyObject *args) {
     PyObject *o_cur, *o_i, *o_disp, *o_out;
-    int H, W, gw, threads = 1, oh = 0, ow = 0, c420 = 0;
-    if (!PyArg_ParseTuple(args, "OOOiiiO|iiip", &o_cur, &o_i, &o_disp, &H, &W, &gw, &o_out, &threads, &oh, &ow,
-                          &c420))
+    int H, W, gw, threads = 1, oh = 0, ow = 0, c420 = 0, step = 1;
+    if (!PyArg_ParseTuple(args, "OOOiiiO|iiipi", &o_cur, &o_i, &o_disp, &H, &W, &gw, &o_out, &threads, &oh, &ow,
+                          &c420, &step))
         return NULL;
     if (check_geometry(H, W, gw)) return NULL;
+    if (step != 1 && step != 2) {
+        PyErr_Format(PyExc_ValueError, "step must be 1 or 2, got %d", step);
+        return NULL;
+    }
     Buf b[8];
     memset(b, 0, sizeof(b));
     AxisPlan px = {0}, py = {0};
     TraceRes t;
-    t.H = H, t.W = W, t.gw = gw, t.cells = (Py_ssize_t)((H + 7) / 8) * gw;
+    t.H = H, t.W = W, t.gw = gw, t.cells = (Py_ssize_t)((H + 7) / 8) * gw, t.step = (oh || ow) ? step : 1;
     if (parse_planes(o_cur, b, t.cur, H, W, "cur") != 1 || parse_planes(o_i, b + 3, t.ip, H, W, "iframe") != 1) {
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "cur and iframe must be plane 6-tuples, not None");
         goto fail;
@@ -1164,8 +1199,17 @@ static PyObject *trace_residual(PyObject *self, PyObject *args) {
         return run_job(trace_full_band, &j, threads, b, 8);
     }
     if (parse_bins(oh, ow, H, W, &px, &py) || need(&b[7], (Py_ssize_t)3 * oh * ow * 4, "out")) goto fail;
+    int rows = H;
+    if (step == 2) {  /* the rows are row pairs: the same edges in half units over (H + 1) / 2 rows */
+        rows = (H + 1) / 2;
+        axis_free(&py);
+        if (axis_plan_crop(&py, rows, oh, 0.0, H / 2.0)) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+    }
     {
-        BinJob j = {trace_bins_fn, trace_scratch, &t, 3, H, W, px, py, NULL, NULL};
+        BinJob j = {trace_bins_fn, trace_scratch, &t, 3, rows, W, px, py, NULL, NULL};
         int rc;
         Py_BEGIN_ALLOW_THREADS
         rc = run_bins(&j, threads, (float *)b[7].view.buf);

@@ -60,12 +60,18 @@ def random_block_fields(H, W, threads, out_hw, check=True):
     native.trace_residual(cur_n, ifr_n, disp, H, W, gw, binned[:-16].reshape(3, *out_hw), threads, *out_hw)
     bins = np.empty((3, *out_hw), np.float32)
     native.area_bins(want, 3, H, W, bins, *out_hw, threads)
+    sampled = np.full(3 * out_hw[0] * out_hw[1] + 16, -7, np.float32)  # step 2: every other row and column
+    native.trace_residual(cur_n, ifr_n, disp, H, W, gw, sampled[:-16].reshape(3, *out_hw), threads, *out_hw, False, 2)
+    sampled_ref = np.empty((3, *out_hw), np.float32)
+    _reference.trace_residual(cur_p, ifr_p, disp, H, W, gw, sampled_ref, 1, *out_hw, False, 2)
     if check:
         np.testing.assert_array_equal(full[:-64].reshape(3, H, W), want)
         assert (full[-64:] == -7).all() and (binned[-16:] == -7).all()
         resized = preprocess.resize(want, out_hw)
         np.testing.assert_allclose(binned[:-16].reshape(3, *out_hw), resized, atol=5e-3, rtol=1e-4)  # numpy sums in float32, the kernel in float64
-        np.testing.assert_allclose(bins, resized, atol=5e-3, rtol=1e-4)  # numpy sums in float32, the kernel in float64
+        np.testing.assert_allclose(bins, resized, atol=5e-3, rtol=1e-4)
+        np.testing.assert_allclose(sampled[:-16].reshape(3, *out_hw), sampled_ref, atol=5e-3, rtol=1e-4)
+        assert (sampled[-16:] == -7).all()  # numpy sums in float32, the kernel in float64
 
 
 @needs_native
@@ -251,3 +257,28 @@ def test_the_result_reports_frames_skipped_and_damaged(tmp_path):
     assert pred.frames == 48 - 5 - before_keyframe
     out = pred.to_dict()
     assert out["skipped_frames"] == before_keyframe and out["damaged_frames"] == 0
+
+
+def test_residual_step_2_samples_every_other_row_and_column(square, tmp_path):
+    """The opt-in step 2 of the binned cell-trace residual: native and reference agree, it applies
+    only where an output cell spans 4 x 4 source pixels, and it stays close to the exact average."""
+    rng = np.random.default_rng(5)
+    H, W, gw, gh = 97, 131, 17, 13
+    (cur_n, cur_p), (ifr_n, ifr_p) = _planes(rng, H, W), _planes(rng, H, W)
+    disp = rng.integers(-12, 13, (2, gh, gw)).astype(np.int32)
+    for threads in (1, 3):
+        got, want = np.empty((3, 20, 24), np.float32), np.empty((3, 20, 24), np.float32)
+        native.trace_residual(cur_n, ifr_n, disp, H, W, gw, got, threads, 20, 24, False, 2)
+        _reference.trace_residual(cur_p, ifr_p, disp, H, W, gw, want, 1, 20, 24, False, 2)
+        np.testing.assert_allclose(got, want, atol=5e-3, rtol=1e-4)
+    with pytest.raises(ValueError):
+        native.trace_residual(cur_n, ifr_n, disp, H, W, gw, got, 1, 20, 24, False, 3)
+    from edgekit.bitstream.reader import residual_step
+    assert residual_step(720, 1280, (112, 112)) == 1 and residual_step(720, 1280, (112, 112), 2) == 2
+    assert residual_step(256, 340, (112, 112), 2) == 1  # cells under 4 x 4 pixels: every pixel
+    big = tmp_path / "big.mp4"
+    moving_square_clip(big, "h264", size=(640, 480), frames=24, motion=(3, -2), gop=12)
+    exact = _read(big, accumulate=True, trace="block", rgb=None, residual_size=(112, 112))
+    sampled = _read(big, accumulate=True, trace="block", rgb=None, residual_size=(112, 112), residual_step=2)
+    diffs = [np.abs(a.residual - b.residual).mean() for a, b in zip(exact, sampled)]
+    assert max(diffs) > 0 and max(diffs) < 2.0  # a mean change of under 2 grey levels per cell

@@ -267,7 +267,7 @@ def _traced_residual(cur, iframe, disp, H, W) -> np.ndarray:
     return out
 
 
-def trace_residual(cur, iframe, disp, H, W, gw, out, threads=1, out_h=0, out_w=0, c420=False) -> None:
+def trace_residual(cur, iframe, disp, H, W, gw, out, threads=1, out_h=0, out_w=0, c420=False, step=1) -> None:
     """The residual against the I-frame along cell traces: int16 (3, H, W) into ``out``, or with
     ``out_h``/``out_w`` its area average, float32 (3, out_h, out_w)."""
     _check_geometry(H, W, gw)
@@ -280,6 +280,11 @@ def trace_residual(cur, iframe, disp, H, W, gw, out, threads=1, out_h=0, out_w=0
         target[...] = full
         store()
         return
+    if step not in (1, 2):
+        raise ValueError(f"step must be 1 or 2, got {step}")
+    if step == 2:  # luma row y & ~1, column x & ~1; chroma row y & ~3 (every other chroma row)
+        full[0] = full[0][np.arange(H) & ~1][:, np.arange(W) & ~1]
+        full[1:] = full[1:][:, np.arange(H) & ~3]
     area_bins(full, 3, H, W, out, out_h, out_w, threads)
 
 

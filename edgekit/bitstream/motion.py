@@ -439,7 +439,7 @@ class MotionReader(Reader):
     def __init__(self, source: EncoderMotion, *, residual: bool = False, rgb: str | None = None,
                  accumulate: bool = False, trace: str = "block", threads: str | int = "auto",
                  max_pixels: int = MAX_PIXELS, timeout_s: float = 10.0, fast: bool = True, transcode=None,
-                 format=None, residual_size=None, wants=None, residual_layout: str = "444",
+                 format=None, residual_size=None, wants=None, residual_layout: str = "444", residual_step=None,
                  reconnect=None, transport=None):
         if not isinstance(source, EncoderMotion):
             raise ConfigError(f"MotionReader reads an EncoderMotion, got {type(source).__name__}")
@@ -468,6 +468,7 @@ class MotionReader(Reader):
         # what Reader.__iter__ and the per-frame methods it calls read
         self.residual, self.rgb, self.accumulate, self.trace = False, None, bool(accumulate), trace
         self.residual_size, self._wants, self.residual_layout = None, wants, residual_layout
+        self.residual_step = residual_step
         self.stats = ReaderStats()
         self._kernels = kernels()
         self._threads, self._max_pixels = threads, int(max_pixels)

