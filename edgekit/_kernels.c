@@ -861,10 +861,37 @@ static void axis_free(AxisPlan *p) {
 /* x-binning of one row from its exclusive prefix sum S (n + 1 values, S[i + 1] - S[i] the value
  * at i) at positions t = i0 + frac of the plan, each divided by `div` (2 for a half-width chroma
  * row, whose repeated samples integrate to F(t) = 2 U(t / 2)): rb[q] = F(t_q+1) - F(t_q). */
+/* Where each edge of an x-plan falls in a row of n values each standing for div columns: index
+ * and fraction, computed once per band (a division per edge and row costs more than the row). */
+typedef struct {
+    int *i;
+    double *f;
+    int div, w;
+} RowPlan;
+
+static void row_plan(RowPlan *rp, int *i, double *f, int n, const AxisPlan *px, int div) {
+    rp->i = i, rp->f = f, rp->div = div, rp->w = px->n;
+    for (int q = 0; q <= px->n; q++) {
+        double t = ((double)px->i0[q] + px->frac[q]) / div;
+        int k = (int)t;
+        if (k > n - 1) k = n - 1;
+        i[q] = k, f[q] = t - k;
+    }
+}
+
+static void bin_row_plan(const int32_t *S, const RowPlan *rp, double *Ix, double *rb) {
+    for (int q = 0; q <= rp->w; q++) {
+        int i = rp->i[q];
+        Ix[q] = rp->div * ((double)S[i] + rp->f[q] * (S[i + 1] - S[i]));
+    }
+    for (int q = 0; q < rp->w; q++) rb[q] = Ix[q + 1] - Ix[q];
+}
+
 static void bin_row(const int32_t *S, int n, const AxisPlan *px, int div, double *Ix, double *rb) {
     int w = px->n;
+    const double inv = 1.0 / div;  /* div is 1 or 2: the product is exact */
     for (int q = 0; q <= w; q++) {
-        double t = ((double)px->i0[q] + px->frac[q]) / div;
+        double t = ((double)px->i0[q] + px->frac[q]) * inv;
         int i = (int)t;
         if (i > n - 1) i = n - 1;
         Ix[q] = div * ((double)S[i] + (t - i) * (S[i + 1] - S[i]));
@@ -1074,13 +1101,14 @@ typedef struct {
     double *Ix;           /* w + 1 */
     double *chroma_bins;  /* 2 x w */
     int16_t *u, *v, *half; /* (W + 1) / 2 each */
+    RowPlan luma, chroma;  /* the x-plan in a luma row (half-width at step 2) and in a chroma row */
 } TraceScratch;
 
 static void *trace_scratch(void *ctx, const AxisPlan *px) {
     const TraceRes *t = (const TraceRes *)ctx;
     size_t W = (size_t)t->W, w = (size_t)px->n, cw = (W + 1) / 2;
     size_t bytes = sizeof(TraceScratch) + sizeof(int32_t) * (W + 1) + sizeof(double) * (4 * w + 1) +
-                   sizeof(int16_t) * 3 * cw + 64;
+                   sizeof(int16_t) * 3 * cw + (sizeof(int) + sizeof(double)) * 2 * (w + 1) + 64;
     TraceScratch *sc = (TraceScratch *)PyMem_RawMalloc(bytes);
     if (!sc) return NULL;
     char *p = (char *)(sc + 1);
@@ -1090,7 +1118,15 @@ static void *trace_scratch(void *ctx, const AxisPlan *px) {
     sc->S = (int32_t *)p, p += sizeof(int32_t) * (W + 1);
     sc->u = (int16_t *)p, p += sizeof(int16_t) * cw;
     sc->v = (int16_t *)p, p += sizeof(int16_t) * cw;
-    sc->half = (int16_t *)p;
+    sc->half = (int16_t *)p, p += sizeof(int16_t) * cw;
+    p = (char *)(((uintptr_t)p + 7) & ~(uintptr_t)7);  /* doubles aligned */
+    double *f0 = (double *)p, *f1 = f0 + (w + 1);
+    int *i0 = (int *)(f1 + (w + 1)), *i1 = i0 + (w + 1);
+    if (t->step == 2)
+        row_plan(&sc->luma, i0, f0, (int)cw, px, 2);
+    else
+        row_plan(&sc->luma, i0, f0, (int)W, px, 1);
+    row_plan(&sc->chroma, i1, f1, (int)cw, px, 2);
     return sc;
 }
 
@@ -1104,11 +1140,11 @@ static int trace_bins_fn(void *ctx, int y, double *rb, void *scratch) {
         trace_luma_even(t, 2 * y, sc->half);  /* (W + 1) / 2 samples, each standing for 2 columns */
         for (int x = 0; x < cw; x++) sc->S[x] = acc, acc += sc->half[x];
         sc->S[cw] = acc;
-        bin_row(sc->S, cw, sc->px, 2, sc->Ix, rb);
+        bin_row_plan(sc->S, &sc->luma, sc->Ix, rb);
         cy = y & ~1;  /* chroma row y covers rows 2y, 2y + 1: every other chroma row */
     } else {
         trace_luma(t, y, NULL, sc->S);
-        bin_row(sc->S, W, sc->px, 1, sc->Ix, rb);
+        bin_row_plan(sc->S, &sc->luma, sc->Ix, rb);
         cy = y >> 1;
     }
     if (cy != sc->chroma_row) {
@@ -1119,7 +1155,7 @@ static int trace_bins_fn(void *ctx, int y, double *rb, void *scratch) {
             int32_t s = 0;
             for (int x = 0; x < cw; x++) sc->S[x] = s, s += r[x];
             sc->S[cw] = s;
-            bin_row(sc->S, cw, sc->px, 2, sc->Ix, sc->chroma_bins + (size_t)k * w);
+            bin_row_plan(sc->S, &sc->chroma, sc->Ix, sc->chroma_bins + (size_t)k * w);
         }
     }
     memcpy(rb + w, sc->chroma_bins, sizeof(double) * 2 * w);
