@@ -282,3 +282,15 @@ def test_residual_step_2_samples_every_other_row_and_column(square, tmp_path):
     sampled = _read(big, accumulate=True, trace="block", rgb=None, residual_size=(112, 112), residual_step=2)
     diffs = [np.abs(a.residual - b.residual).mean() for a, b in zip(exact, sampled)]
     assert max(diffs) > 0 and max(diffs) < 2.0  # a mean change of under 2 grey levels per cell
+
+
+def test_inference_takes_half_the_cores_unless_told():
+    """Decoding runs beside inference (a decode-ahead thread with FFmpeg's slice threads), so a
+    Recognizer gives its backend half the cores by default; threads= and a profile still decide."""
+    import os
+
+    cores = len(os.sched_getaffinity(0))
+    with edgekit.Recognizer.default() as rec:
+        assert rec.selection.options["threads"] == max(1, cores // 2) == rec.backend.threads
+    with edgekit.Recognizer.default(threads=2) as rec:
+        assert rec.backend.threads == 2
