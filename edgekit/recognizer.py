@@ -103,7 +103,7 @@ class Recognizer:
     "cpu", "gpu", "npu" or a device profile ("intel-cpu", "x86-cpu", "generic-arm64",
     "jetson-orin-nano", or a profile ``.toml``) — and ``backend`` the runtime — "onnxruntime",
     "openvino" or "tensorrt"; both default to the package's own target. ``threads``: inference
-    threads (default: the backend's, or the profile's). ``window_frames`` / ``stride_frames``
+    threads (default: the profile's, else half the cores: decoding takes the rest). ``window_frames`` / ``stride_frames``
     override the package's windowing; ``topk``: how many (label, score) pairs predictions keep.
     ``trusted_keys``: Ed25519 public keys (PEM paths or bytes); when given, the package must be
     signed by one of them (needs ``edgekit[sign]``).

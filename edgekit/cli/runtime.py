@@ -77,7 +77,7 @@ def _add_runtime_arguments(p: argparse.ArgumentParser) -> None:
     """``--device`` / ``--backend`` / ``--threads``: the keywords of ``edgekit.Recognizer``."""
     p.add_argument("--device", metavar="D", help=device_help("the package's target"))
     p.add_argument("--backend", metavar="B", help=backend_help("the device's usual runtime"))
-    p.add_argument("--threads", type=int, metavar="N", help="inference threads (default: the backend's choice)")
+    p.add_argument("--threads", type=int, metavar="N", help="inference threads (default: the profile's, else half the cores)")
 
 
 def _recognize_arguments(p: argparse.ArgumentParser) -> None:
