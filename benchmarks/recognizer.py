@@ -194,6 +194,33 @@ def build_mv_package_child(workdir: str) -> dict:
     return {"path": str(pkg), "model": json.loads((out / "info.json").read_text())}
 
 
+def preprocess_alone_ms(recognizer, path, repeats: int = 50) -> dict:
+    """Milliseconds to prepare one window's inputs (frame selection + preprocessing) on its own,
+    outside the running pipeline (where the decoding thread shares the cores): the first complete
+    window of the clip, read as the Recognizer reads it; median and minimum of ``repeats``."""
+    from edgekit import sampling
+
+    options = dict(recognizer._reader_options)
+    length, stride = recognizer.window_frames, recognizer.stride_frames
+    if recognizer._planned_specs:
+        options["wants"] = sampling.CausalPlan(recognizer._planned_specs, length, stride).arrive
+    frames = []
+    with bs.open(str(path), **options) as reader:
+        for frame in reader:
+            frames.append(frame)
+            if len(frames) == length:
+                break
+    hw = (frames[0].height, frames[0].width)
+    iframes = {f.gop_index: f.rgb for f in frames if f.rgb is not None}
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        recognizer.prepare_inputs(frames, hw, iframes, tail=len(frames) < length)
+        times.append((time.perf_counter() - t0) * 1000)
+    return {"median": round(statistics.median(times), 4), "min": round(min(times), 4), "frames": len(frames),
+            "repeats": repeats}
+
+
 def timed_recognize(recognizer, path) -> dict:
     t0 = time.perf_counter()
     pred = recognizer.recognize(str(path))
@@ -338,6 +365,7 @@ def benchmark(args) -> dict:
                         + ", ".join(f"{name} {runs[name][-1]['seconds']:.3f} s" for name in order))
                 results[size] = {"clip": {**clips[size]["spec"], "bytes": clips[size]["bytes"]},
                                  **summarize_size(warm_rgb["frames"], runs["decode_rgb"], runs["recognizer"]),
+                                 "preprocess_ms_per_window_alone": preprocess_alone_ms(recognizer, path),
                                  "variants": {name: summarize_variant(warm_rgb["frames"], runs["decode_rgb"], runs[name])
                                               for name in variants}}
                 log(f"{size}: decode_rgb {results[size]['decode_rgb_fps']} fps, recognizer "

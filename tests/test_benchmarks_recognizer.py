@@ -86,3 +86,8 @@ def test_variants_are_timed_in_the_same_rounds(report):
     assert variants["mv_only"]["windows"] >= 1 and set(variants["mv_only"]["stage_ms"]) == STAGES
     assert report["settings"]["mv_only_model"]["model"] == "edge-mv"
     assert "random init" in report["settings"]["mv_only_model"]["weights"]
+
+
+def test_preprocessing_is_also_timed_alone(report):
+    alone = report["results"]["340x256"]["preprocess_ms_per_window_alone"]
+    assert 0 < alone["min"] <= alone["median"] and alone["repeats"] == 50 and alone["frames"] >= 1
