@@ -62,13 +62,23 @@ def reset_peak_rss() -> None:
         pass
 
 
-def high_water_rss_mib() -> float | None:
-    """VmHWM: peak RSS of this process image (ru_maxrss survives exec, so a child inherits its parent's)."""
+def _status_mib(field: str) -> float | None:
+    """A memory line of /proc/self/status in MiB, None where there is none."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
     return None
+
+
+def high_water_rss_mib() -> float | None:
+    """VmHWM: peak RSS of this process image (ru_maxrss survives exec, so a child inherits its parent's)."""
+    return _status_mib("VmHWM")
+
+
+def rss_mib() -> float | None:
+    """VmRSS: the resident memory of this process now."""
+    return _status_mib("VmRSS")

@@ -40,7 +40,7 @@ from pathlib import Path
 BENCHMARKS = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCHMARKS))  # benchmarks/_env.py and _clips.py, run as a script
 
-from _env import high_water_rss_mib, machine, reset_peak_rss, script_parser  # noqa: E402
+from _env import high_water_rss_mib, machine, reset_peak_rss, rss_mib, script_parser  # noqa: E402
 
 FPS = 25
 HOUR_FRAMES = FPS * 3600
@@ -127,17 +127,6 @@ def serve(path: str, frames: int, restarts: int, gop: int) -> int:
 
 
 # -- the measurement --------------------------------------------------------------------------------
-
-
-def rss_mib() -> float | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
 
 
 def percentile(values: list[float], q: float) -> float:

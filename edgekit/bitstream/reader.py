@@ -643,10 +643,7 @@ class Reader:
         for n, frame in enumerate(self._decoded()):
             if frame is RECONNECTED:
                 # a new connection: nothing is predicted across it; wait for its first I-frame
-                for b, b_gop in pending:
-                    self._predict(b, anchor, None, iframe)
-                    yield self._emit(b, b_gop, iframe, anchor, None)
-                pending.clear()
+                yield from self._end_gop(pending, anchor, iframe)
                 iframe = anchor = None
                 waiting = True
                 continue
@@ -667,10 +664,7 @@ class Reader:
                 self._check_size(*size)
                 if self._seen_picture:
                     self.stats.size_changes += 1
-                for b, b_gop in pending:
-                    self._predict(b, anchor, None, iframe)
-                    yield self._emit(b, b_gop, iframe, anchor, None)
-                pending.clear()
+                yield from self._end_gop(pending, anchor, iframe)
                 iframe = anchor = None
                 waiting = True
                 geometry = self._geometry = self._make_geometry(*size)
@@ -707,9 +701,7 @@ class Reader:
             iframe = new_iframe
             yield self._emit(cur, gop, iframe, anchor, None)
             anchor = cur
-        for b, b_gop in pending:  # stream ended before the future reference arrived
-            self._predict(b, anchor, None, iframe)
-            yield self._emit(b, b_gop, iframe, anchor, None)
+        yield from self._end_gop(pending, anchor, iframe)  # the stream ended before the future reference
         if not decoded_any:
             if self.stats.decode_errors or self.stats.damaged_frames:
                 raise DecodeError(f"{self.description}: no frame could be decoded "
@@ -719,6 +711,13 @@ class Reader:
             raise DecodeError(f"{self.description}: no intact I-frame to start from ({self.stats.skipped_frames} "
                               f"frames skipped, {self.stats.damaged_frames} damaged); the stream is damaged or "
                               "holds no keyframe")
+
+    def _end_gop(self, pending: list, anchor, iframe) -> Iterator[CompressedFrame]:
+        """End the GOP in progress: the B-frames still waiting get no future reference."""
+        for b, b_gop in pending:
+            self._predict(b, anchor, None, iframe)
+            yield self._emit(b, b_gop, iframe, anchor, None)
+        pending.clear()
 
     # -- per-frame work ----------------------------------------------------------------------------
 
