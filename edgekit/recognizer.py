@@ -56,13 +56,15 @@ class StageTimes:
 @dataclass(frozen=True)
 class Window:
     """One recognized window: its prediction, class scores (float64, one per label), stage times,
-    and ``latency_ms``: milliseconds from the arrival of its last frame (out of the decoder) to its
-    prediction."""
+    ``latency_ms``: milliseconds from the arrival of its last frame (out of the decoder) to its
+    prediction, and ``wallclock``: when its first frame was captured, in seconds since the Unix
+    epoch, where the source says (RTSP; see ``edgekit.bitstream.CompressedFrame``), else None."""
 
     prediction: Prediction
     scores: np.ndarray = field(repr=False)
     times: StageTimes
     latency_ms: float = 0.0
+    wallclock: float | None = None
 
 
 @dataclass(frozen=True)
@@ -300,7 +302,7 @@ class WindowRun:
                 if (frame.height, frame.width) != frame_hw:  # a new picture size starts new windows
                     if count and sampling.tail_due(count, last_end, length):
                         yield self._timed(rec.predict_window(held, frame_hw, iframes, fps, tail=True), decode_ms,
-                                          held[-1])
+                                          held)
                         decode_ms = 0.0
                     frame_hw, count, last_end = (frame.height, frame.width), 0, 0
                     held.clear()
@@ -312,7 +314,7 @@ class WindowRun:
                 count += 1
                 self.frames = n
                 if sampling.window_due(count, length, stride):
-                    yield self._timed(rec.predict_window(held, frame_hw, iframes, fps), decode_ms, frame)
+                    yield self._timed(rec.predict_window(held, frame_hw, iframes, fps), decode_ms, held)
                     decode_ms, last_end = 0.0, count
                     oldest = held[0].gop_index
                     for g in [g for g in iframes if g < oldest]:  # drop GOPs no longer in the window
@@ -320,11 +322,12 @@ class WindowRun:
             if n == 0:
                 raise EmptySourceError(f"{reader.description}: no frames")
             if sampling.tail_due(count, last_end, length):
-                yield self._timed(rec.predict_window(held, frame_hw, iframes, fps, tail=True), decode_ms, held[-1])
+                yield self._timed(rec.predict_window(held, frame_hw, iframes, fps, tail=True), decode_ms, held)
 
     @staticmethod
-    def _timed(window: Window, decode_ms: float, last) -> Window:
-        t = window.times
+    def _timed(window: Window, decode_ms: float, held) -> Window:
+        t, last = window.times, held[-1]
         latency = (time.monotonic() - last.arrival) * 1000 if last.arrival else 0.0
         return Window(window.prediction, window.scores, StageTimes(decode_ms, t.preprocess, t.inference,
-                                                                   decode_ms + t.preprocess + t.inference), latency)
+                                                                   decode_ms + t.preprocess + t.inference), latency,
+                      held[0].wallclock)

@@ -92,6 +92,8 @@ def test_recognize_stream_json_prints_one_object_per_window(left_clip):
     windows = [json.loads(line) for line in r.stdout.splitlines()]
     assert [w["label"] for w in windows] == ["move_left"] * 3
     assert windows[0]["start_s"] < windows[1]["start_s"] < windows[2]["start_s"]
+    assert all(w["latency_ms"] >= 0 for w in windows)  # from the window's last frame to its prediction
+    assert not any("wallclock" in w for w in windows)  # a file says nothing of when it was captured
 
 
 @pytest.mark.parametrize("flags, fragment", [

@@ -698,3 +698,21 @@ def test_recognize_transcodes_hevc_from_the_command_line(tmp_path):
                        timeout=120)
     assert r.returncode == 2 and "--transcode h264" in r.stderr
 
+
+
+def test_rtsp_frames_carry_their_capture_time_once_the_server_reports_it(rtsp_server):
+    """RTSP says when a frame was captured (the server's RTCP sender reports, FFmpeg's
+    start_time_realtime): frames read after the first report carry it, consistent with their pts and
+    with when they arrived; a file carries none."""
+    with bs.open(rtsp_server.url, residual=False, rgb=None, timeout_s=TIMEOUT_S, transport="tcp",
+                 reconnect=False) as reader:
+        seen = [(f, time.time() - (time.monotonic() - f.arrival)) for f in reader]  # the 4 s clip, paced
+    timed = [(f, at) for f, at in seen if f.wallclock is not None]
+    assert timed, "no RTCP sender report in 4 s of stream"
+    assert len(seen) == 100 and seen[-1][0].wallclock is not None
+    first = timed[0][0]
+    for f, at in timed:
+        assert f.wallclock - first.wallclock == pytest.approx(f.pts - first.pts, abs=1e-3)  # the pts clock
+        assert abs(f.wallclock - at) < 2.0  # captured (served) shortly before it arrived here
+    with bs.open(rtsp_server.path, residual=False, rgb=None) as reader:
+        assert all(f.wallclock is None for f in reader)

@@ -111,6 +111,10 @@ class CompressedFrame:
     rgb         uint8 (H, W, 3) for I-frames (every frame with rgb="all"), else None
     height, width  H and W of this frame's picture (the size may change mid-stream, at a new GOP)
     arrival     time.monotonic() when the decoder returned the picture (for latency figures)
+    wallclock   seconds since the Unix epoch when the picture was captured, where the source says
+                (RTSP, from the server's RTCP sender reports: FFmpeg's ``start_time_realtime`` plus
+                the frame's pts; the first second or two of a session come before the first report
+                and have None); None for files, raw streams and transcoded sources
     """
 
     index: int
@@ -124,6 +128,7 @@ class CompressedFrame:
     height: int = 0
     width: int = 0
     arrival: float = 0.0
+    wallclock: float | None = None
 
 
 class _Geometry:
@@ -160,7 +165,7 @@ class _Decoded:
     """A decoded picture with what the reader needs of it, kept while it may be referenced."""
 
     __slots__ = ("frame", "kind", "pts", "geometry", "planes", "d0", "d1", "flags", "acc", "disp", "residual",
-                 "arrival", "deferred")
+                 "arrival", "deferred", "wallclock")
 
     def __init__(self, frame, kind, pts, geometry, arrival=0.0):
         self.frame, self.kind, self.pts, self.geometry, self.arrival = frame, kind, pts, geometry, arrival
@@ -169,6 +174,7 @@ class _Decoded:
         self.disp = None      # block trace: int32 (2, gh, gw) cell displacements to the I-frame
         self.residual = None  # accumulated mode computes it with the positions
         self.d0 = self.d1 = self.flags = None
+        self.wallclock = None
         self.deferred = None  # a B-frame's _predict arguments, kept until _emit knows it is wanted
 
 
@@ -678,6 +684,7 @@ class Reader:
                 self.stats.skipped_frames += 1
                 continue
             cur = _Decoded(frame, kind, pts, geometry, arrival)
+            cur.wallclock = self._wallclock(pts)
             if kind != "B" or self._wants is None:
                 self._grids(cur)  # a B-frame's vectors wait until _emit knows whether it is wanted
             if not needs_refs:
@@ -711,6 +718,15 @@ class Reader:
             raise DecodeError(f"{self.description}: no intact I-frame to start from ({self.stats.skipped_frames} "
                               f"frames skipped, {self.stats.damaged_frames} damaged); the stream is damaged or "
                               "holds no keyframe")
+
+    def _wallclock(self, pts: float) -> float | None:
+        """Capture time of the frame at ``pts``, where the source gives one (see CompressedFrame)."""
+        if self._transcode is not None:
+            return None  # the re-encoded stream's timestamps are its own
+        realtime = getattr(getattr(self, "_container", None), "start_time_realtime", None)
+        if not realtime or realtime < 0:
+            return None
+        return realtime / 1e6 + pts  # FFmpeg: pts 0 was captured at start_time_realtime
 
     def _end_gop(self, pending: list, anchor, iframe) -> Iterator[CompressedFrame]:
         """End the GOP in progress: the B-frames still waiting get no future reference."""
@@ -833,7 +849,8 @@ class Reader:
             if not wanted:  # no frame is predicted from a B-frame: nothing else needs them
                 return self._count(CompressedFrame(index=self.stats.frames, pts=cur.pts, kind=cur.kind, gop_index=gop,
                                                    mv=None, intra=None, residual=None, rgb=self._rgb(cur),
-                                                   height=g.height, width=g.width, arrival=cur.arrival))
+                                                   height=g.height, width=g.width, arrival=cur.arrival,
+                                                   wallclock=cur.wallclock))
             self._grids(cur)
             if cur.deferred is not None:
                 self._predict(cur, *cur.deferred)
@@ -857,7 +874,7 @@ class Reader:
             residual = self._residual(cur, iframe, past, future)
         out = CompressedFrame(index=self.stats.frames, pts=cur.pts, kind=cur.kind, gop_index=gop,
                               mv=mv, intra=intra, residual=residual, rgb=self._rgb(cur), height=g.height,
-                              width=g.width, arrival=cur.arrival)
+                              width=g.width, arrival=cur.arrival, wallclock=cur.wallclock)
         cur.planes = None if cur.kind == "B" else cur.planes  # B-frames are never referenced again
         return self._count(out)
 

@@ -157,8 +157,8 @@ def recognize(args: argparse.Namespace) -> int:
     read_options = {"timeout_s": args.timeout, "transcode": args.transcode, "reconnect": _reconnect(args)}
     with open_recognizer(args.package, args) as recognizer:
         if args.stream:
-            for window in recognizer.stream(source, **read_options):
-                print(json.dumps(window.to_dict()) if args.json else _window_line(window), flush=True)
+            for window in recognizer.windows(source, **read_options):
+                print(json.dumps(_window_json(window)) if args.json else _window_line(window.prediction), flush=True)
             return 0
         prediction = recognizer.recognize(source, **read_options)
     if args.json:
@@ -166,6 +166,15 @@ def recognize(args: argparse.Namespace) -> int:
     else:
         _print_prediction(prediction, prediction.source)
     return 0
+
+
+def _window_json(window) -> dict:
+    """One ``--stream --json`` line: the window's prediction, milliseconds from the arrival of its
+    last frame to its prediction, and its capture time where the source says (RTSP)."""
+    out = {**window.prediction.to_dict(), "latency_ms": round(window.latency_ms, 3)}
+    if window.wallclock is not None:
+        out["wallclock"] = round(window.wallclock, 3)
+    return out
 
 
 def _reconnect(args: argparse.Namespace):
