@@ -1047,8 +1047,9 @@ def residual_step(H: int, W: int, size: tuple[int, int], asked: int | None = Non
     """The sampling step of a binned cell-trace residual: 1 (every pixel, the default), or 2 when
     asked (every other row and luma column, every other chroma row, where each output cell spans
     at least 4 x 4 source pixels; otherwise 1). Measured on 136 synthetic 720p H.264 clips with the
-    default model: the kernel 1.5x faster, the whole recognition 5 % faster, 3 clips of 136 changed
-    their label and top-1 went from 83.1 % to 81.6 %. Not worth it by default."""
+    default model (``benchmarks/residual_step.py``, ``docs/results/residual-step.json``): the kernel
+    1.5x faster but the whole recognition only 1-5 % (decoding dominates), 3 of 136 labels changed
+    and top-1 went from 83.1 % to 81.6 %. Not worth it by default."""
     if asked == 2 and H >= 4 * size[0] and W >= 4 * size[1]:
         return 2
     return 1
