@@ -252,12 +252,12 @@ class Recognizer:
         kinds = [f.kind for f in frames]
         inputs = {}
         for spec in self.specs:
-            if tail and spec in self._planned_specs:
+            chosen = sampling.select_frames(kinds, spec, train=False)
+            if spec in self._planned_specs:
                 reads_residual = spec in self._residual_specs
                 available = [(f.residual if reads_residual else f.mv) is not None for f in frames]
-                chosen = sampling.nearest_available(kinds, available, spec)
-            else:
-                chosen = sampling.select_frames(kinds, spec, train=False)
+                if not all(available[i] for i in chosen):  # a tail window, or a plan the stream outran
+                    chosen = sampling.nearest_available(kinds, available, spec)
             inputs[spec.name] = preprocess.prepare(spec, [frames[i] for i in chosen], frame_hw, iframes)
         return inputs
 
@@ -285,6 +285,8 @@ class WindowRun:
         if rec._planned_specs:
             plan = sampling.CausalPlan(rec._planned_specs, length, stride)
             options["wants"] = plan.arrive
+            # non-reference pictures no window reads are not even decoded (local files)
+            options["unused"] = plan.surely_unused
         with bs.open(self._source, **options, **self._open_options) as reader:
             self.reader = reader
             if plan is not None:  # a file says how many frames it holds: its tail window is planned too

@@ -156,6 +156,38 @@ class CausalPlan:
         self.active: list[tuple[int, list[_Rule]]] = []
         self.tail_start = None
 
+    def surely_unused(self, p: int, margin: int = 1) -> bool:
+        """Whether no window will use the frame at display position ``p`` (0-based, in the first
+        picture size) unless more than ``margin`` I-frames in a row stand where a window looks: a
+        reader may then leave it undecoded when nothing is predicted from it. Used are: a frame
+        within ``margin`` after any span's target (the target, or the P/B frame after an I-frame
+        there), twice the run of a 3D input plus ``margin``, every frame of "gop" inputs and the first
+        ``margin + 1`` frames. A stream that puts more I-frames in a row there (a scene cut on a
+        keyframe) only costs that window the exact frame: the Recognizer takes the nearest one
+        read (``nearest_available``)."""
+        if p <= margin or not self.specs:
+            return not self.specs and p > margin
+        starts = range(max(0, p - self.length + 1) + (-max(0, p - self.length + 1)) % self.stride, p + 1, self.stride)
+        windows = [(s, self.length) for s in starts]
+        if self.total is not None:
+            ends = list(range(self.length, self.total + 1, self.stride))
+            if tail_due(self.total, ends[-1] if ends else 0, self.length):
+                start = max(self.total - self.length, 0)
+                if start <= p < self.total:
+                    windows.append((start, min(self.length, self.total)))
+        for start, n in windows:
+            q = p - start
+            for spec in self.specs:
+                rule = _Rule(spec, n, train=False)
+                if rule.gop:
+                    return False
+                if rule.tsn:
+                    if any(t <= q <= t + margin for t in rule.targets):
+                        return False
+                elif rule.start <= q <= rule.start + 2 * rule.T + margin:  # I-frames may sit between
+                    return False
+        return True
+
     def expect(self, total: int | None) -> None:
         """The stream will have ``total`` frames (of its first picture size): plan its tail window
         too. Call before the first :meth:`arrive`; None (unknown) plans no tail."""

@@ -294,3 +294,69 @@ def test_inference_takes_half_the_cores_unless_told():
         assert rec.selection.options["threads"] == max(1, cores // 2) == rec.backend.threads
     with edgekit.Recognizer.default(threads=2) as rec:
         assert rec.backend.threads == 2
+
+
+def test_pictures_no_window_reads_are_not_even_decoded(square):
+    """Non-reference B-frames at positions the plan says no window reads are never decoded; the
+    Recognizer's windows are bit-identical to decoding everything."""
+    from edgekit import sampling
+
+    with edgekit.Recognizer.default(window_frames=24, stride_frames=12) as rec:
+        run = rec.windows(square)
+        skipped = list(run)
+        stats = run.reader.stats
+        original = sampling.CausalPlan.surely_unused
+        try:
+            sampling.CausalPlan.surely_unused = lambda self, p, margin=1: False
+            run_all = rec.windows(square)
+            everything = list(run_all)
+        finally:
+            sampling.CausalPlan.surely_unused = original
+    assert stats.undecoded_frames > 10 and run_all.reader.stats.undecoded_frames == 0
+    assert stats.frames == run_all.reader.stats.frames == 60
+    assert stats.packets + stats.undecoded_frames == run_all.reader.stats.packets
+    assert len(skipped) == len(everything)
+    for a, b in zip(skipped, everything):
+        np.testing.assert_array_equal(a.scores, b.scores)
+
+
+@pytest.mark.parametrize("codec", ["h264", "mpeg4"])
+def test_undecoded_pictures_keep_their_place_and_the_rest_decode_the_same(tmp_path, codec):
+    """With every non-reference picture declared unused: the same frames in the same order and
+    times, the undecoded ones B-frames without data, every decoded one as in a full read."""
+    path = tmp_path / f"b.{'mp4' if codec == 'h264' else 'avi'}"
+    moving_square_clip(path, codec, size=(160, 128), frames=36, motion=(2, 1), gop=12, bframes=2)
+    options = dict(accumulate=True, trace="block", rgb=None, residual_size=(32, 32))
+    full = _read(path, **options)
+    sparse = _read(path, **options, wants=lambda kind, size: True, unused=lambda position: True)
+    assert [f.pts for f in sparse] == [f.pts for f in full] and [f.kind for f in sparse] == [f.kind for f in full]
+    undecoded = [f for f in sparse if f.mv is None]
+    assert undecoded and all(f.kind == "B" and f.residual is None for f in undecoded)
+    for a, b in zip(sparse, full):
+        if a.mv is not None:
+            np.testing.assert_array_equal(a.mv, b.mv)
+            np.testing.assert_array_equal(a.residual, b.residual)
+    from edgekit.errors import ConfigError
+    with pytest.raises(ConfigError):
+        bs.open(path, unused=lambda p: True)  # unused needs wants: nothing would count the frames
+
+
+def test_the_plan_never_calls_unused_a_frame_a_window_reads():
+    """With I-frames alone between P/B frames (no two in a row where a window looks), no frame any
+    window reads is ever called surely unused."""
+    from edgekit import sampling
+    from edgekit.spec import InputSpec
+
+    rng = np.random.default_rng(7)
+    specs = [InputSpec("x", "mv_residual", (1, 3, 5, 8, 8)), InputSpec("y", "mv", (1, 2, 4, 8, 8), layout="BCTHW")]
+    for _ in range(200):
+        n, length = int(rng.integers(1, 200)), int(rng.integers(2, 60))
+        stride = int(rng.integers(1, length + 1))
+        kinds = ["I" if i == 0 or (rng.random() < 0.1) else ("B" if rng.random() < 0.6 else "P") for i in range(n)]
+        kinds = [k if not (i and k == "I" and kinds[i - 1] == "I") else "P" for i, k in enumerate(kinds)]
+        known = bool(rng.random() < 0.5)
+        plan, oracle = sampling.CausalPlan(specs, length, stride), sampling.CausalPlan(specs, length, stride)
+        plan.expect(n if known else None)
+        oracle.expect(n if known else None)
+        used = [plan.arrive(k, (96, 128)) for k in kinds]
+        assert not any(used[p] and oracle.surely_unused(p) for p in range(n))

@@ -6,6 +6,7 @@ See the package docstring (``edgekit.bitstream``) for the definitions of every a
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import itertools
 import math
 import os
@@ -91,6 +92,8 @@ class ReaderStats:
     stalls: int = 0             # times a network source sent nothing for timeout_s (then reopened)
     reconnects: int = 0         # times a network source was reopened and reading went on
     reconnect_attempts: int = 0  # reopening attempts, successful or not
+    undecoded_frames: int = 0   # non-reference pictures never decoded because ``unused`` said no one
+                                # would read them (yielded with mv, intra and residual None)
 
 
 @dataclass(frozen=True, eq=False)
@@ -182,7 +185,7 @@ def open(source, *, residual: bool = True, rgb: str | None = "iframes", accumula
          transcode: str | None = None, format: str | None = None, threads: str | int = "auto",
          timeout_s: float = 10.0, max_pixels: int = MAX_PIXELS, fast: bool = True, trace: str = "pixel",
          residual_size: tuple[int, int] | None = None, wants=None, residual_layout: str = "444",
-         residual_step: int | None = None,
+         residual_step: int | None = None, unused=None,
          reconnect: "bool | Reconnect | None" = None, transport: str | None = None) -> "Reader":
     """Open a video source for compressed-domain reading. See ``edgekit.bitstream`` for details."""
     from edgekit.bitstream.motion import EncoderMotion  # encoder-side motion vectors: no container to open
@@ -195,7 +198,7 @@ def open(source, *, residual: bool = True, rgb: str | None = "iframes", accumula
     return Reader(source, residual=residual, rgb=rgb, accumulate=accumulate, transcode=transcode,
                   format=format, threads=threads, timeout_s=timeout_s, max_pixels=max_pixels,
                   fast=fast, trace=trace, residual_size=residual_size, wants=wants,
-                  residual_layout=residual_layout, residual_step=residual_step,
+                  residual_layout=residual_layout, residual_step=residual_step, unused=unused,
                   reconnect=reconnect, transport=transport)
 
 
@@ -204,8 +207,8 @@ class Reader:
 
     def __init__(self, source, *, residual=True, rgb="iframes", accumulate=False, transcode=None,
                  format=None, threads="auto", timeout_s=10.0, max_pixels=MAX_PIXELS, fast=True, trace="pixel",
-                 residual_size=None, wants=None, residual_layout="444", residual_step=None, reconnect=None,
-                 transport=None):
+                 residual_size=None, wants=None, residual_layout="444", residual_step=None, unused=None,
+                 reconnect=None, transport=None):
         if rgb not in (None, "iframes", "all"):
             raise ConfigError(f"rgb must be None, 'iframes' or 'all', got {rgb!r}")
         if trace not in ("pixel", "block"):
@@ -223,8 +226,12 @@ class Reader:
                               f"got {residual_layout!r}")
         if residual_step not in (None, 1, 2):
             raise ConfigError(f"residual_step must be None (automatic), 1 or 2, got {residual_step!r}")
+        if unused is not None and (not callable(unused) or wants is None):
+            raise ConfigError("unused must be a callable (display position) -> bool, given with wants=")
         self.trace, self.residual_size, self._wants = trace, residual_size, wants
         self.residual_step = residual_step
+        self._unused = unused
+        self._skipper = None
         self.residual_layout = residual_layout
         if transcode not in (None, "mpeg4", "h264"):
             raise ConfigError(f"transcode must be None, 'mpeg4' or 'h264', got {transcode!r}")
@@ -250,6 +257,8 @@ class Reader:
         self.reconnect: Reconnect | None = policy  # how the source is reopened (None: never)
         self._outage: tuple[float, int] | None = None  # (start, attempts made) while reconnecting
         self._pictures_decoded = 0  # intact pictures out of the decoder, over every connection
+        if self._unused is not None and self._prefetch and self._transcode is None and self.rgb != "all":
+            self._skipper = _Skipper.for_stream(self._stream, self._unused)
 
     # -- setup -------------------------------------------------------------------------------------
 
@@ -518,6 +527,9 @@ class Reader:
                 packet = None  # hand out the pictures of the lost connection now: the wait may be long
             elif packet is not None and packet.size == 0:
                 continue
+            skipper = self._skipper
+            if skipper is not None and packet is not None and skipper.skip(packet):
+                continue  # never decoded: a placeholder takes its place in display order
             for frame in self._decode(packet):
                 out += 1
                 if frame.is_corrupt or (self._transcode is None and self._from_damaged_packet(frame)):
@@ -526,7 +538,11 @@ class Reader:
                 if joined_at is None:
                     joined_at = (self.stats.packets, self.stats.decode_errors)
                 self._pictures_decoded += 1
+                if skipper is not None:
+                    yield from skipper.before(frame)
                 yield frame
+            if packet is None and skipper is not None:
+                yield from skipper.before(None)
             if packet is None:
                 self._count_lost(start, out, joined_at)
                 start, out, joined_at = (self.stats.packets, self.stats.decode_errors), 0, None
@@ -751,6 +767,9 @@ class Reader:
     def _describe(self, picture) -> tuple[tuple[int, int] | None, str, float | None]:
         """(height, width) or None when there is no usable picture, the frame type ("I", "P",
         "B"), and the presentation time in seconds (None when the picture carries none)."""
+        if isinstance(picture, _Undecoded):  # a non-reference picture never decoded (``unused``)
+            g = self._geometry
+            return ((g.height, g.width) if g is not None else None), "B", picture.time
         size = _picture_size(picture)
         if size is None:
             return None, "P", None
@@ -845,6 +864,9 @@ class Reader:
     def _emit(self, cur: _Decoded, gop: int, iframe, past, future) -> CompressedFrame:
         g = cur.geometry
         wanted = self._wants is None or bool(self._wants(cur.kind, (g.height, g.width)))
+        if isinstance(cur.frame, _Undecoded):  # nothing to read, wanted or not (the plan said unused)
+            self.stats.undecoded_frames += 1
+            wanted = False
         if cur.d0 is None:  # a B-frame whose vectors waited for this answer
             if not wanted:  # no frame is predicted from a B-frame: nothing else needs them
                 return self._count(CompressedFrame(index=self.stats.frames, pts=cur.pts, kind=cur.kind, gop_index=gop,
@@ -980,6 +1002,111 @@ class YUV420(tuple):
         for k in (1, 2):
             out[k] = np.repeat(np.repeat(self[k], 2, axis=0), 2, axis=1)[:H, :W]
         return out
+
+
+class _Undecoded:
+    """A non-reference picture that was not decoded: its display time only."""
+
+    __slots__ = ("time",)
+
+    def __init__(self, time: float):
+        self.time = time
+
+
+class _Skipper:
+    """Decides, packet by packet, which pictures are not decoded at all: non-reference pictures
+    (nothing is predicted from them: H.264 slices with nal_ref_idc 0, MPEG-4 B-VOPs) at a display
+    position that ``unused(position)`` says no window will read. Positions come from timestamps
+    (constant frame rate, counted from the first keyframe); the first decoded picture whose position
+    disagrees with its order turns skipping off for good (variable frame rate, lost pictures), so a
+    wrong guess costs speed, never a wanted picture. Undecoded pictures are handed back in display
+    order as :class:`_Undecoded` placeholders, before the first decoded picture that follows them."""
+
+    def __init__(self, stream, unused, parse):
+        self.unused, self.parse = unused, parse
+        self.tb = stream.time_base
+        rate = stream.average_rate or stream.guessed_rate
+        self.step = float(1 / (rate * self.tb)) if rate and self.tb else None  # pts units per frame
+        self.origin = None   # pts of display position 0
+        self.pending: list[int] = []  # pts of undecoded pictures not yet handed back (a heap)
+        self.emitted = 0     # pictures handed on (decoded and undecoded), in display order
+        self.enabled = self.step is not None
+
+    @classmethod
+    def for_stream(cls, stream, unused) -> "_Skipper | None":
+        ctx = stream.codec_context
+        if ctx.name == "h264":
+            extradata = ctx.extradata or b""
+            if len(extradata) >= 7 and extradata[0] == 1:  # avcC: NAL units prefixed by their length
+                size = (extradata[4] & 3) + 1
+                return cls(stream, unused, lambda data: _h264_length_nonref(data, size))
+            return cls(stream, unused, _h264_annexb_nonref)
+        if ctx.name == "mpeg4":
+            return cls(stream, unused, _mpeg4_b_vop)
+        return None
+
+    def position(self, pts: int) -> int:
+        return round((pts - self.origin) / self.step)
+
+    def skip(self, packet) -> bool:
+        if not self.enabled or packet.pts is None:
+            return False
+        if self.origin is None:
+            if not packet.is_keyframe:
+                return False
+            self.origin = packet.pts
+        try:
+            nonref = self.parse(bytes(packet))
+        except (IndexError, ValueError):
+            return False
+        if not nonref or packet.pts < self.origin or not self.unused(self.position(packet.pts)):
+            return False
+        heapq.heappush(self.pending, packet.pts)
+        return True
+
+    def before(self, frame) -> Iterator[_Undecoded]:
+        """The undecoded pictures shown before ``frame`` (all of them when None: the end)."""
+        pts = None if frame is None else frame.pts
+        while self.pending and (pts is None or self.pending[0] < pts):
+            self.emitted += 1
+            yield _Undecoded(float(heapq.heappop(self.pending) * self.tb))
+        if frame is not None:
+            if self.enabled and (pts is None or self.origin is None or self.position(pts) != self.emitted):
+                self.enabled = False  # timestamps do not say positions here: decode everything from now on
+            self.emitted += 1
+
+
+def _h264_length_nonref(data: bytes, size: int) -> bool:
+    """Whether an avcC access unit's slices all have nal_ref_idc 0 (no picture is predicted from it)."""
+    i, slices = 0, 0
+    while i + size < len(data):
+        n = int.from_bytes(data[i:i + size], "big")
+        header = data[i + size]
+        if header & 0x1F in (1, 5):  # a coded slice
+            if header & 0x60:
+                return False
+            slices += 1
+        i += size + n
+    return slices > 0
+
+
+def _h264_annexb_nonref(data: bytes) -> bool:
+    """The same for an Annex-B access unit (start codes)."""
+    slices, i = 0, data.find(b"\x00\x00\x01")
+    while i >= 0 and i + 3 < len(data):
+        header = data[i + 3]
+        if header & 0x1F in (1, 5):
+            if header & 0x60:
+                return False
+            slices += 1
+        i = data.find(b"\x00\x00\x01", i + 3)
+    return slices > 0
+
+
+def _mpeg4_b_vop(data: bytes) -> bool:
+    """Whether an MPEG-4 Part 2 packet is a B-VOP (never a reference)."""
+    i = data.find(b"\x00\x00\x01\xb6")
+    return i >= 0 and i + 4 < len(data) and data[i + 4] >> 6 == 2
 
 
 class _Prefetcher:
