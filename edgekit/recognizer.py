@@ -105,8 +105,9 @@ class Recognizer:
     "cpu", "gpu", "npu" or a device profile ("intel-cpu", "x86-cpu", "generic-arm64",
     "jetson-orin-nano", or a profile ``.toml``) — and ``backend`` the runtime — "onnxruntime",
     "openvino" or "tensorrt"; both default to the package's own target. ``threads``: inference
-    threads (default: the profile's, else half the cores: decoding takes the rest). ``window_frames`` / ``stride_frames``
-    override the package's windowing; ``topk``: how many (label, score) pairs predictions keep.
+    threads (default: the profile's, else half the cores: decoding takes the rest).
+    ``window_frames`` / ``stride_frames`` override the package's windowing; ``topk``: how many
+    (label, score) pairs predictions keep.
     ``trusted_keys``: Ed25519 public keys (PEM paths or bytes); when given, the package must be
     signed by one of them (needs ``edgekit[sign]``).
 
@@ -246,7 +247,8 @@ class Recognizer:
         prediction = Prediction.from_scores(scores, self.labels, frames[0].pts, frames[-1].pts + 1 / fps, self.topk)
         return Window(prediction, scores, StageTimes(preprocess=(t1 - t0) * 1000, inference=(t2 - t1) * 1000))
 
-    def prepare_inputs(self, frames, frame_hw: tuple[int, int], iframes, *, tail: bool = False) -> dict[str, np.ndarray]:
+    def prepare_inputs(self, frames, frame_hw: tuple[int, int], iframes, *,
+                       tail: bool = False) -> dict[str, np.ndarray]:
         """The arrays the backend is fed for one window: per input, the frames
         ``sampling.select_frames`` picks (test-time rule), prepared by ``preprocess.prepare``."""
         kinds = [f.kind for f in frames]

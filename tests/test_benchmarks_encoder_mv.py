@@ -3,8 +3,6 @@ synthetic MVInfo buffers decode back to the vectors they were made from."""
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -12,22 +10,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchscripts import load_benchmark, run_benchmark
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "encoder_mv.py"
 
 
 @pytest.fixture(scope="module")
 def report():
-    cmd = [sys.executable, str(SCRIPT), "--size", "320x240", "--frames", "60", "--gop", "30", "--repeats", "1"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout)  # the whole of stdout is one JSON object (progress is on stderr)
+    return run_benchmark("encoder_mv.py", "--size", "320x240", "--frames", "60", "--gop", "30", "--repeats", "1",
+                         timeout=300)
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("benchmark_encoder_mv", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("encoder_mv.py")
 
 
 def test_settings_and_environment_are_recorded(report):

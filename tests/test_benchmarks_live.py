@@ -3,12 +3,11 @@ restarts twice) and prints one JSON object with the memory, latency and reconnec
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from benchscripts import run_benchmark
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "live.py"
 
@@ -16,11 +15,8 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "live.py"
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("live_bench")
-    cmd = [sys.executable, str(SCRIPT), "--frames", "600", "--segment-frames", "100", "--rss-every", "2",
-           "--workdir", str(workdir)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout)  # the whole of stdout is one JSON object (progress is on stderr)
+    return run_benchmark("live.py", "--frames", "600", "--segment-frames", "100", "--rss-every", "2",
+                         "--workdir", str(workdir), timeout=240)
 
 
 def test_every_frame_of_every_connection_is_read_and_windowed(report):

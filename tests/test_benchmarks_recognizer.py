@@ -3,14 +3,14 @@ figure; its stage-time adapter reads both the StageTimes of today and the dict o
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+
+from benchscripts import load_benchmark, run_benchmark
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "recognizer.py"
 STAGES = {"decode", "preprocess", "inference", "total"}
@@ -19,18 +19,12 @@ STAGES = {"decode", "preprocess", "inference", "total"}
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("recognizer_bench")
-    cmd = [sys.executable, str(SCRIPT), "--sizes", "340x256", "--frames-scale", "0.1", "--repeats", "1",
-           "--workdir", str(workdir)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout)  # the whole of stdout is one JSON object (progress is on stderr)
+    return run_benchmark("recognizer.py", "--sizes", "340x256", "--frames-scale", "0.1", "--repeats", "1",
+                         "--workdir", str(workdir), timeout=120)
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("benchmark_recognizer", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("recognizer.py")
 
 
 def test_settings_and_environment_are_recorded(report):

@@ -3,12 +3,11 @@ per-clip predictions it lists."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from benchscripts import run_benchmark
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "residual_step.py"
 
@@ -16,11 +15,8 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "residual_step.py"
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("residual_step")
-    cmd = [sys.executable, str(SCRIPT), "--size", "640x480", "--clips-per-class", "1", "--frames", "24",
-           "--workdir", str(workdir)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout)
+    return run_benchmark("residual_step.py", "--size", "640x480", "--clips-per-class", "1", "--frames", "24",
+                         "--workdir", str(workdir), timeout=300)
 
 
 def test_accuracies_and_agreement_follow_from_the_predictions(report):

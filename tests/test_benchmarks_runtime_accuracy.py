@@ -4,7 +4,6 @@ needed), and prints one JSON object whose accuracies follow from the per-clip pr
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -12,6 +11,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
+from benchscripts import load_benchmark, run_benchmark
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "runtime_accuracy.py"
 VARIANTS = ["current", "pixel"]
@@ -21,11 +22,9 @@ CLIPS = 3
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("runtime_accuracy")
-    cmd = [sys.executable, str(SCRIPT), "--variants", ",".join(VARIANTS), "--clips", str(CLIPS), "--workers", "1",
-           "--workdir", str(workdir), "--keep-jsonl"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout), workdir  # the whole of stdout is one JSON object (progress is on stderr)
+    return run_benchmark("runtime_accuracy.py", "--variants", ",".join(VARIANTS), "--clips", str(CLIPS),
+                         "--workers", "1",
+                         "--workdir", str(workdir), "--keep-jsonl", timeout=300), workdir
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +33,7 @@ def report(run):
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("benchmark_runtime_accuracy", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("runtime_accuracy.py")
 
 
 def test_structure_settings_and_environment(report):

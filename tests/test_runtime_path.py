@@ -68,7 +68,8 @@ def random_block_fields(H, W, threads, out_hw, check=True):
         np.testing.assert_array_equal(full[:-64].reshape(3, H, W), want)
         assert (full[-64:] == -7).all() and (binned[-16:] == -7).all()
         resized = preprocess.resize(want, out_hw)
-        np.testing.assert_allclose(binned[:-16].reshape(3, *out_hw), resized, atol=5e-3, rtol=1e-4)  # numpy sums in float32, the kernel in float64
+        # numpy sums in float32, the kernel in float64
+        np.testing.assert_allclose(binned[:-16].reshape(3, *out_hw), resized, atol=5e-3, rtol=1e-4)
         np.testing.assert_allclose(bins, resized, atol=5e-3, rtol=1e-4)
         np.testing.assert_allclose(sampled[:-16].reshape(3, *out_hw), sampled_ref, atol=5e-3, rtol=1e-4)
         assert (sampled[-16:] == -7).all()  # numpy sums in float32, the kernel in float64
@@ -237,7 +238,8 @@ def test_native_resize_is_the_numpy_integral(shape, crop, dtype):
     """preprocess.resize runs the native area_bins (motion-vector grids, residuals, I-frames) and
     gives what its numpy integral gives, crops included."""
     rng = np.random.default_rng(sum(shape))
-    x = (rng.normal(0, 40, shape) if dtype == np.float32 else rng.integers(0 if dtype == np.uint8 else -255, 256, shape))
+    low = 0 if dtype == np.uint8 else -255
+    x = rng.normal(0, 40, shape) if dtype == np.float32 else rng.integers(low, 256, shape)
     x = x.astype(dtype)
     np.testing.assert_allclose(preprocess.resize(x, (112, 96), crop), preprocess.resize_numpy(x, (112, 96), crop),
                                atol=5e-3, rtol=1e-4)
