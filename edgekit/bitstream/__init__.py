@@ -7,7 +7,7 @@
 
 ``open(source, *, residual=True, rgb="iframes", accumulate=False, transcode=None, format=None,
 threads="auto", timeout_s=10.0, max_pixels=MAX_PIXELS, fast=True, trace="pixel", residual_size=None,
-wants=None, residual_layout="444", ...)``
+wants=None, unused=None, residual_layout="444", residual_step=None, reconnect=None, transport=None)``
 
 source
     A path, a URL FFmpeg opens (rtsp/http/file), ``bytes``, a binary file-like object, or an iterable
