@@ -94,6 +94,9 @@ class ReaderStats:
     reconnect_attempts: int = 0  # reopening attempts, successful or not
     undecoded_frames: int = 0   # non-reference pictures never decoded because ``unused`` said no one
                                 # would read them (yielded with mv, intra and residual None)
+    kernel_ms: float = 0.0      # wall milliseconds spent in the side-data kernels (MV scatter, residual,
+                                # accumulation, tracing, area binning), in the iterating thread;
+                                # part of what a caller's ``next()`` waits for (``edgekit profile``)
 
 
 @dataclass(frozen=True, eq=False)
@@ -755,11 +758,14 @@ class Reader:
 
     def _kernel(self, name: str, *args) -> None:
         """Call a kernel; a refusal (a buffer or geometry that does not fit the frame) is a DecodeError."""
+        started = time.perf_counter()
         try:
             getattr(self._kernels, name)(*args)
         except (ValueError, TypeError) as err:
             raise DecodeError(f"{self.description}: frame {self.stats.frames} cannot be read "
                               f"({name}: {_short(err)})") from None
+        finally:
+            self.stats.kernel_ms += (time.perf_counter() - started) * 1000
 
     # The two seams a reader of another kind of picture (edgekit.bitstream.motion: motion vectors
     # an encoder reported) replaces: what a picture is, and where its vectors come from.

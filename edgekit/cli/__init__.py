@@ -5,8 +5,8 @@ command                                  module
 ======================================== =================================================
 train, eval, quantize                    :mod:`edgekit.cli.training` (the ``train`` extra)
 export, package inspect                  :mod:`edgekit.cli.package`
-recognize, demo, inspect, sample,        :mod:`edgekit.cli.runtime`
-transcode
+recognize, demo, profile, inspect,       :mod:`edgekit.cli.runtime`
+sample, transcode
 synth, cache, models, assets             :mod:`edgekit.cli.training` (the ``train`` extra)
 ======================================== =================================================
 
@@ -25,6 +25,7 @@ from edgekit.cli.common import CommandParser, run_command
 EXAMPLES = """examples:
   edgekit demo                                             # the bundled model on the bundled sample clip
   edgekit recognize clip.mp4 --json                        # labels, scores, windows, latency
+  edgekit profile --synthetic 640x480@25                   # latency per stage, throughput, memory on this device
   edgekit synth --preset small --out data/synth-small      # the life cycle, from data to a device:
   edgekit train --config edge-mvr                        # a bundled config, or a TOML path
   edgekit eval --checkpoint runs/edge-mvr/best.json

@@ -1,4 +1,4 @@
-"""Runtime commands: ``recognize``, ``demo``, ``inspect``, ``sample``, ``transcode``.
+"""Runtime commands: ``recognize``, ``demo``, ``profile``, ``inspect``, ``sample``, ``transcode``.
 
 They mirror the Python API word for word: ``edgekit recognize SOURCE --device D --backend B``
 is ``edgekit.Recognizer(package, device=D, backend=B).recognize(SOURCE)``. Runtime dependencies
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from edgekit.cli.common import add_command, backend_help, device_help, positive_int, positive_seconds
@@ -46,6 +47,14 @@ TRANSCODE_EXAMPLES = """examples:
   edgekit transcode in.mp4 out.mp4 --codec h264 --bframes 2 --size 640x360
   edgekit transcode hevc.mp4 out.mp4 --size keep --json"""
 
+PROFILE_EXAMPLES = """examples:
+  edgekit profile                                   # the bundled default model on the bundled sample clip
+  edgekit profile --synthetic 640x480@25 --runs 3   # a clip made on the fly: no input file needed
+  edgekit profile my.edgepkg --source clip.mp4 --device intel-cpu --json
+  edgekit profile --synthetic 1280x720@30 --streams 4         # 4 concurrent streams: did each keep up?
+  edgekit profile --synthetic 1280x720@30 --streams auto      # how many 30 fps streams this device sustains
+  edgekit profile --source rtsp://camera/stream --seconds 30  # a live source: measure for 30 s"""
+
 TRANSCODE_CODECS = ("mpeg4", "h264")
 
 
@@ -54,6 +63,9 @@ def add_commands(subparsers) -> None:
                 RECOGNIZE_EXAMPLES, add_arguments=_recognize_arguments).set_defaults(run=recognize)
     add_command(subparsers, "demo", "Run the default model on the bundled sample clip: per-window predictions "
                 "and latency.", DEMO_EXAMPLES, add_arguments=_demo_arguments).set_defaults(run=demo)
+    add_command(subparsers, "profile", "Profile a package on this device: cold start, per-stage latency "
+                "percentiles, throughput, concurrent streams, memory, CPU.", PROFILE_EXAMPLES,
+                add_arguments=_profile_arguments).set_defaults(run=profile)
     add_command(subparsers, "inspect", "Show what a video's bitstream holds: frame types, GOPs, motion vectors.",
                 INSPECT_EXAMPLES, add_arguments=_inspect_arguments).set_defaults(run=inspect)
     add_command(subparsers, "sample", "Write a sample clip with known motion (no download needed).",
@@ -102,6 +114,66 @@ def _recognize_arguments(p: argparse.ArgumentParser) -> None:
 def _demo_arguments(p: argparse.ArgumentParser) -> None:
     _add_runtime_arguments(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _profile_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("package", metavar="PKG", nargs="?", help="an .edgepkg (default: the bundled default model)")
+    _add_runtime_arguments(p)
+    p.add_argument("--source", metavar="VIDEO", help="a path or URL, as 'edgekit recognize' takes (default: the "
+                   "bundled sample clip)")
+    p.add_argument("--synthetic", metavar="WxH@FPS", help="profile on a clip made on the fly (H.264 with B-frames, "
+                   "moving content), e.g. 640x480@25")
+    p.add_argument("--synthetic-seconds", type=_seconds("--synthetic-seconds"), default=None, metavar="S",
+                   help="length of the --synthetic clip (default 4)")
+    p.add_argument("--warmup", type=_count("--warmup", 0), default=1, metavar="N",
+                   help="passes per stream run and discarded before measuring; the cold pass is the first "
+                   "(default 1)")
+    p.add_argument("--runs", type=_count("--runs", 1), metavar="N", help="measured passes over the source, per "
+                   "stream (default 5)")
+    p.add_argument("--seconds", type=_seconds("--seconds"), metavar="S", help="measure for S seconds instead of "
+                   "--runs (a live source needs it)")
+    p.add_argument("--streams", type=_streams, default=1, metavar="N|auto", help="concurrent streams, each its own "
+                   "Recognizer and reader (default 1); 'auto': 1, 2, 4, ... until one falls below the source's "
+                   "frame rate")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _count(flag: str, minimum: int):
+    """An argparse type for ``flag``: an int >= ``minimum``, else ConfigError (one line, exit 2)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise ConfigError(f"{flag} must be a whole number >= {minimum}, got {text!r}")
+        return value
+    return parse
+
+
+def _seconds(flag: str):
+    """An argparse type for ``flag``: seconds, finite and > 0, else ConfigError (one line, exit 2)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value <= 0:
+            raise ConfigError(f"{flag} must be a number of seconds > 0, got {text!r}")
+        return value
+    return parse
+
+
+def _streams(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"--streams must be a whole number >= 1 or 'auto', got {text!r}")
+    return value
 
 
 def _inspect_arguments(p: argparse.ArgumentParser) -> None:
@@ -222,6 +294,26 @@ def _print_prediction(prediction, title: str) -> None:
     print(f"  latency: total {latency.total:.0f} ms for {prediction.duration_s:.1f} s of video "
           f"({prediction.duration_s * 1000 / max(latency.total, 1e-9):.0f}x real time); per window: "
           + ", ".join(f"{stage} {ms:.1f} ms" for stage, ms in per_window.items()))
+
+
+# ---------------------------------------------------------------------------------------------- profile
+
+
+def profile(args: argparse.Namespace) -> int:
+    from edgekit.profile import SYNTHETIC_SECONDS, format_text, profile as run_profile
+
+    if args.source is not None and args.synthetic is not None:
+        raise ConfigError("give --source or --synthetic, not both")
+    if args.synthetic_seconds is not None and args.synthetic is None:
+        raise ConfigError("--synthetic-seconds needs --synthetic")
+    if args.runs is not None and args.seconds is not None:
+        raise ConfigError("give --runs or --seconds, not both")
+    report = run_profile(args.package, device=args.device, backend=args.backend, threads=args.threads,
+                         source=args.source, synthetic=args.synthetic,
+                         synthetic_seconds=args.synthetic_seconds or SYNTHETIC_SECONDS, warmup=args.warmup,
+                         runs=args.runs, seconds=args.seconds, streams=args.streams)
+    print(json.dumps(report) if args.json else format_text(report))
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------- inspect
