@@ -373,7 +373,7 @@ def _check_options(source, synthetic, warmup, runs, seconds, streams, max_stream
 def profile(package=None, *, device: str | None = None, backend: str | None = None, threads: int | None = None,
             source=None, synthetic: "str | SyntheticClip | None" = None, synthetic_seconds: float = SYNTHETIC_SECONDS,
             warmup: int = 1, runs: int | None = None, seconds: float | None = None, streams: "int | str" = 1,
-            max_streams: int = MAX_AUTO_STREAMS) -> dict:
+            max_streams: int = MAX_AUTO_STREAMS, layers: bool = False, per_window: bool = False) -> dict:
     """Profile ``package`` (a path; None: the bundled default) on this device; returns one JSON-ready dict.
 
     ``device``/``backend``/``threads``: as ``edgekit.Recognizer``. ``source``: a path, URL or bytes
@@ -383,6 +383,9 @@ def profile(package=None, *, device: str | None = None, backend: str | None = No
     stream 0's first); ``runs``: measured passes per
     stream (default 5), or ``seconds``: measure for that long (a pass in progress stops at its next
     window). ``streams``: concurrent streams, or "auto" (1, 2, 4, ... up to ``max_streams``).
+    ``layers``: add a ``layers`` section, the backend's per-layer profile of the inference stage
+    (:func:`layer_profile`, after the measured passes, on a separate session). ``per_window``: add
+    ``per_window_ms``, every measured window's stage milliseconds in order (what the HTML report plots).
     Raises ConfigError for bad options, PackageError, SourceError and the Recognizer's errors."""
     from edgekit.recognizer import ASSETS, DEFAULT_PACKAGE
 
@@ -405,11 +408,12 @@ def profile(package=None, *, device: str | None = None, backend: str | None = No
             source = str(ASSETS / "demo.mp4")
             source_meta = {"bundled": "demo.mp4"}
         return _profile(package_path, source, source_meta, device=device, backend=backend, threads=threads,
-                        warmup=warmup, runs=runs, seconds=seconds, streams=streams, max_streams=max_streams)
+                        warmup=warmup, runs=runs, seconds=seconds, streams=streams, max_streams=max_streams,
+                        layers=layers, per_window=per_window)
 
 
 def _profile(package_path: Path, source, source_meta: dict, *, device, backend, threads, warmup, runs, seconds,
-             streams, max_streams) -> dict:
+             streams, max_streams, layers: bool = False, per_window: bool = False) -> dict:
     from edgekit.package import load_package
     from edgekit.recognizer import Recognizer
 
@@ -422,7 +426,11 @@ def _profile(package_path: Path, source, source_meta: dict, *, device, backend, 
     recognizers = [Recognizer(package, **options)]
     t2 = time.perf_counter()
     rss_loaded = rss_mb()
+    layers_section = None
     try:
+        if layers and recognizers[0].selection.backend not in ("onnxruntime", "openvino"):
+            raise ConfigError(f"--layers supports the onnxruntime and openvino backends, not "
+                              f"{recognizers[0].selection.backend!r}")
         # a live source never ends: with seconds, the cold pass stops then too
         cold = run_pass(recognizers[0], source, deadline=(time.perf_counter() + seconds) if seconds else None)
         info = cold.info
@@ -458,6 +466,8 @@ def _profile(package_path: Path, source, source_meta: dict, *, device, backend, 
         selection = recognizers[0].selection
         manifest = package.manifest
         windows_meta = (recognizers[0].window_frames, recognizers[0].stride_frames)
+        if layers:  # after the measured passes, so it cannot disturb them
+            layers_section = layer_profile(package, selection, capture_inputs(recognizers[0], source))
     finally:
         for recognizer in recognizers:
             recognizer.close()
@@ -502,6 +512,10 @@ def _profile(package_path: Path, source, source_meta: dict, *, device, backend, 
                    "cold_pass": "the first pass gives the cold-start figures and is not in the statistics; "
                                 "it counts as stream 0's first warmup pass"},
     }
+    if layers_section is not None:
+        report["layers"] = layers_section
+    if per_window:
+        report["per_window_ms"] = {stage: [round(w[stage], 4) for w in pooled] for stage in STAGES}
     if streams == "auto":
         kept = [len(t["streams"]) for t in trials if all(_stream_fps(s) >= fps for s in t["streams"])]
         report["streams"]["auto"] = {
@@ -564,6 +578,187 @@ def _streams_section(measured: dict, fps: float) -> dict:
             "all_kept_up": all(s["kept_up"] for s in per_stream)}
 
 
+# -- per-layer profile (--layers) --------------------------------------------------------------------
+
+LAYER_RUNS = 10  # profiled inferences (after one unprofiled warm-up inference)
+LAYER_INPUTS = 4  # distinct windows' inputs captured from the source and cycled through
+TOP_LAYERS = 15  # layers shown in the text output (the JSON has every layer)
+
+
+class _RecordingBackend:
+    """Stands in for a Recognizer's backend for one short pass: runs the real backend and keeps a copy
+    of the inputs of the first ``limit`` windows."""
+
+    def __init__(self, backend, limit: int):
+        self._backend, self._limit, self.inputs = backend, limit, []
+
+    def run(self, inputs):
+        if len(self.inputs) < self._limit:
+            self.inputs.append({name: np.array(value, copy=True) for name, value in inputs.items()})
+        return self._backend.run(inputs)
+
+    def __getattr__(self, name):
+        return getattr(self._backend, name)
+
+
+def capture_inputs(recognizer, source, count: int = LAYER_INPUTS) -> list[dict]:
+    """The backend inputs of the first ``count`` windows of ``source``, prepared by ``recognizer``
+    exactly as on the measured path (one short pass after the measured ones)."""
+    original = recognizer.backend
+    recorder = _RecordingBackend(original, count)
+    recognizer.backend = recorder
+    try:
+        run = recognizer.windows(source)
+        windows = iter(run)
+        try:
+            for _ in windows:
+                if len(recorder.inputs) >= count:
+                    break
+        finally:
+            windows.close()
+    finally:
+        recognizer.backend = original
+    return recorder.inputs
+
+
+def _aggregate_layers(records, inference_us: float, runs: int) -> list[dict]:
+    """records: (layer name, op type, microseconds) per execution -> one row per layer, slowest first."""
+    layers: dict[str, dict] = {}
+    for name, op_type, micros in records:
+        row = layers.setdefault(name, {"name": name, "op_type": op_type, "count": 0, "total_us": 0.0})
+        row["count"] += 1
+        row["total_us"] += micros
+    rows = sorted(layers.values(), key=lambda r: -r["total_us"])
+    for row in rows:
+        row["mean_us"] = round(row["total_us"] / row["count"], 3)
+        row["per_inference_us"] = round(row["total_us"] / runs, 3)
+        row["share"] = round(row["total_us"] / inference_us, 5) if inference_us > 0 else None
+        row["total_us"] = round(row["total_us"], 3)
+    return rows
+
+
+def _op_types(rows: list[dict], inference_us: float) -> list[dict]:
+    kinds: dict[str, dict] = {}
+    for row in rows:
+        kind = kinds.setdefault(row["op_type"], {"op_type": row["op_type"], "layers": 0, "count": 0, "total_us": 0.0})
+        kind["layers"] += 1
+        kind["count"] += row["count"]
+        kind["total_us"] += row["total_us"]
+    out = sorted(kinds.values(), key=lambda k: -k["total_us"])
+    for kind in out:
+        kind["total_us"] = round(kind["total_us"], 3)
+        kind["share"] = round(kind["total_us"] / inference_us, 5) if inference_us > 0 else None
+    return out
+
+
+def _ort_layers(package, selection, inputs: list[dict], runs: int) -> dict:
+    """ONNX Runtime's profiler on a separate session of the same model, with the Recognizer's options."""
+    import json
+
+    import onnxruntime as ort
+
+    from targets.cpu import physical_cores, session_options
+
+    threads = selection.options.get("threads") or physical_cores()
+    options = session_options(threads, selection.options.get("graph_optimization", "all"))
+    with tempfile.TemporaryDirectory(prefix="edgekit-layers-") as folder:
+        options.enable_profiling = True
+        options.profile_file_prefix = os.path.join(folder, "ort-profile")
+        try:
+            session = ort.InferenceSession(package.onnx_bytes, sess_options=options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime's own pybind exception types
+            raise ConfigError(f"ONNX Runtime cannot load the model for the layer profile: "
+                              f"{str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}") from None
+        names = [o.name for o in session.get_outputs()]
+        feeds = [{a.name: window[a.name] for a in session.get_inputs()} for window in inputs]
+        session.run(names, feeds[0])  # warm-up, left out below
+        for i in range(runs):
+            session.run(names, feeds[i % len(feeds)])
+        trace_path = session.end_profiling()
+        try:
+            with open(trace_path, encoding="utf-8") as f:
+                trace = json.load(f)
+        finally:
+            Path(trace_path).unlink(missing_ok=True)
+    events = trace["traceEvents"] if isinstance(trace, dict) else trace
+    model_runs = sorted((e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"),
+                        key=lambda e: e["ts"])[-runs:]  # the profiled runs, not the warm-up
+    if not model_runs:
+        raise ConfigError("ONNX Runtime's profile trace holds no inference (model_run) events")
+    start = model_runs[0]["ts"]
+    records = [(e["name"].removesuffix("_kernel_time"), e.get("args", {}).get("op_name", "?"), float(e["dur"]))
+               for e in events if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")
+               and e["ts"] >= start]
+    inference_us = float(sum(e["dur"] for e in model_runs))
+    return {"threads": threads, "inference_us": inference_us, "records": records,
+            "method": "ONNX Runtime profiler (SessionOptions.enable_profiling) on a separate session with the "
+                      "Recognizer's options; share: of the profiled runs' model_run time"}
+
+
+def _openvino_layers(package, selection, inputs: list[dict], runs: int) -> dict:
+    """OpenVINO's performance counters (PERF_COUNT) on a separate compile of the same model."""
+    backend = package.backend(selection=selection, profiling=True, cache=False)
+    try:
+        backend.run(inputs[0])  # warm-up, left out below
+        records, wall_us = [], 0.0
+        for i in range(runs):
+            t0 = time.perf_counter()
+            backend.run(inputs[i % len(inputs)])
+            wall_us += (time.perf_counter() - t0) * 1e6
+            records += [(c["name"], c["type"], c["real_us"]) for c in backend.profiling_info()
+                        if c["status"] == "EXECUTED"]
+    finally:
+        backend.close()
+    # the counters' real times overlap and need not add up to the wall time: shares are of their sum
+    return {"threads": selection.options.get("threads"), "inference_us": sum(r[2] for r in records),
+            "wall_us": wall_us, "records": records,
+            "method": "OpenVINO performance counters (PERF_COUNT, real time of executed layers) on a separate "
+                      "compile with the Recognizer's options; share: of the executed layers' total real time"}
+
+
+def layer_profile(package, selection, inputs: list[dict], runs: int = LAYER_RUNS) -> dict:
+    """The backend's per-layer profile of the inference stage: ``runs`` inferences of ``inputs``
+    (cycled) after one warm-up, aggregated per layer (op type, count, total/mean microseconds, share
+    of inference) and per op type. ConfigError for a backend without a layer profiler."""
+    if not inputs:
+        raise ConfigError("the source gave no window to profile the layers with")
+    if selection.backend == "onnxruntime":
+        raw = _ort_layers(package, selection, inputs, runs)
+    elif selection.backend == "openvino":
+        raw = _openvino_layers(package, selection, inputs, runs)
+    else:
+        raise ConfigError(f"--layers supports the onnxruntime and openvino backends, not {selection.backend!r}")
+    rows = _aggregate_layers(raw["records"], raw["inference_us"], runs)
+    layered_us = sum(r["total_us"] for r in rows)
+    return {"backend": selection.backend, "device": selection.device, "threads": raw["threads"], "runs": runs,
+            "windows": len(inputs),
+            "inference_mean_us": round(raw.get("wall_us", raw["inference_us"]) / runs, 3),
+            "layers_mean_us": round(layered_us / runs, 3),
+            "layer_share": round(layered_us / raw["inference_us"], 5) if raw["inference_us"] > 0 else None,
+            "layers": rows, "op_types": _op_types(rows, raw["inference_us"]), "method": raw["method"]}
+
+
+def format_layers(section: dict, top: int = TOP_LAYERS) -> list[str]:
+    """Text lines for a report's ``layers`` section: the ``top`` slowest layers."""
+    rows = section["layers"]
+    lines = [f"layers: {section['backend']}/{section['device']}, {section['runs']} inferences of "
+             f"{section['windows']} windows: {section['inference_mean_us'] / 1000:.3f} ms per inference, "
+             f"{section['layers_mean_us'] / 1000:.3f} ms in {len(rows)} layers",
+             f"  {'layer':<44}{'op type':<22}{'count':>6}{'total µs':>11}{'mean µs':>10}{'share':>7}"]
+    for row in rows[:top]:
+        name = row["name"] if len(row["name"]) <= 42 else "…" + row["name"][-41:]
+        share = f"{row['share']:.1%}" if row["share"] is not None else "?"
+        lines.append(f"  {name:<44}{row['op_type'][:21]:<22}{row['count']:>6}{row['total_us']:>11.1f}"
+                     f"{row['mean_us']:>10.1f}{share:>7}")
+    if len(rows) > top:
+        rest = rows[top:]
+        share = sum(r["share"] or 0 for r in rest)
+        lines.append(f"  ({len(rest)} more layers: {sum(r['total_us'] for r in rest):.1f} µs, {share:.1%})")
+    kinds = section["op_types"][:6]
+    lines.append("  by op type: " + ", ".join(f"{k['op_type']} {k['share']:.0%}" for k in kinds if k["share"] is not None))
+    return lines
+
+
 # -- text --------------------------------------------------------------------------------------------
 
 _STAGE_LABELS = {"decode": "decode", "kernels": "side-data kernels", "preprocess": "preprocess",
@@ -619,4 +814,6 @@ def format_text(report: dict) -> str:
     lines.append(f"resources: peak RSS {res['peak_rss_mb']:.1f} MB, model memory {model_memory}, CPU "
                  f"{res['cores_busy']:.2f} cores busy ({res['cpu_per_core']:.0%} per usable core), threads "
                  f"{res['threads_python']} Python / {res['threads_os']} OS")
+    if "layers" in report:
+        lines += [""] + format_layers(report["layers"])
     return "\n".join(lines)

@@ -122,6 +122,23 @@ class OpenVINOBackend:
         results = self._request.infer({name: inputs[name] for name in self.input_names})  # copies outputs
         return {info.name: results[port] for info, port in zip(self.outputs, self._compiled.outputs)}
 
+    def profiling_info(self) -> list[dict]:
+        """Per-layer performance counters of the last inference (a backend loaded with
+        ``profiling=True``): [{"name", "type", "exec_type", "status", "real_us", "cpu_us"}]. Layers
+        fused away or not run are included with their status ("OPTIMIZED_OUT", "NOT_RUN")."""
+        if self._request is None:
+            raise ConfigError("this openvino backend is closed; "
+                              "load the model again with load_backend('openvino', ...)")
+        try:
+            counters = self._request.get_profiling_info()
+        except RuntimeError as err:
+            raise ConfigError(f"OpenVINO has no performance counters for this model: {_reason(err)} "
+                              "(load it with profiling=True)") from None
+        return [{"name": c.node_name, "type": c.node_type, "exec_type": c.exec_type,
+                 "status": getattr(c.status, "name", str(c.status)).rsplit(".", 1)[-1],
+                 "real_us": c.real_time.total_seconds() * 1e6, "cpu_us": c.cpu_time.total_seconds() * 1e6}
+                for c in counters]
+
     def close(self) -> None:
         self._request = None
         self._compiled = None
@@ -177,7 +194,7 @@ def _cache_config(ov, cache: bool, cache_dir: str | os.PathLike | None) -> tuple
 
 def load(model: ModelSource, *, device: str = "CPU", cache_dir: str | os.PathLike | None = None,
          cache: bool = True, threads: int | None = None, inference_precision: str | None = None,
-         weights: bytes | None = None) -> OpenVINOBackend:
+         weights: bytes | None = None, profiling: bool = False) -> OpenVINOBackend:
     """Compile a model with OpenVINO for ``device`` (LATENCY hint).
 
     ``model``: ONNX bytes or path, an IR ``.xml`` path (``.bin`` beside it), or IR xml bytes with
@@ -185,7 +202,9 @@ def load(model: ModelSource, *, device: str = "CPU", cache_dir: str | os.PathLik
     "AUTO:GPU,CPU". ``cache_dir``: compiled-blob cache (default :func:`default_cache_dir`);
     ``cache=False`` disables it. ``threads``: CPU inference threads (default: OpenVINO's choice).
     ``inference_precision``: "f32", "bf16" or "f16"; on CPU the default is "f32", so results match
-    the ONNX (OpenVINO would otherwise pick bf16 on CPUs that have it).
+    the ONNX (OpenVINO would otherwise pick bf16 on CPUs that have it). ``profiling``: compile with
+    performance counters (``PERF_COUNT``) so :meth:`OpenVINOBackend.profiling_info` reports per-layer
+    times of the last inference.
 
     Raises :class:`MissingDependencyError` without OpenVINO, :class:`ConfigError` for a device that is
     not available (the message lists ``Core().available_devices``), a bad option, or an unreadable model.
@@ -207,6 +226,8 @@ def load(model: ModelSource, *, device: str = "CPU", cache_dir: str | os.PathLik
         config[props.inference_num_threads()] = threads
     if inference_precision is not None or on_cpu:
         config[props.hint.inference_precision()] = getattr(ov.Type, inference_precision or "f32")
+    if profiling:
+        config[props.enable_profiling()] = True
     try:
         compiled = core.compile_model(read, device, config)
     except RuntimeError as err:
