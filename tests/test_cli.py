@@ -13,8 +13,8 @@ import pytest
 from edgekit.cli import main
 from media import moving_square_clip
 
-COMMANDS = ["train", "eval", "quantize", "export", "package", "recognize", "demo", "profile", "inspect", "sample",
-            "transcode", "synth", "cache", "models", "assets"]
+COMMANDS = ["train", "eval", "quantize", "export", "package", "recognize", "demo", "profile", "benchmark", "inspect",
+            "sample", "transcode", "synth", "cache", "models", "assets"]
 
 
 def edgekit(*args, timeout=120, input=None):

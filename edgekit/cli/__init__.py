@@ -5,13 +5,14 @@ command                                  module
 ======================================== =================================================
 train, eval, quantize                    :mod:`edgekit.cli.training` (the ``train`` extra)
 export, package inspect                  :mod:`edgekit.cli.package`
-recognize, demo, profile, inspect,       :mod:`edgekit.cli.runtime`
-sample, transcode
+recognize, demo, profile, benchmark,     :mod:`edgekit.cli.runtime`
+inspect, sample, transcode
 synth, cache, models, assets             :mod:`edgekit.cli.training` (the ``train`` extra)
 ======================================== =================================================
 
 Every command: ``--help`` with examples, ``--json`` where it prints results, exit 0 on success and
-2 on bad input with one line ``edgekit: error: ...`` (no traceback). A command's arguments and
+2 on bad input with one line ``edgekit: error: ...`` (no traceback); ``benchmark`` exits 3 when a
+row fails or falls under its gates (``--floor``, ``--max-int8-drop``). A command's arguments and
 modules load only when it is used: ``edgekit --help`` and ``edgekit train --help`` never import torch.
 """
 

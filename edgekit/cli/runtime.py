@@ -1,4 +1,4 @@
-"""Runtime commands: ``recognize``, ``demo``, ``profile``, ``inspect``, ``sample``, ``transcode``.
+"""Runtime commands: ``recognize``, ``demo``, ``profile``, ``benchmark``, ``inspect``, ``sample``, ``transcode``.
 
 They mirror the Python API word for word: ``edgekit recognize SOURCE --device D --backend B``
 is ``edgekit.Recognizer(package, device=D, backend=B).recognize(SOURCE)``. Runtime dependencies
@@ -55,6 +55,15 @@ PROFILE_EXAMPLES = """examples:
   edgekit profile --synthetic 1280x720@30 --streams auto      # how many 30 fps streams this device sustains
   edgekit profile --source rtsp://camera/stream --seconds 30  # a live source: measure for 30 s"""
 
+BENCHMARK_EXAMPLES = """examples:
+  edgekit benchmark models/edge-mvr                       # fp32 and int8 on the CPU, speed on the demo clip
+  edgekit benchmark models/edge-mvr --devices onnxruntime,openvino --data data/synth-small --format markdown
+  edgekit benchmark my.edgepkg --data data/synth-small --floor 0.8 --json       # a CI gate: exit 3 if under 80 %
+  edgekit benchmark models/edge-mvr --data data/synth-small --max-int8-drop 1   # INT8 may lose at most 1 point
+
+exit codes: 0 every row passed; 2 bad arguments; 3 a row failed, fell under --floor, or INT8 lost more
+than --max-int8-drop points against FP32 (the same model and device)."""
+
 TRANSCODE_CODECS = ("mpeg4", "h264")
 
 
@@ -66,6 +75,9 @@ def add_commands(subparsers) -> None:
     add_command(subparsers, "profile", "Profile a package on this device: cold start, per-stage latency "
                 "percentiles, throughput, concurrent streams, memory, CPU.", PROFILE_EXAMPLES,
                 add_arguments=_profile_arguments).set_defaults(run=profile)
+    add_command(subparsers, "benchmark", "Benchmark packages or model folders by device and precision: status, "
+                "size, top-1, latency, throughput in one table; exit 3 when a row fails a gate (CI).",
+                BENCHMARK_EXAMPLES, add_arguments=_benchmark_arguments).set_defaults(run=benchmark)
     add_command(subparsers, "inspect", "Show what a video's bitstream holds: frame types, GOPs, motion vectors.",
                 INSPECT_EXAMPLES, add_arguments=_inspect_arguments).set_defaults(run=inspect)
     add_command(subparsers, "sample", "Write a sample clip with known motion (no download needed).",
@@ -135,6 +147,10 @@ def _profile_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--streams", type=_streams, default=1, metavar="N|auto", help="concurrent streams, each its own "
                    "Recognizer and reader (default 1); 'auto': 1, 2, 4, ... until one falls below the source's "
                    "frame rate")
+    p.add_argument("--layers", action="store_true", help="add the backend's per-layer profile of inference "
+                   "(ONNX Runtime profiler, OpenVINO performance counters): the 15 slowest layers")
+    p.add_argument("--report", metavar="OUT.html", help="also write a self-contained HTML report with plots, and "
+                   "the plots as PNGs beside it (OUT_stages.png, ...); needs matplotlib")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -308,11 +324,25 @@ def profile(args: argparse.Namespace) -> int:
         raise ConfigError("--synthetic-seconds needs --synthetic")
     if args.runs is not None and args.seconds is not None:
         raise ConfigError("give --runs or --seconds, not both")
+    if args.report is not None:
+        from edgekit.profile_report import check_report_path
+
+        check_report_path(args.report)  # a bad path fails before the measuring
     report = run_profile(args.package, device=args.device, backend=args.backend, threads=args.threads,
                          source=args.source, synthetic=args.synthetic,
                          synthetic_seconds=args.synthetic_seconds or SYNTHETIC_SECONDS, warmup=args.warmup,
-                         runs=args.runs, seconds=args.seconds, streams=args.streams)
+                         runs=args.runs, seconds=args.seconds, streams=args.streams, layers=args.layers,
+                         per_window=args.report is not None)
+    if args.report is not None:
+        from edgekit.profile_report import write_report
+
+        written = write_report(report, args.report)
+        report.pop("per_window_ms", None)
+        report["report"] = {name: str(path) for name, path in written.items()}
     print(json.dumps(report) if args.json else format_text(report))
+    if args.report is not None and not args.json:
+        print(f"report: {report['report']['html']} (plots: "
+              + ", ".join(v for k, v in report["report"].items() if k != "html") + ")")
     return 0
 
 
@@ -346,6 +376,69 @@ def inspect(args: argparse.Namespace) -> int:
     if args.render:
         print(f"  wrote        {summary['render']['path']} (frames {summary['render']['frames']})")
     return 0
+
+
+# ---------------------------------------------------------------------------------------------- benchmark
+
+
+def _benchmark_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("models", metavar="MODEL_DIR|PKG", nargs="*", help="quantization output folders (model.json, "
+                   "fp32.onnx, int8.onnx: a package is written per device and precision) or .edgepkg files "
+                   "(default: the bundled default model)")
+    p.add_argument("--devices", metavar="D,...", help="comma-separated backends (onnxruntime, openvino, tensorrt) "
+                   "or devices (cpu, gpu, npu, a profile) as 'edgekit recognize' takes them (default: a "
+                   "package's own target; cpu for a MODEL_DIR)")
+    p.add_argument("--precisions", metavar="P,...", help="for MODEL_DIRs: fp32, int8 or both (default: those the "
+                   "folder holds); a package has its own")
+    p.add_argument("--data", metavar="DIR", help="a dataset in the UCF-101 layout ('edgekit synth' "
+                   "writes one): top-1 on its test split (default: speed only, on the bundled demo clip)")
+    p.add_argument("--floor", type=_fraction, metavar="X", help="the least top-1, a fraction (0.8 = 80 %%); a "
+                   "row under it fails (exit 3; needs --data)")
+    p.add_argument("--max-int8-drop", type=_points, metavar="P", help="the most points INT8 may lose against "
+                   "FP32 of the same model and device (exit 3; needs --data)")
+    p.add_argument("--runs", type=_count("--runs", 1), default=1, metavar="N", help="measured passes over the "
+                   "clips (default 1)")
+    p.add_argument("--warmup", type=_count("--warmup", 0), default=1, metavar="N", help="passes over the first "
+                   "clip before measuring (default 1)")
+    p.add_argument("--threads", type=int, metavar="N", help="inference threads (default: the profile's, else "
+                   "half the cores)")
+    p.add_argument("--format", choices=("text", "markdown", "json"), default=None, help="output (default text)")
+    p.add_argument("--json", action="store_true", help="the same as --format json")
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 1:
+        raise ConfigError(f"--floor is a top-1 fraction between 0 and 1 (0.8 for 80 %), got {text!r}")
+    return value
+
+
+def _points(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 100:
+        raise ConfigError(f"--max-int8-drop is in points between 0 and 100, got {text!r}")
+    return value
+
+
+def benchmark(args: argparse.Namespace) -> int:
+    from edgekit.benchmark import GATE_EXIT_CODE, benchmark as run_benchmark, format_json, format_markdown, \
+        format_text, parse_list
+
+    if args.json and args.format not in (None, "json"):
+        raise ConfigError(f"give --json or --format {args.format}, not both")
+    output = "json" if args.json else (args.format or "text")
+    report = run_benchmark(args.models, devices=parse_list(args.devices, "--devices"),
+                           precisions=parse_list(args.precisions, "--precisions"), data=args.data, floor=args.floor,
+                           max_int8_drop=args.max_int8_drop, runs=args.runs, warmup=args.warmup, threads=args.threads)
+    formatter = {"text": format_text, "markdown": format_markdown, "json": format_json}[output]
+    print(formatter(report))
+    return 0 if report["passed"] else GATE_EXIT_CODE
 
 
 # ------------------------------------------------------------------------------------ sample, transcode
