@@ -94,26 +94,51 @@ def _user_error(parser: argparse.ArgumentParser, message: str) -> int:
     return 2
 
 
-def positive_seconds(text: str) -> float:
-    """``--timeout`` value: seconds, finite and > 0. Raises ConfigError, which argparse lets through
-    (it catches only ValueError/TypeError/ArgumentTypeError), so the user gets one line, exit 2."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = None
-    if value is None or not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"--timeout must be a number of seconds > 0, got {text!r}")
-    return value
+def seconds(flag: str):
+    """An argparse type for ``flag``: seconds, finite and > 0. Raises ConfigError, which argparse lets
+    through (it catches only ValueError/TypeError/ArgumentTypeError), so the user gets one line, exit 2."""
+    def parse(text: str) -> float:
+        value = _float(text)
+        if not math.isfinite(value) or value <= 0:
+            raise ConfigError(f"{flag} must be a number of seconds > 0, got {text!r}")
+        return value
+    return parse
 
 
-def positive_int(flag: str):
-    """An argparse type for ``flag``: an int >= 1, else ConfigError (one line, exit 2)."""
+positive_seconds = seconds("--timeout")  # the ``--timeout`` of every command that reads a source
+
+
+def whole_number(flag: str, minimum: int = 1):
+    """An argparse type for ``flag``: an int >= ``minimum``, else ConfigError (one line, exit 2)."""
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            value = 0
-        if value < 1:
-            raise ConfigError(f"{flag} must be a whole number >= 1, got {text!r}")
+            value = None
+        if value is None or value < minimum:
+            raise ConfigError(f"{flag} must be a whole number >= {minimum}, got {text!r}")
         return value
     return parse
+
+
+def positive_int(flag: str):
+    """An argparse type for ``flag``: an int >= 1, else ConfigError (one line, exit 2)."""
+    return whole_number(flag, 1)
+
+
+def number_in(flag: str, low: float, high: float, what: str):
+    """An argparse type for ``flag``: a number in [low, high] (``what`` says which kind), else
+    ConfigError (one line, exit 2)."""
+    def parse(text: str) -> float:
+        value = _float(text)
+        if not low <= value <= high:  # NaN fails too
+            raise ConfigError(f"{flag} is {what} between {low:g} and {high:g}, got {text!r}")
+        return value
+    return parse
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan

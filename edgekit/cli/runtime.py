@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 
-from edgekit.cli.common import add_command, backend_help, device_help, positive_int, positive_seconds
+from edgekit.cli.common import (add_command, backend_help, device_help, number_in, positive_int, positive_seconds,
+                                seconds, whole_number)
 from edgekit.errors import ConfigError
 
 RECOGNIZE_EXAMPLES = """examples:
@@ -135,14 +135,14 @@ def _profile_arguments(p: argparse.ArgumentParser) -> None:
                    "bundled sample clip)")
     p.add_argument("--synthetic", metavar="WxH@FPS", help="profile on a clip made on the fly (H.264 with B-frames, "
                    "moving content), e.g. 640x480@25")
-    p.add_argument("--synthetic-seconds", type=_seconds("--synthetic-seconds"), default=None, metavar="S",
+    p.add_argument("--synthetic-seconds", type=seconds("--synthetic-seconds"), default=None, metavar="S",
                    help="length of the --synthetic clip (default 4)")
-    p.add_argument("--warmup", type=_count("--warmup", 0), default=1, metavar="N",
+    p.add_argument("--warmup", type=whole_number("--warmup", 0), default=1, metavar="N",
                    help="passes per stream run and discarded before measuring; the cold pass is the first "
                    "(default 1)")
-    p.add_argument("--runs", type=_count("--runs", 1), metavar="N", help="measured passes over the source, per "
+    p.add_argument("--runs", type=whole_number("--runs", 1), metavar="N", help="measured passes over the source, per "
                    "stream (default 5)")
-    p.add_argument("--seconds", type=_seconds("--seconds"), metavar="S", help="measure for S seconds instead of "
+    p.add_argument("--seconds", type=seconds("--seconds"), metavar="S", help="measure for S seconds instead of "
                    "--runs (a live source needs it)")
     p.add_argument("--streams", type=_streams, default=1, metavar="N|auto", help="concurrent streams, each its own "
                    "Recognizer and reader (default 1); 'auto': 1, 2, 4, ... until one falls below the source's "
@@ -154,30 +154,6 @@ def _profile_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-def _count(flag: str, minimum: int):
-    """An argparse type for ``flag``: an int >= ``minimum``, else ConfigError (one line, exit 2)."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < minimum:
-            raise ConfigError(f"{flag} must be a whole number >= {minimum}, got {text!r}")
-        return value
-    return parse
-
-
-def _seconds(flag: str):
-    """An argparse type for ``flag``: seconds, finite and > 0, else ConfigError (one line, exit 2)."""
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if not math.isfinite(value) or value <= 0:
-            raise ConfigError(f"{flag} must be a number of seconds > 0, got {text!r}")
-        return value
-    return parse
 
 
 def _streams(text: str) -> int | str:
@@ -392,38 +368,20 @@ def _benchmark_arguments(p: argparse.ArgumentParser) -> None:
                    "folder holds); a package has its own")
     p.add_argument("--data", metavar="DIR", help="a dataset in the UCF-101 layout ('edgekit synth' "
                    "writes one): top-1 on its test split (default: speed only, on the bundled demo clip)")
-    p.add_argument("--floor", type=_fraction, metavar="X", help="the least top-1, a fraction (0.8 = 80 %%); a "
+    p.add_argument("--floor", type=number_in("--floor", 0, 1, "a top-1 fraction (0.8 for 80 %)"), metavar="X",
+                   help="the least top-1, a fraction (0.8 = 80 %%); a "
                    "row under it fails (exit 3; needs --data)")
-    p.add_argument("--max-int8-drop", type=_points, metavar="P", help="the most points INT8 may lose against "
+    p.add_argument("--max-int8-drop", type=number_in("--max-int8-drop", 0, 100, "in points"), metavar="P",
+                   help="the most points INT8 may lose against "
                    "FP32 of the same model and device (exit 3; needs --data)")
-    p.add_argument("--runs", type=_count("--runs", 1), default=1, metavar="N", help="measured passes over the "
+    p.add_argument("--runs", type=whole_number("--runs", 1), default=1, metavar="N", help="measured passes over the "
                    "clips (default 1)")
-    p.add_argument("--warmup", type=_count("--warmup", 0), default=1, metavar="N", help="passes over the first "
+    p.add_argument("--warmup", type=whole_number("--warmup", 0), default=1, metavar="N", help="passes over the first "
                    "clip before measuring (default 1)")
     p.add_argument("--threads", type=int, metavar="N", help="inference threads (default: the profile's, else "
                    "half the cores)")
     p.add_argument("--format", choices=("text", "markdown", "json"), default=None, help="output (default text)")
     p.add_argument("--json", action="store_true", help="the same as --format json")
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 <= value <= 1:
-        raise ConfigError(f"--floor is a top-1 fraction between 0 and 1 (0.8 for 80 %), got {text!r}")
-    return value
-
-
-def _points(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 <= value <= 100:
-        raise ConfigError(f"--max-int8-drop is in points between 0 and 100, got {text!r}")
-    return value
 
 
 def benchmark(args: argparse.Namespace) -> int:
