@@ -111,6 +111,11 @@ def _plot_stages(plt, report: dict) -> bytes:
     ax.set_title("Per-stage latency distributions")
     ax.invert_yaxis()
     ax.grid(axis="x", alpha=.3)
+    return _render(plt, fig)
+
+
+def _render(plt, fig) -> bytes:
+    """The figure as PNG bytes; the figure is closed either way."""
     try:
         return _png(fig)
     finally:
@@ -128,10 +133,7 @@ def _plot_breakdown(plt, report: dict) -> bytes:
     ax.set_xlabel("mean ms per window")
     ax.set_title(f"Stage breakdown: {left:.2f} ms per window")
     ax.legend(loc="upper center", bbox_to_anchor=(.5, -.35), ncol=4, frameon=False)
-    try:
-        return _png(fig)
-    finally:
-        plt.close(fig)
+    return _render(plt, fig)
 
 
 def _plot_timeline(plt, report: dict) -> bytes:
@@ -151,10 +153,7 @@ def _plot_timeline(plt, report: dict) -> bytes:
     ax.set_title("Per-window timeline")
     ax.legend(ncol=5, fontsize=8)
     ax.grid(axis="y", alpha=.3)
-    try:
-        return _png(fig)
-    finally:
-        plt.close(fig)
+    return _render(plt, fig)
 
 
 def _plot_layers(plt, report: dict) -> bytes:
@@ -166,10 +165,7 @@ def _plot_layers(plt, report: dict) -> bytes:
     ax.set_xlabel("µs per inference")
     ax.set_title(f"Slowest layers ({section['backend']}/{section['device']})")
     ax.tick_params(axis="y", labelsize=7)
-    try:
-        return _png(fig)
-    finally:
-        plt.close(fig)
+    return _render(plt, fig)
 
 
 # -- HTML ---------------------------------------------------------------------------------------------
