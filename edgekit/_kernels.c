@@ -17,8 +17,10 @@
 #include <stdint.h>
 #include <string.h>
 
-/* SSE2 fast paths on x86-64 (always present there); portable scalar code elsewhere, same results. */
-#if defined(__SSE2__) || defined(_M_X64) || (defined(_M_IX86_FP) && _M_IX86_FP >= 2)
+/* SSE2 fast paths on x86-64 (always present there); portable scalar code elsewhere (aarch64: Jetson,
+ * Raspberry-class boards), same results. -DEK_PORTABLE builds the portable path on x86-64 too, so the
+ * tests can run it here (tests/test_kernels_portable.py). */
+#if !defined(EK_PORTABLE) && (defined(__SSE2__) || defined(_M_X64) || (defined(_M_IX86_FP) && _M_IX86_FP >= 2))
 #define EK_SSE2 1
 #include <emmintrin.h>
 #else
@@ -1389,4 +1391,12 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernels", "edgekit native kernels", -1, methods};
 
-PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__kernels(void) {
+    PyObject *m = PyModule_Create(&module);
+    /* which fast path this build has: "sse2" (x86-64) or "none" (the portable scalar code) */
+    if (m && PyModule_AddStringConstant(m, "SIMD", EK_SSE2 ? "sse2" : "none") < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -65,7 +65,7 @@ CHILD = textwrap.dedent("""
                 frames = list(r)
             assert frames and r.stats.frames == len(frames), path
             counts[path] = (len(frames), r.stats.size_changes, r.stats.skipped_frames)
-    print("asan child ok", counts)
+    print("child ok", native.SIMD, counts)
 """)
 
 
@@ -77,24 +77,21 @@ def _libasan() -> str | None:
     return path if os.path.isabs(path) and os.path.exists(path) else None
 
 
-def _build_sanitized(tmp: Path) -> Path:
-    """setup.py's build_ext with ASan added to its flags; returns the built extension."""
-    env = dict(os.environ, CC="gcc", CFLAGS="-fsanitize=address -fno-omit-frame-pointer -g",
-               LDFLAGS="-fsanitize=address")
+def build_kernels(tmp: Path, cflags: str = "", ldflags: str = "") -> Path:
+    """setup.py's build_ext with ``cflags``/``ldflags`` added to its flags, into ``tmp``; returns the
+    built extension."""
+    env = dict(os.environ, CC="gcc", CFLAGS=cflags, LDFLAGS=ldflags)
     proc = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--build-lib", str(tmp / "lib"),
                            "--build-temp", str(tmp / "obj"), "--force"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     built = list((tmp / "lib" / "edgekit").glob("_kernels*" + sysconfig.get_config_var("EXT_SUFFIX")))
-    assert proc.returncode == 0 and built, f"the sanitized build failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    assert proc.returncode == 0 and built, f"the build failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
     return built[0]
 
 
-@pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed: cannot build with AddressSanitizer")
-def test_kernels_and_reader_run_clean_under_address_sanitizer(tmp_path):
-    libasan = _libasan()
-    if libasan is None:
-        pytest.skip("libasan is not installed (gcc -print-file-name=libasan.so finds none)")
-    so = _build_sanitized(tmp_path / "build")
+def child_streams(tmp_path: Path) -> list[Path]:
+    """The streams the child reads in every mode: size changes both ways in both codecs, keyframe-only
+    headers, a narrower picture at the same height, and a live stream joined mid-GOP."""
     streams = [
         size_change_stream(tmp_path / "grow.h264", "h264", sizes=((128, 96), (160, 120)), frames=(12, 12), bframes=2),
         size_change_stream(tmp_path / "shrink.h264", "h264", sizes=((160, 120), (128, 96)), frames=(12, 12)),
@@ -107,13 +104,26 @@ def test_kernels_and_reader_run_clean_under_address_sanitizer(tmp_path):
     assert all(p.read_bytes() == s for p, s in zip(paths, streams))
     tail, _ = joined_mid_gop(tmp_path / "live.h264", "h264", frames=24, gop=12, drop=5)
     (tmp_path / "tail.h264").write_bytes(tail)
-    paths.append(tmp_path / "tail.h264")
+    return paths + [tmp_path / "tail.h264"]
 
-    env = dict(os.environ, LD_PRELOAD=libasan, ASAN_OPTIONS="detect_leaks=0:abort_on_error=1",
-               EDGEKIT_NATIVE="1", PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(so), str(ROOT / "tests"), *map(str, paths)],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+def run_child(so: Path, paths: list[Path], cwd: Path, **env_extra) -> subprocess.CompletedProcess:
+    """CHILD with ``so`` loaded as edgekit._kernels, reading ``paths``."""
+    env = dict(os.environ, EDGEKIT_NATIVE="1", PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+               **env_extra)
+    return subprocess.run([sys.executable, "-c", CHILD, str(so), str(ROOT / "tests"), *map(str, paths)],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed: cannot build with AddressSanitizer")
+def test_kernels_and_reader_run_clean_under_address_sanitizer(tmp_path):
+    libasan = _libasan()
+    if libasan is None:
+        pytest.skip("libasan is not installed (gcc -print-file-name=libasan.so finds none)")
+    so = build_kernels(tmp_path / "build", "-fsanitize=address -fno-omit-frame-pointer -g", "-fsanitize=address")
+    proc = run_child(so, child_streams(tmp_path), tmp_path, LD_PRELOAD=libasan,
+                     ASAN_OPTIONS="detect_leaks=0:abort_on_error=1")
     report = proc.stderr[-6000:]
     assert "AddressSanitizer" not in proc.stderr, report
     assert proc.returncode == 0, report
-    assert "asan child ok" in proc.stdout
+    assert "child ok" in proc.stdout
