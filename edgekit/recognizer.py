@@ -34,6 +34,10 @@ from edgekit.modality import MODALITIES, reader_options
 
 ASSETS = Path(__file__).parent / "assets"
 DEFAULT_PACKAGE = ASSETS / "default.edgepkg"
+# the bundled defaults by what they read: "mvr" motion vectors + residual (edge-mvr, the default),
+# "mv" motion vectors alone (edge-mv: decodable with the loop filter and IDCT skipped, and usable
+# from encoder-side motion vectors)
+DEFAULT_PACKAGES = {"mvr": DEFAULT_PACKAGE, "mv": ASSETS / "default-mv.edgepkg"}
 
 
 @dataclass(frozen=True)
@@ -169,13 +173,18 @@ class Recognizer:
                 self._reader_options["residual_size"] = sizes.pop()
 
     @classmethod
-    def default(cls, *, device: str | None = None, backend: str | None = None, threads: int | None = None,
-                window_frames: int | None = None, stride_frames: int | None = None, topk: int = 5,
-                trusted_keys=None) -> "Recognizer":
-        """The default model shipped inside the installed package (edgekit/assets/default.edgepkg)."""
-        if not DEFAULT_PACKAGE.exists():
-            raise ConfigError(f"the default package is missing from this installation ({DEFAULT_PACKAGE})")
-        return cls(DEFAULT_PACKAGE, device=device, backend=backend, threads=threads, window_frames=window_frames,
+    def default(cls, kind: str = "mvr", *, device: str | None = None, backend: str | None = None,
+                threads: int | None = None, window_frames: int | None = None, stride_frames: int | None = None,
+                topk: int = 5, trusted_keys=None) -> "Recognizer":
+        """A default model shipped inside the installed package: ``kind="mvr"`` (motion vectors +
+        residual, edgekit/assets/default.edgepkg) or ``"mv"`` (motion vectors alone,
+        default-mv.edgepkg: the cheapest to read, and it runs on encoder-side motion vectors)."""
+        if kind not in DEFAULT_PACKAGES:
+            raise ConfigError(f"unknown default {kind!r}; choose from {', '.join(map(repr, DEFAULT_PACKAGES))}")
+        path = DEFAULT_PACKAGES[kind]
+        if not path.exists():
+            raise ConfigError(f"the default package is missing from this installation ({path})")
+        return cls(path, device=device, backend=backend, threads=threads, window_frames=window_frames,
                    stride_frames=stride_frames, topk=topk, trusted_keys=trusted_keys)
 
     def __repr__(self) -> str:

@@ -132,3 +132,22 @@ def test_a_picture_size_change_starts_new_windows(tmp_path, codec):
     # 48 frames at the first size make one window; the 72 of the second make windows of their own
     # (48, then a 24-frame tail of at least half a window): no window mixes the two sizes
     assert len(pred.windows) == 3
+
+
+def test_the_motion_vector_only_default_reads_no_residual(tmp_path):
+    """Recognizer.default("mv"): the bundled edge-mv package, motion vectors alone (no residual, no
+    RGB: the loop filter and IDCT skipped), on the demo clip and from encoder-side vectors."""
+    import edgekit.bitstream as bs
+    from edgekit.recognizer import ASSETS
+
+    with edgekit.Recognizer.default("mv") as rec:
+        assert rec.package.manifest.model == "edge-mv" and [s.modality for s in rec.specs] == ["mv"]
+        assert rec._reader_options["residual"] is False and rec._reader_options["rgb"] is None
+        pred = rec.recognize(ASSETS / "demo.mp4")
+        assert pred.frames == 240 and len(pred.windows) == 9 and pred.label in rec.labels
+        run = rec.windows(ASSETS / "demo.mp4")
+        list(run)
+        assert run.reader.decoder_options.get("skip_idct") == "all"
+    with pytest.raises(edgekit.errors.ConfigError, match="unknown default 'rgb'"):
+        edgekit.Recognizer.default("rgb")
+    assert bs  # the reader module the Recognizer opens
