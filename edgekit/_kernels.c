@@ -860,9 +860,6 @@ static void axis_free(AxisPlan *p) {
     PyMem_RawFree(p->frac);
 }
 
-/* x-binning of one row from its exclusive prefix sum S (n + 1 values, S[i + 1] - S[i] the value
- * at i) at positions t = i0 + frac of the plan, each divided by `div` (2 for a half-width chroma
- * row, whose repeated samples integrate to F(t) = 2 U(t / 2)): rb[q] = F(t_q+1) - F(t_q). */
 /* Where each edge of an x-plan falls in a row of n values each standing for div columns: index
  * and fraction, computed once per band (a division per edge and row costs more than the row). */
 typedef struct {
@@ -881,6 +878,9 @@ static void row_plan(RowPlan *rp, int *i, double *f, int n, const AxisPlan *px, 
     }
 }
 
+/* x-binning of one row from its exclusive prefix sum S (n + 1 values, S[i + 1] - S[i] the value
+ * at i) at the plan's positions, each value standing for `div` columns (2 for a half-width chroma
+ * row, whose repeated samples integrate to F(t) = 2 U(t / 2)): rb[q] = F(t_q+1) - F(t_q). */
 static void bin_row_plan(const int32_t *S, const RowPlan *rp, double *Ix, double *rb) {
     for (int q = 0; q <= rp->w; q++) {
         int i = rp->i[q];
@@ -889,16 +889,13 @@ static void bin_row_plan(const int32_t *S, const RowPlan *rp, double *Ix, double
     for (int q = 0; q < rp->w; q++) rb[q] = Ix[q + 1] - Ix[q];
 }
 
-static void bin_row(const int32_t *S, int n, const AxisPlan *px, int div, double *Ix, double *rb) {
-    int w = px->n;
-    const double inv = 1.0 / div;  /* div is 1 or 2: the product is exact */
-    for (int q = 0; q <= w; q++) {
-        double t = ((double)px->i0[q] + px->frac[q]) * inv;
-        int i = (int)t;
-        if (i > n - 1) i = n - 1;
-        Ix[q] = div * ((double)S[i] + (t - i) * (S[i + 1] - S[i]));
+/* bin_row_plan over a float64 prefix sum (float32 rows; int16 rows summed in float64 are exact). */
+static void bin_row_plan_d(const double *S, const RowPlan *rp, double *Ix, double *rb) {
+    for (int q = 0; q <= rp->w; q++) {
+        int i = rp->i[q];
+        Ix[q] = rp->div * (S[i] + rp->f[q] * (S[i + 1] - S[i]));
     }
-    for (int q = 0; q < w; q++) rb[q] = Ix[q + 1] - Ix[q];
+    for (int q = 0; q < rp->w; q++) rb[q] = Ix[q + 1] - Ix[q];
 }
 
 /* Produces the x-binned values of source row y: C x w doubles into rb. */
@@ -1093,6 +1090,20 @@ static void trace_row(const TraceRes *t, int y, int16_t *oy, int16_t *ou, int16_
     for (int x = 0; x < W; x++) ou[x] = tmp[x >> 1], ov[x] = tmp[cw + (x >> 1)];
 }
 
+/* Runs a prepared BinJob without the GIL into out, then frees its plans and releases the n buffers
+ * it reads (as run_job does for band jobs). */
+static PyObject *finish_bins(BinJob *j, int threads, float *out, Buf *bufs, int n) {
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = run_bins(j, threads, out);
+    Py_END_ALLOW_THREADS
+    axis_free(&j->px);
+    axis_free(&j->py);
+    release(bufs, n);
+    if (rc) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
 /* Binned rows: luma x-bins from the prefix sum at full width; chroma x-bins once per chroma row,
  * from its half-width prefix sum. */
 typedef struct {
@@ -1248,15 +1259,7 @@ static PyObject *trace_residual(PyObject *self, PyObject *args) {
     }
     {
         BinJob j = {trace_bins_fn, trace_scratch, &t, 3, rows, W, px, py, NULL, NULL};
-        int rc;
-        Py_BEGIN_ALLOW_THREADS
-        rc = run_bins(&j, threads, (float *)b[7].view.buf);
-        Py_END_ALLOW_THREADS
-        axis_free(&px);
-        axis_free(&py);
-        release(b, 8);
-        if (rc) return PyErr_NoMemory();
-        Py_RETURN_NONE;
+        return finish_bins(&j, threads, (float *)b[7].view.buf, b, 8);
     }
 fail:
     axis_free(&px);
@@ -1278,48 +1281,34 @@ typedef struct {
 typedef struct {
     const SrcRows *s;
     const AxisPlan *px;
-    int32_t *S;
     double *Ix, *Sd;
 } PlaneScratch;
 
 static void *plane_scratch(void *ctx, const AxisPlan *px) {
     const SrcRows *s = (const SrcRows *)ctx;
     PlaneScratch *sc = (PlaneScratch *)PyMem_RawMalloc(sizeof(PlaneScratch) + sizeof(double) * (px->n + 1) +
-                                                       sizeof(double) * ((size_t)s->W + 1) +
-                                                       sizeof(int32_t) * ((size_t)s->W + 1));
+                                                       sizeof(double) * ((size_t)s->W + 1));
     if (!sc) return NULL;
     sc->s = s, sc->px = px;
     sc->Ix = (double *)(sc + 1);
     sc->Sd = sc->Ix + px->n + 1;
-    sc->S = (int32_t *)(sc->Sd + s->W + 1);
     return sc;
 }
 
 static int plane_bins_fn(void *ctx, int y, double *rb, void *scratch) {
     PlaneScratch *sc = (PlaneScratch *)scratch;
     const SrcRows *s = sc->s;
-    const AxisPlan *px = sc->px;
-    if (s->fsrc) {  /* float32 rows: the same integral in float64 */
-        for (int k = 0; k < s->C; k++) {
-            const float *r = s->fsrc + ((size_t)k * s->H + y) * s->W;
-            double acc = 0;
-            for (int x = 0; x < s->W; x++) sc->Sd[x] = acc, acc += r[x];
-            sc->Sd[s->W] = acc;
-            for (int q = 0; q <= px->n; q++) {
-                int i = px->i0[q];
-                sc->Ix[q] = sc->Sd[i] + px->frac[q] * (sc->Sd[i + 1] - sc->Sd[i]);
-            }
-            double *o = rb + (size_t)k * px->n;
-            for (int q = 0; q < px->n; q++) o[q] = sc->Ix[q + 1] - sc->Ix[q];
-        }
-        return 0;
-    }
+    /* at full width (div 1) a row's plan is the axis plan itself: index i0, fraction frac */
+    const RowPlan rp = {sc->px->i0, sc->px->frac, 1, sc->px->n};
     for (int k = 0; k < s->C; k++) {
-        const int16_t *r = s->src + ((size_t)k * s->H + y) * s->W;
-        int32_t acc = 0;
-        for (int x = 0; x < s->W; x++) sc->S[x] = acc, acc += r[x];
-        sc->S[s->W] = acc;
-        bin_row(sc->S, s->W, sc->px, 1, sc->Ix, rb + (size_t)k * sc->px->n);
+        size_t row = ((size_t)k * s->H + y) * s->W;
+        double acc = 0;
+        if (s->fsrc)
+            for (int x = 0; x < s->W; x++) sc->Sd[x] = acc, acc += s->fsrc[row + x];
+        else
+            for (int x = 0; x < s->W; x++) sc->Sd[x] = acc, acc += s->src[row + x];
+        sc->Sd[s->W] = acc;
+        bin_row_plan_d(sc->Sd, &rp, sc->Ix, rb + (size_t)k * rp.w);
     }
     (void)ctx;
     return 0;
@@ -1362,15 +1351,7 @@ static PyObject *area_bins(PyObject *self, PyObject *args) {
         SrcRows s = {is_float ? NULL : (const int16_t *)b[0].view.buf,
                      is_float ? (const float *)b[0].view.buf : NULL, C, H, W};
         BinJob j = {plane_bins_fn, plane_scratch, &s, C, H, W, px, py, NULL, NULL};
-        int rc;
-        Py_BEGIN_ALLOW_THREADS
-        rc = run_bins(&j, threads, (float *)b[1].view.buf);
-        Py_END_ALLOW_THREADS
-        axis_free(&px);
-        axis_free(&py);
-        release(b, 2);
-        if (rc) return PyErr_NoMemory();
-        Py_RETURN_NONE;
+        return finish_bins(&j, threads, (float *)b[1].view.buf, b, 2);
     }
 fail:
     axis_free(&px);

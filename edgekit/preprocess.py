@@ -12,17 +12,14 @@ residual. Motion vectors are rescaled with the picture: dx by w_out / w_crop_px,
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-try:
-    from edgekit import _kernels as _native
-except ImportError:  # extension not built: the numpy integral, same results to float rounding
-    _native = None
+from edgekit._native import native
+
 _NATIVE_DTYPES = (np.dtype(np.float32), np.dtype(np.int16), np.dtype(np.uint8))
 
 if TYPE_CHECKING:  # edgekit.spec imports edgekit.modality, which builds on this module
@@ -68,11 +65,11 @@ def resize(planes: np.ndarray, out_hw: tuple[int, int], crop=FULL) -> np.ndarray
     built; :func:`resize_numpy` is the same integral in numpy (float32 sums)."""
     c, H, W = planes.shape
     top, left, ch, cw = crop
-    if _native is not None and 1 <= c <= 16 and planes.dtype in _NATIVE_DTYPES and \
-            os.environ.get("EDGEKIT_NATIVE", "1") != "0":
+    kernels = native()
+    if kernels is not None and 1 <= c <= 16 and planes.dtype in _NATIVE_DTYPES:
         src = np.ascontiguousarray(planes, dtype=np.int16 if planes.dtype == np.uint8 else planes.dtype)
         out = np.empty((c, *out_hw), np.float32)
-        _native.area_bins(src, c, H, W, out, out_hw[0], out_hw[1], 1, src.dtype == np.float32,
+        kernels.area_bins(src, c, H, W, out, out_hw[0], out_hw[1], 1, src.dtype == np.float32,
                           top * H, left * W, ch * H, cw * W)
         return out
     return resize_numpy(planes, out_hw, crop)

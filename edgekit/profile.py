@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.errors import ConfigError
+from targets.cpu import usable_cores
 
 FORMAT_VERSION = 1
 STAGES = ("decode", "kernels", "preprocess", "inference", "window", "latency")
@@ -297,10 +298,6 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def cpu_info() -> dict:
     """{"model", "architecture", "isa": {feature: bool}, "cores", "usable_cores"} from /proc/cpuinfo."""
     machine = platform.machine().lower()
@@ -365,7 +362,9 @@ def _check_options(source, synthetic, warmup, runs, seconds, streams, max_stream
         raise ConfigError(f"streams must be a whole number >= 1 or 'auto', got {streams!r}")
     if isinstance(max_streams, bool) or not isinstance(max_streams, int) or max_streams < 1:
         raise ConfigError(f"max_streams must be a whole number >= 1, got {max_streams!r}")
-    scheme = str(source).split("://", 1)[0].lower() if isinstance(source, str) and "://" in source else None
+    from edgekit.bitstream.source import url_scheme
+
+    scheme = url_scheme(source)
     if scheme in LIVE_SCHEMES and seconds is None:
         raise ConfigError(f"a live {scheme}:// source never ends: give seconds (--seconds S) instead of runs")
 

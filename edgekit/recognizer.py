@@ -155,8 +155,9 @@ class Recognizer:
             # a video pipeline: decoding takes the other cores (edgekit.bitstream decodes ahead in a
             # thread with FFmpeg's slice threads), so inference takes half of them (1 on 2 cores:
             # measured 2-6 % faster end to end than 2 there, benchmarks/recognizer.py)
-            self.selection.options["threads"] = max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                                                        else (os.cpu_count() or 2)) // 2)
+            from targets.cpu import usable_cores
+
+            self.selection.options["threads"] = max(1, usable_cores() // 2)
         self.backend = self.package.backend(selection=self.selection)
         self._reader_options = {**reader_options(s.modality for s in self.specs),
                                 "accumulate": any(s.representation == "accumulated" for s in self.specs)}

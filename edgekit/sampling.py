@@ -1,9 +1,11 @@
 """Which frames a model sees: ONE selection rule for training and the runtime.
 
 - :func:`select_frames` picks, from the frame types of a clip (training) or of a window (runtime),
-  the frames of one model input: TSN segments over the eligible frames for 2D inputs, a centred run
-  of consecutive frames or one GOP for 3D inputs. The training cache (``training.cache``) and
-  ``edgekit.Recognizer`` both call it.
+  the frames of one model input: per TSN segment the first eligible frame at or after the
+  segment's target for 2D inputs, a run of P/B frames or one GOP for 3D inputs. The rule is causal
+  (decided as frames arrive). The training cache (``training.cache``) and ``edgekit.Recognizer``
+  both call it.
+- :class:`CausalPlan` applies that rule to a live stream: which frames some window will use.
 - :func:`window_due` / :func:`tail_due` decide, causally (when a frame arrives), when a window of a
   stream is complete; :func:`windows` lists the windows of a finished stream by the same rule.
 
@@ -35,13 +37,10 @@ def segment_positions(n: int, segments: int, *, train: bool, rng: np.random.Gene
     return np.clip(np.floor(pos).astype(np.int64), 0, n - 1)
 
 
-def eligible_frames(kinds: Sequence[str], frames: str) -> np.ndarray:
-    """Frame indices an input may sample: I-frames when ``frames == "iframe"``, P/B frames
-    otherwise (I-frames carry no motion); falls back to every frame if none qualifies."""
-    kinds = np.asarray(list(kinds))
-    mask = kinds == "I" if frames == "iframe" else kinds != "I"
-    idx = np.flatnonzero(mask)
-    return idx if idx.size else np.arange(len(kinds))
+def eligible(kind: str, frames: str) -> bool:
+    """Whether a frame of type ``kind`` may be sampled by an input of ``frames``: an I-frame for
+    "iframe" inputs, a P/B frame otherwise (I-frames carry no motion)."""
+    return (kind == "I") if frames == "iframe" else (kind != "I")
 
 
 class _Rule:
@@ -63,14 +62,11 @@ class _Rule:
         elif not self.gop:
             self.start = clip_start(n, self.T, train=train, rng=rng)
 
-    def eligible(self, kind: str) -> bool:
-        return (kind == "I") if self.frames == "iframe" else (kind != "I")
-
     def offer(self, p: int, kind: str) -> bool:
         """Whether frame ``p`` (0-based in the window, offered in order) is one this input uses."""
         if self.gop:
             return True  # the GOP at the centre is known only once the window is complete
-        ok = self.eligible(kind)
+        ok = eligible(kind, self.frames)
         if self.tsn:
             hit = False
             for k in range(self.T):
@@ -147,14 +143,30 @@ class CausalPlan:
     def __init__(self, specs, length: int, stride: int):
         self.specs, self.length, self.stride = list(specs), length, stride
         self.size = None
-        self.total = None
+        self.tail: tuple[int, int] | None = None  # (start, frames) of the planned tail window
+        self._templates: dict[int, list[_Rule]] = {}  # window length -> its rules, untouched (targets only)
         self._reset()
 
     def _reset(self) -> None:
         self.count = 0
         self.first_done = False
-        self.active: list[tuple[int, list[_Rule]]] = []
-        self.tail_start = None
+        self.active: list[tuple[int, int, list[_Rule]]] = []  # (start, frames, rules) of open windows
+
+    def _template(self, n: int) -> list[_Rule]:
+        if n not in self._templates:
+            self._templates[n] = [_Rule(spec, n, train=False) for spec in self.specs]
+        return self._templates[n]
+
+    def expect(self, total: int | None) -> None:
+        """The stream will have ``total`` frames (of its first picture size): plan its tail window
+        too. Call before the first :meth:`arrive`; None (unknown) plans no tail."""
+        if self.count:
+            raise ValueError("expect() must be called before the first frame arrives")
+        self.tail = None
+        if total and total > 0:
+            ends = range(self.length, total + 1, self.stride)
+            if tail_due(total, ends[-1] if len(ends) else 0, self.length):
+                self.tail = (max(total - self.length, 0), min(self.length, total))
 
     def surely_unused(self, p: int, margin: int = 1) -> bool:
         """Whether no window will use the frame at display position ``p`` (0-based, in the first
@@ -165,20 +177,17 @@ class CausalPlan:
         ``margin + 1`` frames. A stream that puts more I-frames in a row there (a scene cut on a
         keyframe) only costs that window the exact frame: the Recognizer takes the nearest one
         read (``nearest_available``)."""
-        if p <= margin or not self.specs:
-            return not self.specs and p > margin
-        starts = range(max(0, p - self.length + 1) + (-max(0, p - self.length + 1)) % self.stride, p + 1, self.stride)
-        windows = [(s, self.length) for s in starts]
-        if self.total is not None:
-            ends = list(range(self.length, self.total + 1, self.stride))
-            if tail_due(self.total, ends[-1] if ends else 0, self.length):
-                start = max(self.total - self.length, 0)
-                if start <= p < self.total:
-                    windows.append((start, min(self.length, self.total)))
+        if not self.specs:
+            return p > margin
+        if p <= margin:
+            return False
+        lowest = max(0, p - self.length + 1)  # windows holding p start at multiples of stride from here
+        windows = [(start, self.length) for start in range(-(-lowest // self.stride) * self.stride, p + 1, self.stride)]
+        if self.tail is not None and self.tail[0] <= p < self.tail[0] + self.tail[1]:
+            windows.append(self.tail)
         for start, n in windows:
             q = p - start
-            for spec in self.specs:
-                rule = _Rule(spec, n, train=False)
+            for rule in self._template(n):
                 if rule.gop:
                     return False
                 if rule.tsn:
@@ -188,42 +197,24 @@ class CausalPlan:
                     return False
         return True
 
-    def expect(self, total: int | None) -> None:
-        """The stream will have ``total`` frames (of its first picture size): plan its tail window
-        too. Call before the first :meth:`arrive`; None (unknown) plans no tail."""
-        if self.count:
-            raise ValueError("expect() must be called before the first frame arrives")
-        self.total = total if total and total > 0 else None
-
     def arrive(self, kind: str, size=None) -> bool:
         if size != self.size:
-            first = self.size is None
-            self.size = size
-            self._reset()
-            if not first:
-                self.total = None  # a size change: the frame count no longer says where this run ends
-
-    def arrive(self, kind: str, size=None) -> bool:
-        if size != self.size:
+            if self.size is not None:
+                self.tail = None  # a size change: the frame count no longer says where this run ends
             self.size = size
             self._reset()
         n = self.count
         self.count += 1
         if n % self.stride == 0:  # windows start at 0, stride, 2 * stride, ... (window_due)
-            self.active.append((n, [_Rule(spec, self.length, train=False) for spec in self.specs]))
-        if n == 0 and self.total is not None:
-            ends = [end for end in range(self.length, self.total + 1, self.stride)]
-            if tail_due(self.total, ends[-1] if ends else 0, self.length):
-                self.tail_start = max(self.total - self.length, 0)
-        if n == self.tail_start:
-            span = min(self.length, self.total)
-            self.active.append((n, [_Rule(spec, span, train=False) for spec in self.specs]))
+            self.active.append((n, self.length, [_Rule(spec, self.length, train=False) for spec in self.specs]))
+        if self.tail is not None and n == self.tail[0]:
+            self.active.append((n, self.tail[1], [_Rule(spec, self.tail[1], train=False) for spec in self.specs]))
         used = False
-        for start, rules in self.active:
+        for start, _, rules in self.active:
             for rule in rules:
                 used |= rule.offer(n - start, kind)
-        self.active = [(s, r) for s, r in self.active if n - s < r[0].n - 1] if self.specs else []
-        if not self.first_done and any((kind == "I") == (spec.frames == "iframe") for spec in self.specs):
+        self.active = [(s, frames, r) for s, frames, r in self.active if n - s < frames - 1]
+        if not self.first_done and any(eligible(kind, spec.frames) for spec in self.specs):
             self.first_done = True
             used = True
         return used
@@ -237,8 +228,7 @@ def nearest_available(kinds: Sequence[str], available: Sequence[bool], spec) -> 
     have = [i for i, a in enumerate(available) if a]
     if not have:
         return chosen
-    rule = _Rule(spec, len(kinds), train=False)
-    preferred = [i for i in have if rule.eligible(kinds[i])] or have
+    preferred = [i for i in have if eligible(kinds[i], spec.frames)] or have
     return np.asarray([c if available[c] else min(preferred, key=lambda i: (abs(i - c), i)) for c in chosen],
                       np.int64)
 

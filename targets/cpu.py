@@ -31,6 +31,13 @@ _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor
                "tensor(int64)": "int64", "tensor(uint64)": "uint64", "tensor(bool)": "bool"}
 
 
+def usable_cores() -> int:
+    """Logical CPUs this process may run on (its affinity, where the OS has one); at least 1."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def physical_cores() -> int:
     """Physical cores this process may run on (SMT siblings counted once); at least 1."""
     try:

@@ -241,11 +241,12 @@ def trace_cells(disp0, disp1, H, W, d0, d1, flags, gw, out) -> None:
     for use, d in ((use0, d0), (use1, d1)):
         qx = np.where(use, np.clip(px - _round(d[0]), 0, W - 1), qx)
         qy = np.where(use, np.clip(py - _round(d[1]), 0, H - 1), qy)
-    src = disp0 if disp1 is None else np.where(use1[None], disp1[:, qy >> 3, qx >> 3], 0)
-    sx = np.where(use1, src[0], disp0[0, qy >> 3, qx >> 3]) if disp1 is not None else disp0[0, qy >> 3, qx >> 3]
-    sy = np.where(use1, src[1], disp0[1, qy >> 3, qx >> 3]) if disp1 is not None else disp0[1, qy >> 3, qx >> 3]
-    tx = np.clip(qx + np.clip(sx.astype(np.int64), -W, W), 0, W - 1)
-    ty = np.clip(qy + np.clip(sy.astype(np.int64), -H, H), 0, H - 1)
+    # the reference's displacement at the cell q falls in: the future reference's for L1-only cells
+    src = disp0[:, qy >> 3, qx >> 3]
+    if disp1 is not None:
+        src = np.where(use1[None], disp1[:, qy >> 3, qx >> 3], src)
+    tx = np.clip(qx + np.clip(src[0].astype(np.int64), -W, W), 0, W - 1)
+    ty = np.clip(qy + np.clip(src[1].astype(np.int64), -H, H), 0, H - 1)
     out[0] = tx - px
     out[1] = ty - py
 

@@ -27,10 +27,8 @@ from edgekit.errors import (ConfigError, DecodeError, EmptySourceError, Resoluti
                             SourceTimeoutError,
                             UnsupportedCodecError)
 
-try:
-    from edgekit import _kernels as _native
-except ImportError:  # extension not built: numpy kernels, same results, slower
-    _native = None
+from edgekit._native import extension as _native  # None when not built
+from edgekit._native import native
 
 # Decoders whose FFmpeg implementation exports AVMotionVector side data (flags2=+export_mvs).
 MV_CODECS = {"h264", "mpeg4", "mpeg2video", "mpeg1video", "h263", "h263p", "flv", "msmpeg4v2", "msmpeg4v3"}
@@ -52,9 +50,7 @@ _SOURCE_LOST = object()
 
 def kernels():
     """The kernel module in use: the native extension, or the numpy reference (EDGEKIT_NATIVE=0)."""
-    if _native is not None and os.environ.get("EDGEKIT_NATIVE", "1") != "0":
-        return _native
-    return _reference
+    return native() or _reference
 
 
 @dataclass(frozen=True)
