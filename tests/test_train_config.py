@@ -57,6 +57,14 @@ def test_a_misspelt_key_in_a_file_names_the_file(tmp_path):
     ("train.label_smoothing=1", "train.label_smoothing must be < 1.0, got 1.0"),
     ("data.flow=raft", "data.flow must be one of none, gt, tvl1, farneback, dis, got 'raft'"),
     ("train.epochs", "--set expects section.key=value, got 'train.epochs'"),
+    ("augment.hflip=1.5", "augment.hflip must be <= 1.0, got 1.5"),
+    ("augment.residual_dropout=-0.1", "augment.residual_dropout must be >= 0.0, got -0.1"),
+    ("augment.crop_scale=0.8", "augment.crop_scale must be two numbers [low, high], got 0.8"),
+    ("augment.crop_scale=[0, 1]", "augment.crop_scale must be > 0.0, got 0.0"),
+    ("augment.crop_scale=[0.9, 1.2]", "augment.crop_scale must be <= 1.0, got 1.2"),
+    ("augment.clip_stride_max=0", "augment.clip_stride_max must be >= 1, got 0"),
+    ("augment.hflip_labels=[1]", 'augment.hflip_labels must be a table of class names, {class = "mirrored class", '
+                                 "...}, got [1]"),
 ])
 def test_bad_values_give_one_line(override, message):
     with pytest.raises(ConfigError) as err:
@@ -85,6 +93,22 @@ def test_differences_name_the_changed_keys():
     b = load_config(None, ["train.epochs=3", "model.size=64", "data.workers=0"]).to_dict()
     assert differences(a, b) == ["data.workers", "model.size", "train.epochs"]
     assert differences(a, b, ignore=["data.workers"]) == ["model.size", "train.epochs"]
+
+
+def test_augmentation_is_off_by_default_and_only_an_augmented_config_stores_it(tmp_path):
+    assert "augment" not in TrainConfig().to_dict()  # checkpoints of runs without it are unchanged
+    assert "augment" not in load_config(None, ["augment.hflip=0", "augment.crop_scale=[1, 1]"]).to_dict()
+    path = tmp_path / "run.toml"
+    path.write_text('[augment]\nhflip = 0.5\ncrop_scale = [0.8, 1.0]\nhflip_labels = { a = "b", b = "a" }\n')
+    cfg = load_config(path)
+    assert cfg.augment.crop_scale == (0.8, 1.0) and cfg.augment.mv_noise_px == 0.0
+    assert cfg.to_dict()["augment"]["hflip_labels"] == {"a": "b", "b": "a"}
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    assert differences(TrainConfig().to_dict(), cfg.to_dict()) == ["augment.crop_scale", "augment.hflip",
+                                                                   "augment.hflip_labels"]
+    with pytest.raises(ConfigError, match=r"run.toml: unknown key 'augment.crop'; did you mean 'augment.crop_scale'"):
+        path.write_text("[augment]\ncrop = [0.8, 1.0]\n")
+        load_config(path)
 
 
 def test_train_help_and_config_errors_never_import_torch():

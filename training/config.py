@@ -6,13 +6,15 @@ Loading is ``defaults <- TOML file <- --set section.key=value overrides``::
     cfg = load_config("training/configs/edge-mvr.toml", ["train.epochs=3", "train.out=runs/quick"])
     cfg.train.epochs, cfg.data.dataset, cfg.model.name     # 3, PosixPath('data/synth-small'), 'edge-mvr'
 
-Three sections, each a frozen dataclass:
+Four sections, each a frozen dataclass:
 
 - ``[model]``  ``name`` (a registered model) and any keyword argument of that model's builder
                (``segments``, ``size``, ``width`` ...), kept as a read-only mapping in ``kwargs``;
                the model registry checks those keys (``training.models.model_input_specs``).
 - ``[data]``   the dataset folder, the side-data cache root, loader workers, the teacher flow source.
 - ``[train]``  epochs, optimisation, seed, device and the output folder.
+- ``[augment]`` motion-correct augmentation of the training split (``training.augment``), all off
+               by default; ``to_dict()`` leaves the section out while it is all off.
 
 An unknown section or key is refused with the closest valid name (``--set train.epoch=1`` ->
 ``unknown key 'train.epoch'; did you mean 'train.epochs'?``); a value of the wrong type or out of
@@ -37,15 +39,34 @@ OPTIMIZERS = ("adamw", "sgd")
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
-def _rule(default, kind: str, *, minimum=None, above=None, below=None, choices=None, help: str = ""):
-    """A config field: its default, its kind (int, float, str, path, device) and its bounds."""
-    return field(default=default, metadata={"kind": kind, "minimum": minimum, "above": above, "below": below,
-                                            "choices": choices, "help": help})
+def _rule(default, kind: str, *, minimum=None, above=None, below=None, maximum=None, choices=None,
+          help: str = ""):
+    """A config field: its default, its kind (int, float, str, path, device, range, labels) and its
+    bounds (for a range: of both ends)."""
+    metadata = {"kind": kind, "minimum": minimum, "above": above, "below": below, "maximum": maximum,
+                "choices": choices, "help": help}
+    if isinstance(default, Mapping):  # a table: each config gets its own (read-only) copy
+        return field(default_factory=lambda: MappingProxyType(dict(default)), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 def _check(key: str, value: Any, meta: Mapping) -> Any:
     """``value`` of config key ``key`` converted to the field's kind; ConfigError if it cannot be."""
     kind = meta["kind"]
+    if kind == "range":
+        if (not isinstance(value, (list, tuple)) or len(value) != 2
+                or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in value)):
+            raise ConfigError(f"{key} must be two numbers [low, high], got {value!r}")
+        low, high = (_check(key, float(v), {**meta, "kind": "float"}) for v in value)
+        if low > high:
+            raise ConfigError(f"{key} must be [low, high] with low <= high, got {value!r}")
+        return (low, high)
+    if kind == "labels":
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str)
+                                                     for k, v in value.items()):
+            raise ConfigError(f'{key} must be a table of class names, {{class = "mirrored class", ...}}, '
+                              f"got {value!r}")
+        return MappingProxyType(dict(value))
     if kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{key} must be an integer, got {value!r}")
@@ -70,6 +91,8 @@ def _check(key: str, value: Any, meta: Mapping) -> Any:
         raise ConfigError(f"{key} must be > {meta['above']}, got {value!r}")
     if meta["below"] is not None and not value < meta["below"]:
         raise ConfigError(f"{key} must be < {meta['below']}, got {value!r}")
+    if meta.get("maximum") is not None and value > meta["maximum"]:
+        raise ConfigError(f"{key} must be <= {meta['maximum']}, got {value!r}")
     return value
 
 
@@ -142,7 +165,38 @@ class TrainSection(_Section):
     max_steps_per_epoch: int = _rule(0, "int", minimum=0, help="cap on steps per epoch (0 = the whole split)")
 
 
-SECTIONS = {"model": ModelSection, "data": DataSection, "train": TrainSection}
+@dataclass(frozen=True)
+class AugmentSection(_Section):
+    """``[augment]``: motion-correct augmentation of training items (``training.augment``); every
+    option is off by default, and a config with all of them off stores no ``[augment]`` section."""
+
+    SECTION = "augment"
+    hflip: float = _rule(0.0, "float", minimum=0.0, maximum=1.0,
+                         help="probability of a horizontal flip (dx negated, mirrored labels swapped)")
+    vflip: float = _rule(0.0, "float", minimum=0.0, maximum=1.0,
+                         help="probability of a vertical flip (dy negated, mirrored labels swapped)")
+    hflip_labels: Mapping[str, str] = _rule(MappingProxyType({}), "labels",
+                                            help="class -> its horizontal mirror image (itself if symmetric, "
+                                                 "\"\" never flipped); needed unless the classes are synthetic")
+    vflip_labels: Mapping[str, str] = _rule(MappingProxyType({}), "labels", help="as hflip_labels, vertically")
+    crop_scale: tuple[float, float] = _rule((1.0, 1.0), "range", above=0.0, maximum=1.0,
+                                            help="[low, high] side of a random square crop, fraction of the "
+                                                 "input, resized back (MVs scaled by 1/side)")
+    window_jitter_frames: int = _rule(0, "int", minimum=0,
+                                      help="frames cut at random from each end of the window the sampling rule "
+                                           "sees (at most a quarter of the clip)")
+    clip_stride_max: int = _rule(1, "int", minimum=1,
+                                 help="3D motion runs (BCTHW) take every k-th frame, k drawn from 1..this")
+    mv_noise_px: float = _rule(0.0, "float", minimum=0.0, help="std of Gaussian noise on MV channels, input pixels")
+    residual_dropout: float = _rule(0.0, "float", minimum=0.0, maximum=1.0,
+                                    help="probability of zeroing one segment's residual channels")
+
+    def to_dict(self) -> dict:
+        return {f.name: dict(v) if isinstance(v := getattr(self, f.name), Mapping) else
+                list(v) if isinstance(v, tuple) else v for f in fields(self)}
+
+
+SECTIONS = {"model": ModelSection, "data": DataSection, "train": TrainSection, "augment": AugmentSection}
 
 
 @dataclass(frozen=True)
@@ -153,6 +207,7 @@ class TrainConfig:
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     train: TrainSection = field(default_factory=TrainSection)
+    augment: AugmentSection = field(default_factory=AugmentSection)
 
     @classmethod
     def from_dict(cls, data: Mapping, source: str = "") -> "TrainConfig":
@@ -161,8 +216,12 @@ class TrainConfig:
         return cls(**{name: _section(name, values, source) for name, values in _checked_sections(data, source).items()})
 
     def to_dict(self) -> dict:
-        """``{"model": {"name", **kwargs}, "data": {...}, "train": {...}}`` with paths as strings."""
-        return {"model": self.model.to_dict(), "data": self.data.to_dict(), "train": self.train.to_dict()}
+        """``{"model": {"name", **kwargs}, "data": {...}, "train": {...}}`` with paths as strings, plus
+        ``"augment"`` only when some augmentation is on (so runs without any keep their old dict)."""
+        out = {"model": self.model.to_dict(), "data": self.data.to_dict(), "train": self.train.to_dict()}
+        if self.augment != AugmentSection():
+            out["augment"] = self.augment.to_dict()
+        return out
 
     def with_overrides(self, *overrides: str) -> "TrainConfig":
         """A copy with ``section.key=value`` overrides applied (the ``--set`` syntax)."""
@@ -174,8 +233,10 @@ class TrainConfig:
 
 def differences(saved: Mapping, current: Mapping, ignore: Iterable[str] = ()) -> list[str]:
     """Dotted keys whose values differ between two TOML-shaped config dicts (``to_dict()`` or a
-    checkpoint's saved ``config``), sorted; keys in ``ignore`` are skipped."""
-    flat_a, flat_b = _flatten(saved), _flatten(current)
+    checkpoint's saved ``config``), sorted; keys in ``ignore`` are skipped. A dict without an
+    ``augment`` section had every augmentation off (``TrainConfig.to_dict`` leaves it out then)."""
+    off = {"augment": AugmentSection().to_dict()}
+    flat_a, flat_b = _flatten({**off, **saved}), _flatten({**off, **current})
     ignored = set(ignore)
     return sorted(k for k in set(flat_a) | set(flat_b)
                   if k not in ignored and _normal(flat_a.get(k)) != _normal(flat_b.get(k)))

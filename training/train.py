@@ -188,7 +188,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, fo
     if t_cfg.threads:
         torch.set_num_threads(t_cfg.threads)
     device = resolve_device(t_cfg.device)
-    train_ds = CachedClips.for_specs(cache, "train", specs, seed=t_cfg.seed)
+    train_ds = CachedClips.for_specs(cache, "train", specs, seed=t_cfg.seed, augment=cfg.augment)  # train-only
     try:
         val_ds = CachedClips.for_specs(cache, "val", specs, train=False)
     except ConfigError:

@@ -12,6 +12,11 @@ are dicts keyed by model input name, float32, without the batch dimension:
 - layout BCTHW: (C, T, s, s)  a clip (IP-TSN's consecutive P/B frames, MFCD-Net's ``gop_clip``)
 
 plus ``label`` (int64). Training draws are seeded by (seed, epoch, index), so runs repeat.
+
+A training split may be augmented (``augment``: ``training.augment``, train-only): the sampling rule
+then sees the augmenter's temporal view of the clip, and the item is cropped, flipped (its label
+swapped for its mirror image), noised and dropped out after it is assembled. With every option off
+the augmenter is not used and items are bit-identical to an unaugmented dataset.
 """
 
 from __future__ import annotations
@@ -88,7 +93,7 @@ class CachedClips:
 
     def __init__(self, cache: str | Path, split: str = "train", streams=("mv_residual",), segments: int = 3,
                  clip_length: int = 12, train: bool | None = None, seed: int = 0,
-                 specs: Sequence[InputSpec] | None = None):
+                 specs: Sequence[InputSpec] | None = None, augment=None):
         self.folder = find_cache(cache)
         meta = json.loads((self.folder / "spec.json").read_text())
         self.spec, self.classes = meta["spec"], meta["classes"]
@@ -102,11 +107,19 @@ class CachedClips:
         self.train = split == "train" if train is None else train
         self.seed, self.epoch = seed, 0
         self._arrays: dict = {}
+        self.augmenter = None
+        if augment is not None and self.train:
+            from training.augment import Augmenter
+
+            augmenter = Augmenter(augment, self.classes)  # ConfigError when a flip's mirror map is unknown
+            self.augmenter = augmenter if augmenter.active else None
 
     @classmethod
-    def for_specs(cls, cache, split: str, specs, train: bool | None = None, seed: int = 0) -> "CachedClips":
-        """The dataset that feeds a model: items keyed by the specs' input names (plus ``label``)."""
-        return cls(cache, split, train=train, seed=seed, specs=specs)
+    def for_specs(cls, cache, split: str, specs, train: bool | None = None, seed: int = 0,
+                  augment=None) -> "CachedClips":
+        """The dataset that feeds a model: items keyed by the specs' input names (plus ``label``).
+        ``augment`` (a ``training.config.AugmentSection``) applies to training only."""
+        return cls(cache, split, train=train, seed=seed, specs=specs, augment=augment)
 
     def _check_feeds(self, spec: InputSpec) -> None:
         size = self.spec["size"]
@@ -158,23 +171,39 @@ class CachedClips:
         return out
 
     def arrays(self, i: int, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
-        """Item ``i`` as float32 numpy arrays keyed by input name (what ``__getitem__`` wraps)."""
+        """Item ``i`` as float32 numpy arrays keyed by input name (the inputs of :meth:`item`)."""
+        return self.item(i, rng)[0]
+
+    def item(self, i: int, rng: np.random.Generator | None = None) -> tuple[dict[str, np.ndarray], int]:
+        """Item ``i``: float32 numpy arrays keyed by input name, and its label (an augmented flip
+        may have swapped it for its mirror image). Draws come from ``rng`` (default: seeded by
+        (seed, epoch, i)): the augmenter's temporal view, the sampling rule's, then the augmenter's."""
         clip = self.clips[i]
         rng = rng or np.random.default_rng((self.seed, self.epoch, i))
         kinds, where = clip_frames(clip)
+        view = self.augmenter.temporal_view(len(kinds), rng) if self.augmenter is not None else None
         norm = self.spec["normalization"]
         out = {}
         for spec in self.specs:
             row = MODALITIES[spec.modality]
-            chosen = sampling.select_frames(kinds, spec, train=self.train, rng=rng)
+            if view is None:
+                chosen = sampling.select_frames(kinds, spec, train=self.train, rng=rng)
+            else:  # the same rule, over the frames the augmenter lets it see
+                positions = view.positions(spec)
+                chosen = positions[sampling.select_frames([kinds[p] for p in positions], spec, train=self.train,
+                                                          rng=rng)]
             steps = [row.step(self.frame_parts(clip, where[k], row.parts), kinds[k], {**row.normalization, **norm})
                      for k in chosen]
             out[spec.name] = preprocess.stack(spec, steps)[0]
-        return out
+        label = int(clip["label"])
+        if self.augmenter is not None:
+            out, label = self.augmenter.apply(out, self.specs, label, rng)
+        return out, label
 
     def __getitem__(self, i: int) -> dict:
         import torch
 
-        out = {k: torch.from_numpy(v) for k, v in self.arrays(i).items()}
-        out["label"] = torch.tensor(self.clips[i]["label"], dtype=torch.int64)
+        arrays, label = self.item(i)
+        out = {k: torch.from_numpy(v) for k, v in arrays.items()}
+        out["label"] = torch.tensor(label, dtype=torch.int64)
         return out
