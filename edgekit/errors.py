@@ -60,6 +60,18 @@ class ConfigError(EdgekitError):
     """A configuration value (CLI flag, TOML key, keyword argument) is invalid."""
 
 
+class AccuracyGuardError(EdgekitError):
+    """INT8 loses more top-1 against FP32 than the export's limit allows (``edgekit.int8_guard``).
+
+    ``report`` is the ``Int8GuardReport`` measured (both top-1s, the drop in points, the limit and,
+    after a fallback, the layers kept in FP32); the message says what to do next.
+    """
+
+    def __init__(self, message: str, report=None):
+        super().__init__(message)
+        self.report = report
+
+
 class MissingDependencyError(EdgekitError):
     """An optional dependency is not installed; the message names the extra to install."""
 
@@ -69,6 +81,11 @@ class MissingDependencyError(EdgekitError):
         )
         self.module = module
         self.extra = extra
+
+
+class BackendError(EdgekitError):
+    """The inference runtime failed on the device (a CUDA or TensorRT call, an engine build); the
+    message names the call and the runtime's reason."""
 
 
 # -- one line for an OS error on a user's path ----------------------------------------------------------

@@ -152,8 +152,15 @@ class Package:
         from targets.backend import select_backend
 
         target = self.manifest.target
-        return select_backend(device if device is not None else target.device, backend,
-                              default=(target.backend, "cpu"), threads=threads)
+        selection = select_backend(device if device is not None else target.device, backend,
+                                   default=(target.backend, "cpu"), threads=threads)
+        recorded = target.profile.get("tensorrt") if device is None else None
+        if selection.backend == "tensorrt" and recorded:
+            from targets.profiles import tensorrt_options
+
+            # the build settings the package was exported with (export may override the profile's)
+            selection.options.update(tensorrt_options(dict(recorded)))
+        return selection
 
     def backend(self, device: str | None = None, backend: str | None = None, *, threads: int | None = None,
                 selection=None, **options):
@@ -243,7 +250,8 @@ def _read_model_dir(model_dir: Path) -> tuple[dict, Manifest]:
 
 def write_package(model_dir: str | os.PathLike, out_path: str | os.PathLike, *, device: str = "cpu",
                   backend: str | None = None, precision: str = "int8", include_ir: bool | None = None,
-                  sign_key: str | os.PathLike | bytes | None = None) -> Path:
+                  sign_key: str | os.PathLike | bytes | None = None, tensorrt: Mapping | None = None,
+                  notes: list | None = None) -> Path:
     """Write a ``.edgepkg`` for ``device`` from a quantization ``MODEL_DIR``.
 
     ``device`` names hardware ("cpu", "gpu", "npu") or a device profile ("intel-cpu", "x86-cpu",
@@ -256,6 +264,18 @@ def write_package(model_dir: str | os.PathLike, out_path: str | os.PathLike, *, 
     integrity record (needs ``edgekit[sign]``). The zip is written to a temporary name, fsync'ed and
     renamed, so ``out_path`` is either the complete package or untouched. Returns ``out_path``.
 
+    For TensorRT (``jetson-orin-nano``, ``jetson-orin-nx``, ``jetson-agx-orin``, ``nvidia-gpu`` or
+    ``backend="tensorrt"``) the ONNX is made TensorRT-ready and checked without TensorRT
+    (``targets.tensorrt_onnx.check_for_tensorrt``: int32 bias dequantization folded into float
+    initializers, operators, symmetric int8 Q/DQ, static shapes; a node TensorRT would refuse is an
+    error naming it), and the manifest records the engine build settings: the profile's ``[tensorrt]``
+    table updated with ``tensorrt`` (``dla_core``, ``gpu_fallback``, ``workspace_mb``,
+    ``optimization_level``, ``cuda_graph``). The engine itself is built on the device at first load.
+    ``notes``: a list that receives one line per thing worth telling the user: ``"warning: ..."`` for
+    what the package asks of the device that its profile says it lacks
+    (``targets.profiles.request_warnings``) and ONNX operators not verified for TensorRT, ``"note:
+    ..."`` for the folded nodes.
+
     Raises :class:`ConfigError` on a bad argument, MODEL_DIR or key, :class:`MissingDependencyError`
     when the IR is asked for without OpenVINO or a signature without ``cryptography``.
     """
@@ -265,6 +285,8 @@ def write_package(model_dir: str | os.PathLike, out_path: str | os.PathLike, *, 
     private_key = _private_key(sign_key) if sign_key is not None else None  # a bad key fails before any work
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+    notes = notes if notes is not None else []
+    profile_settings = _target_profile(selection, precision, tensorrt, notes)
     if include_ir is None:
         include_ir = selection.backend == "openvino"
     if include_ir and selection.backend != "openvino":
@@ -281,6 +303,17 @@ def write_package(model_dir: str | os.PathLike, out_path: str | os.PathLike, *, 
     if external:
         raise ConfigError(f"{onnx_path}: {external}; save it with all tensors inside the file "
                           "(onnx.save(model, path, save_as_external_data=False))")
+    if selection.backend == "tensorrt":
+        from targets.tensorrt_onnx import check_for_tensorrt
+
+        try:
+            onnx, folded, findings = check_for_tensorrt(onnx)
+        except ConfigError as err:
+            raise ConfigError(f"{onnx_path}: {err}") from None
+        if folded:
+            notes.append(f"note: folded {len(folded)} int32 bias DequantizeLinear node(s) into float initializers "
+                         "(TensorRT dequantizes int8 only; the arithmetic is unchanged)")
+        notes.extend(f"warning: TensorRT: {str(finding)[len('warning: '):]}" for finding in findings)
     problem = onnx_mismatch(onnx, model.inputs, model.outputs, model.labels, precision)
     if problem:
         raise ConfigError(f"{model_dir / 'model.json'} does not match {onnx_path.name}: {problem}")
@@ -291,7 +324,7 @@ def write_package(model_dir: str | os.PathLike, out_path: str | os.PathLike, *, 
 
         data[IR_XML], data[IR_BIN] = ir_bytes(onnx)
     target = Target(device=selection.profile or selection.device, backend=selection.backend,
-                    profile=selection.profile_settings)
+                    profile=profile_settings)
     manifest = {**model.to_dict(), "format_version": FORMAT_VERSION, "target": target.to_dict(),
                 "precision": precision,
                 "producer": producer_versions(source=meta.get("producer", {})),
@@ -303,6 +336,28 @@ def write_package(model_dir: str | os.PathLike, out_path: str | os.PathLike, *, 
     _write_zip(out_path, [(INTEGRITY, integrity), *signature, (MANIFEST, manifest_bytes)]
                + [(n, data[n]) for n in sorted(data)])
     return out_path
+
+
+def _target_profile(selection, precision: str, tensorrt: Mapping | None, notes: list) -> dict:
+    """The manifest's ``target.profile``: the device profile's settings, for TensorRT with the
+    engine build settings updated by ``tensorrt``; checks the request against the device's hardware
+    (sentences appended to ``notes``)."""
+    from targets.profiles import DeviceProfile, request_warnings
+    from targets.tensorrt import BuildConfig
+
+    settings = dict(selection.profile_settings)
+    if tensorrt and selection.backend != "tensorrt":
+        raise ConfigError(f"TensorRT build settings ({', '.join(sorted(tensorrt))}) need backend 'tensorrt', "
+                          f"not {selection.backend!r}")
+    if selection.backend == "tensorrt" and (tensorrt or settings):
+        recorded = settings.get("tensorrt", {}) if settings.get("backend") == "tensorrt" else {}
+        settings["tensorrt"] = BuildConfig.from_dict({**recorded, **(tensorrt or {})}).to_dict()
+        if settings:
+            settings["backend"] = "tensorrt"  # what the package runs with, when --backend overrides the profile
+    if settings:
+        notes.extend(f"warning: {text}" for text in
+                     request_warnings(DeviceProfile.from_dict(settings), selection.backend, precision))
+    return settings
 
 
 # ------------------------------------------------------------------------------------------ signing

@@ -17,7 +17,7 @@ import importlib
 import inspect
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -26,9 +26,7 @@ import numpy as np
 from edgekit.errors import ConfigError
 
 # name -> module implementing ``load(model, **options) -> Backend``
-_BACKENDS = {"onnxruntime": "targets.cpu", "openvino": "targets.openvino"}
-# names device profiles may use whose backend this build does not ship yet
-_NOT_IN_THIS_BUILD = {"tensorrt": "NVIDIA TensorRT (Jetson)"}
+_BACKENDS = {"onnxruntime": "targets.cpu", "openvino": "targets.openvino", "tensorrt": "targets.tensorrt"}
 # older names of a backend (packages and profiles written before 0.2 say "cpu" for ONNX Runtime)
 BACKEND_ALIASES = {"cpu": "onnxruntime", "ort": "onnxruntime"}
 BACKEND_NAMES = ("onnxruntime", "openvino", "tensorrt")
@@ -117,7 +115,7 @@ def select_backend(device: str | None = None, backend: str | None = None, *,
     """Resolve the user's words into a backend and its options.
 
     ``device`` names hardware: "cpu", "gpu", "npu", a device profile (``targets/profiles``:
-    "intel-cpu", "x86-cpu", "generic-arm64", "jetson-orin-nano") or a profile ``.toml`` path.
+    ``targets.profiles.list_profiles()``: "intel-cpu", "jetson-orin-nx", ...) or a profile ``.toml`` path.
     ``backend`` names the runtime: "onnxruntime", "openvino" or "tensorrt". ``default``: the
     (backend, device) a package was made for, used for whatever the user leaves out. A profile
     brings its backend, backend device string and thread count; explicit arguments win.
@@ -125,7 +123,7 @@ def select_backend(device: str | None = None, backend: str | None = None, *,
     Raises :class:`ConfigError` for an unknown word, a backend given as the device, or a pair this
     build cannot run (ONNX Runtime on a GPU).
     """
-    from targets.profiles import list_profiles, load_profile
+    from targets.profiles import is_profile_name, list_profiles, load_profile
 
     profile = None
     if device is not None and not isinstance(device, str):
@@ -134,7 +132,7 @@ def select_backend(device: str | None = None, backend: str | None = None, *,
         raise ConfigError(f"{device!r} is a backend, not a device: pass backend={device!r} (CLI: --backend "
                           f"{device}); device names hardware: {', '.join(DEVICE_CLASSES)} or a profile")
     if device is not None and device not in DEVICE_CLASSES:
-        if device.endswith(".toml") or os.sep in device or device in list_profiles():
+        if device.endswith(".toml") or os.sep in device or is_profile_name(device):
             profile = load_profile(device)
         else:
             raise ConfigError(f"unknown device {device!r}; devices are {', '.join(DEVICE_CLASSES)} or a profile: "
@@ -161,33 +159,32 @@ def select_backend(device: str | None = None, backend: str | None = None, *,
     options: dict = {}
     if name == "openvino":
         options["device"] = profile.device if profile is not None else device_class.upper()
+    if name == "tensorrt" and profile is not None and profile.backend == "tensorrt":
+        options.update(profile.backend_options())  # the GPU and the engine build settings
     if profile is not None and profile.threads and name != "tensorrt":
         options["threads"] = profile.threads
     if threads is not None:
         options["threads"] = int(threads)
     if profile is None:
         return Selection(name, device_class, options)
-    return Selection(name, device_class, options, profile.name, asdict(profile))
+    return Selection(name, device_class, options, profile.name, profile.to_dict())
 
 
 def load_backend(name: str, model: ModelSource, **options) -> Backend:
     """Load ``model`` (ONNX bytes or a path; for "openvino" also an IR ``.xml``) on backend ``name``
-("onnxruntime" — also accepted as "cpu" —, "openvino"; see :func:`select_backend` for choosing one).
+("onnxruntime" — also accepted as "cpu" —, "openvino", "tensorrt"; see :func:`select_backend` for
+choosing one).
 
     ``options`` are the backend's keyword options: see ``targets.cpu.load`` (``threads``,
-    ``graph_optimization``) and ``targets.openvino.load`` (``device``, ``cache_dir``, ...).
+    ``graph_optimization``), ``targets.openvino.load`` (``device``, ``cache_dir``, ...) and
+    ``targets.tensorrt.load`` (``device``, ``dla_core``, ``workspace_mb``, ...).
 
-    Raises :class:`ConfigError` for an unknown backend, one not available in this build, an unknown
-    option or an unreadable model; :class:`MissingDependencyError` when the backend's runtime is not
-    installed.
+    Raises :class:`ConfigError` for an unknown backend, an unknown option or an unreadable model;
+    :class:`MissingDependencyError` when the backend's runtime is not installed.
     """
     name = BACKEND_ALIASES.get(name, name)
     if name not in _BACKENDS:
-        available = ", ".join(_BACKENDS)
-        if name in _NOT_IN_THIS_BUILD:
-            raise ConfigError(f"backend {name!r} ({_NOT_IN_THIS_BUILD[name]}) is not available in this build "
-                              f"of edgekit; available backends: {available}")
-        raise ConfigError(f"unknown backend {name!r}; available backends: {available}")
+        raise ConfigError(f"unknown backend {name!r}; available backends: {', '.join(_BACKENDS)}")
     loader = importlib.import_module(_BACKENDS[name]).load
     accepted = [p.name for p in inspect.signature(loader).parameters.values() if p.kind == p.KEYWORD_ONLY]
     unknown = sorted(set(options) - set(accepted))

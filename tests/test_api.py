@@ -3,6 +3,7 @@ readable reprs, and the typed manifest. Real package, real ONNX Runtime / OpenVI
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import zipfile
 import pytest
 
 import edgekit
-from edgekit.errors import ConfigError, EdgekitError
+from edgekit.errors import ConfigError, EdgekitError, MissingDependencyError
 from edgekit.manifest import Manifest, ManifestError
 from edgekit.recognizer import DEFAULT_PACKAGE
 from targets.backend import select_backend
@@ -69,7 +70,9 @@ def test_options_are_explicit_keywords_with_clear_errors():
     ("npu", None, ("onnxruntime", "cpu"), ("openvino", "npu", {"device": "NPU"})),
     ("intel-cpu", None, ("onnxruntime", "cpu"), ("openvino", "cpu", {"device": "CPU"})),
     ("generic-arm64", None, ("openvino", "cpu"), ("onnxruntime", "cpu", {"threads": 4})),
-    ("jetson-orin-nano", None, ("onnxruntime", "cpu"), ("tensorrt", "gpu", {})),
+    ("jetson-orin-nano", None, ("onnxruntime", "cpu"), ("tensorrt", "gpu", {
+        "device": "GPU.0", "workspace_mb": 512, "optimization_level": 3, "dla_core": None, "gpu_fallback": True,
+        "cuda_graph": True, "timing_cache": True})),
 ])
 def test_device_names_hardware_and_backend_names_the_runtime(device, backend, default, expected):
     chosen = select_backend(device, backend, default=default)
@@ -78,7 +81,7 @@ def test_device_names_hardware_and_backend_names_the_runtime(device, backend, de
 
 @pytest.mark.parametrize("device,backend,message", [
     ("openvino", None, "'openvino' is a backend, not a device: pass backend='openvino'"),
-    ("tpu", None, "unknown device 'tpu'; devices are cpu, gpu, npu or a profile: generic-arm64"),
+    ("tpu", None, "unknown device 'tpu'; devices are cpu, gpu, npu or a profile: arm64-cpu"),
     ("gpu", "onnxruntime", "backend 'onnxruntime' runs on cpu in this build, not on 'gpu'"),
     (None, "tflite", "unknown backend 'tflite'; backends are onnxruntime, openvino, tensorrt"),
 ])
@@ -87,10 +90,12 @@ def test_bad_device_or_backend_words_are_refused(device, backend, message):
         select_backend(device, backend)
 
 
-def test_a_profile_selects_the_runtime_and_tensorrt_says_it_is_not_in_this_build():
+def test_a_profile_selects_the_runtime_and_tensorrt_names_its_extra_when_missing():
     with edgekit.Recognizer.default(device="x86-cpu") as rec:
         assert rec.selection.profile == "x86-cpu" and rec.backend.name == "onnxruntime"
-    with pytest.raises(ConfigError, match="'tensorrt' .* is not available in this build"):
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("TensorRT is installed here: the missing-extra error cannot happen")
+    with pytest.raises(MissingDependencyError, match=r"pip install 'edgekit\[tensorrt\]'"):
         edgekit.Recognizer.default(device="jetson-orin-nano")
 
 

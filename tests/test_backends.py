@@ -142,11 +142,11 @@ def test_inputs_are_validated(onnx, name):
 
 
 def test_factory_refuses_unknown_backends_options_and_models(onnx, tmp_path):
-    assert available_backends() == ("onnxruntime", "openvino")
-    with pytest.raises(ConfigError, match="unknown backend 'tflite'; available backends: onnxruntime, openvino"):
+    assert available_backends() == ("onnxruntime", "openvino", "tensorrt")
+    with pytest.raises(ConfigError, match="unknown backend 'tflite'; available backends: onnxruntime, openvino, tensorrt"):
         load_backend("tflite", onnx["fp32"])
-    with pytest.raises(ConfigError, match="'tensorrt' .* not available in this build .* backends: onnxruntime, openvino"):
-        load_backend("tensorrt", onnx["fp32"])
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) \['threadz'\] for backend 'tensorrt'"):
+        load_backend("tensorrt", onnx["fp32"], threadz=1)
     with pytest.raises(ConfigError, match=r"unknown option\(s\) \['thread'\] for backend 'onnxruntime'"):
         load_backend("cpu", onnx["fp32"], thread=2)
     with pytest.raises(ConfigError, match="graph_optimization must be one of"):
@@ -176,17 +176,17 @@ def unknown_operator_model() -> bytes:
 
 
 def test_builtin_profiles_load_as_data():
-    assert list_profiles() == ["generic-arm64", "intel-cpu", "jetson-orin-nano", "x86-cpu"]
+    assert list_profiles() == ["arm64-cpu", "intel-cpu", "intel-gpu", "intel-npu", "jetson-agx-orin",
+                               "jetson-orin-nano", "jetson-orin-nx", "nvidia-gpu", "x86-cpu"]
     profiles = {name: load_profile(name) for name in list_profiles()}
     intel = profiles["intel-cpu"]
     assert (intel.backend, intel.device, intel.precision, intel.threads) == ("openvino", "CPU", "int8", 0)
     assert intel.backend_options() == {"device": "CPU"}
-    assert profiles["generic-arm64"].backend_options() == {"device": "CPU", "threads": 4}
+    assert profiles["arm64-cpu"].backend_options() == {"device": "CPU", "threads": 4}
+    assert load_profile("generic-arm64") == profiles["arm64-cpu"]  # the older name still works
     jetson = profiles["jetson-orin-nano"]
     assert (jetson.backend, jetson.precision) == ("tensorrt", "int8") and jetson.memory_budget_mb > 0
     assert all(p.notes and p.memory_budget_mb > 0 for p in profiles.values())
-    with pytest.raises(ConfigError, match="not available in this build"):
-        load_backend(jetson.backend, tiny_model()[2], **jetson.backend_options())
 
 
 def test_profile_from_a_user_file_and_errors(tmp_path):
@@ -194,7 +194,7 @@ def test_profile_from_a_user_file_and_errors(tmp_path):
     path.write_text('backend = "cpu"\ndevice = "CPU"\nprecision = "fp32"\nthreads = 2\nmemory_budget_mb = 256\n')
     profile = load_profile(path)
     assert (profile.name, profile.backend, profile.threads, profile.notes) == ("my-box", "onnxruntime", 2, "")
-    with pytest.raises(ConfigError, match="unknown device profile 'jetson-nano'; available: generic-arm64, intel-cpu"):
+    with pytest.raises(ConfigError, match="unknown device profile 'jetson-nano'; available: arm64-cpu, intel-cpu"):
         load_profile("jetson-nano")
     path.write_text('backend = "cpu"\ndevice = "CPU"\nprecision = "int8"\nthreads = "all"\nmemory_budget_mb = 1\n')
     with pytest.raises(ConfigError, match="threads must be an integer"):

@@ -148,7 +148,8 @@ def test_device_help_lists_hardware_profiles_and_backends(command, capsys):
     with pytest.raises(SystemExit):
         main([command, "--help"])
     text = "".join(capsys.readouterr().out.split())  # help wraps lines at spaces and hyphens
-    assert "hardware:cpu,gpu,npu,adeviceprofile(generic-arm64,intel-cpu,jetson-orin-nano,x86-cpu)" in text
+    assert ("hardware:cpu,gpu,npu,adeviceprofile(arm64-cpu,intel-cpu,intel-gpu,intel-npu,jetson-agx-orin,"
+            "jetson-orin-nano,jetson-orin-nx,nvidia-gpu,x86-cpu)") in text
     assert "runtime:onnxruntime,openvino,tensorrt" in text
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from edgekit.cli.common import add_command, backend_help, device_help
 
@@ -16,6 +17,8 @@ _UNPROTECTED = "manifest not integrity-protected (format 1); re-export to protec
 EXPORT_EXAMPLES = """examples:
   edgekit export models/edge-mvr --device cpu -o edge-mvr-cpu.edgepkg
   edgekit export models/edge-mvr --device intel-cpu -o edge-mvr-intel.edgepkg   # ONNX + OpenVINO IR
+  edgekit export models/edge-mvr --device jetson-orin-nx -o edge-mvr-nx.edgepkg # engine built on the device
+  edgekit export models/edge-mvr --device jetson-agx-orin --dla-core 0 --no-gpu-fallback -o dla0.edgepkg
   edgekit export models/edge-mvr --device cpu --backend openvino --no-ir --precision fp32 -o fp32.edgepkg --json
   edgekit export models/edge-mvr --device cpu --sign key.pem -o signed.edgepkg  # Ed25519, needs edgekit[sign]"""
 
@@ -46,7 +49,23 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sign", metavar="KEY.pem",
                    help="sign the package with this Ed25519 private key (needs edgekit[sign]; "
                         "openssl genpkey -algorithm ed25519 -out key.pem)")
+    trt = p.add_argument_group("TensorRT engine build (Jetson / NVIDIA GPU packages; default: the device profile's)")
+    trt.add_argument("--dla-core", type=int, metavar="N",
+                     help="run on DLA core N (Orin NX, AGX Orin; -1 = the GPU)")
+    trt.add_argument("--gpu-fallback", action=argparse.BooleanOptionalAction, default=None,
+                     help="let layers the DLA cannot run fall back to the GPU (off: such a layer is an error naming it)")
+    trt.add_argument("--workspace-mb", type=int, metavar="MB", help="builder workspace limit")
+    trt.add_argument("--opt-level", type=int, metavar="L", help="builder optimization level 0-5 (TensorRT default 3)")
+    trt.add_argument("--cuda-graph", action=argparse.BooleanOptionalAction, default=None,
+                     help="replay inference as a CUDA graph")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _tensorrt_settings(args: argparse.Namespace) -> dict:
+    """The TensorRT build settings given on the command line (the rest come from the profile)."""
+    given = {"dla_core": args.dla_core, "gpu_fallback": args.gpu_fallback, "workspace_mb": args.workspace_mb,
+             "optimization_level": args.opt_level, "cuda_graph": args.cuda_graph}
+    return {key: value for key, value in given.items() if value is not None}
 
 
 def _inspect_arguments(p: argparse.ArgumentParser) -> None:
@@ -74,13 +93,19 @@ def export(args: argparse.Namespace) -> int:
     options = {"backend": args.backend} if args.backend is not None else {}
     if args.sign:
         options["sign_key"] = args.sign
+    tensorrt = _tensorrt_settings(args)
+    if tensorrt:
+        options["tensorrt"] = tensorrt
+    notes: list[str] = []
     out = write_package(args.model_dir, args.output, device=args.device, precision=args.precision,
-                        include_ir=False if args.no_ir else None, **options)
+                        include_ir=False if args.no_ir else None, notes=notes, **options)
     package = load_package(out, trusted_keys=[args.sign] if args.sign else None)
     manifest = manifest_dict(package)
     if args.json:
-        print(json.dumps(_summary(package, manifest)))
+        print(json.dumps({**_summary(package, manifest), "notes": notes}))
         return 0
+    for note in notes:
+        print(f"edgekit: {note}", file=sys.stderr)
     ir = " + OpenVINO IR" if package.has_ir else ""
     signed = f", signed by key {package.signed_by}" if package.signed_by else ""
     print(f"wrote {out}: {manifest['model']}, {manifest['precision']} ONNX{ir}, for {_target(manifest)}, "
@@ -120,6 +145,8 @@ def inspect(args: argparse.Namespace) -> int:
               f"({spec.representation})")
     print(f"  outputs      {', '.join(manifest['outputs'])}")
     print(f"  target       {_target(manifest)}{', OpenVINO IR included' if package.has_ir else ''}")
+    for line in _device_lines(manifest["target"]):
+        print(line)
     print(f"  precision    {manifest['precision']}")
     print(f"  preprocess   {json.dumps(manifest['preprocessing'])}")
     print(f"  fusion       {json.dumps(manifest['fusion'])}")
@@ -138,6 +165,33 @@ def inspect(args: argparse.Namespace) -> int:
     else:
         print(f"  integrity    {_UNPROTECTED}")
     return 0
+
+
+def _device_lines(target: dict) -> list[str]:
+    """What the device profile recorded in the manifest says: hardware, TensorRT build settings and
+    what the package asks of the device that it lacks."""
+    profile = target.get("profile") or {}
+    if not profile:
+        return []
+    from targets.profiles import DeviceProfile, request_warnings
+
+    device = DeviceProfile.from_dict(profile)
+    hw = device.hardware
+    parts = [hw.arch, hw.cpu] + ([f"GPU {hw.gpu}"] if hw.gpu else [])
+    parts += [f"{hw.dla_cores} DLA core{'s' if hw.dla_cores != 1 else ''}"] if hw.dla_cores else []
+    parts += ["NPU"] if hw.npu else []
+    parts += ["encoder motion vectors"] if hw.encoder_motion_vectors else []
+    lines = [f"  device       {device.name}: {', '.join(p for p in parts if p)}; {device.threads or 'all'} threads, "
+             f"{device.memory_budget_mb} MB budget"]
+    if device.tensorrt:
+        trt = device.tensorrt
+        where = "GPU" if trt["dla_core"] < 0 else (f"DLA core {trt['dla_core']}, GPU fallback "
+                                                   f"{'on' if trt['gpu_fallback'] else 'off'}")
+        lines.append(f"  tensorrt     engine built on the device at first load: {where}, workspace {trt['workspace_mb']} MB, "
+                     f"optimization level {trt['optimization_level']}, CUDA graph {'on' if trt['cuda_graph'] else 'off'}")
+    for warning in request_warnings(device, target.get("backend", ""), device.precision):
+        lines.append(f"  warning      {warning}")
+    return lines
 
 
 def _integrity(package) -> dict:
