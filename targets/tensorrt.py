@@ -32,6 +32,7 @@ need neither and are tested without a GPU.
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import hashlib
 import json
@@ -253,23 +254,25 @@ def _check(cudart, result, call: str):
 
 
 class _Logger:
-    """Collects TensorRT's messages so errors can quote them (warnings and worse)."""
+    """Keeps TensorRT's last warnings and errors so an error message can quote them."""
 
     def __init__(self, trt):
+        worst = int(trt.ILogger.Severity.WARNING)  # severities count down: INTERNAL_ERROR 0 ... VERBOSE 4
+
         class Collect(trt.ILogger):
             def __init__(inner):
                 trt.ILogger.__init__(inner)
-                inner.messages = []
+                inner.messages = collections.deque(maxlen=50)
 
             def log(inner, severity, message):
-                if severity <= trt.ILogger.Severity.WARNING:
+                if int(severity) <= worst:
                     inner.messages.append(str(message))
 
         self.logger = Collect()
 
     @property
     def messages(self) -> list[str]:
-        return self.logger.messages
+        return list(self.logger.messages)
 
 
 def parser_errors(parser) -> list[str]:
