@@ -43,7 +43,8 @@ MAX_NAME_CHARS = 1024      # model, label, input, output and member names
 MAX_DIM, MAX_ELEMENTS = 1 << 16, 1 << 30  # per input dimension; per input tensor
 MAX_WINDOW_FRAMES = 100_000
 PACKAGE_KEYS = ("format_version", "model", "labels", "inputs", "outputs", "preprocessing", "fusion", "target",
-                "precision", "producer", "metrics", "members")
+                "precision", "producer", "metrics", "members", "calibration")
+MAX_TEMPERATURE = 100.0    # a fitted temperature is ~0.5-5; larger means the scores carry no information
 _INPUT_KEYS = ("name", "modality", "stream", "shape", "layout", "dtype", "representation", "normalization")
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
@@ -282,6 +283,73 @@ class Target:
 
 
 @dataclass(frozen=True)
+class Calibration:
+    """Calibrated scores and the "none" threshold (optional: a package without it reports its top
+    label always, as before). Scores are ``softmax(logits / temperature)``; a window or video whose
+    top calibrated score is under ``threshold`` is reported as ``"none"`` (0 disables).
+
+    ``split`` and ``clips``: the data the temperature was fitted on; ``nll_*`` (nats per clip) and
+    ``ece_*`` (expected calibration error, 15 equal-width bins, a fraction) before and after
+    scaling on it; ``rule``: how the threshold was chosen (e.g. ``"max_false_event_rate=0.05"`` or
+    ``"fixed"``); ``false_event_rate``: per negative set (``static``, ``noise``), the fraction of its
+    windows reported as an event at ``threshold`` on the fitting data. Fitted by
+    :mod:`edgekit.calibration`."""
+
+    temperature: float
+    threshold: float
+    split: str
+    clips: int
+    nll_before: float
+    nll_after: float
+    ece_before: float
+    ece_after: float
+    rule: str = "fixed"
+    false_event_rate: Mapping = field(default_factory=dict)
+
+    KEYS = ("temperature", "threshold", "split", "clips", "nll_before", "nll_after", "ece_before", "ece_after",
+            "rule", "false_event_rate")
+
+    def __post_init__(self):
+        # the same checks whether built in code or read from a package
+        if not _is_number(self.temperature) or not 0 < self.temperature <= MAX_TEMPERATURE:
+            raise ManifestError(f"calibration.temperature must be a number in (0, {MAX_TEMPERATURE:g}], "
+                                f"got {_show(self.temperature)}")
+        if not _is_number(self.threshold) or not 0 <= self.threshold <= 1:
+            raise ManifestError(f"calibration.threshold must be a number in [0, 1], got {_show(self.threshold)}")
+        _name(self.split, "calibration.split")
+        _name(self.rule, "calibration.rule")
+        if not _is_int(self.clips) or self.clips < 1:
+            raise ManifestError(f"calibration.clips must be an integer >= 1, got {_show(self.clips)}")
+        for key in ("nll_before", "nll_after", "ece_before", "ece_after"):
+            value = getattr(self, key)
+            if not _is_number(value) or value < 0:
+                raise ManifestError(f"calibration.{key} must be a finite number >= 0, got {_show(value)}")
+        rates = self.false_event_rate
+        if (not isinstance(rates, Mapping) or len(rates) > 16
+                or not all(isinstance(k, str) and 0 < len(k) <= 64 and _is_number(v) and 0 <= v <= 1
+                           for k, v in rates.items())):
+            raise ManifestError("calibration.false_event_rate must be an object of at most 16 names -> "
+                                f"fractions in [0, 1], got {_show(rates)}")
+        object.__setattr__(self, "false_event_rate", _frozen(rates))
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "Calibration":
+        if not isinstance(d, Mapping):
+            raise ManifestError("'calibration' must be an object")
+        _unknown(d, cls.KEYS, "calibration")
+        missing = [k for k in cls.KEYS[:8] if k not in d]
+        if missing:
+            raise ManifestError(f"calibration is missing key(s) {missing}")
+        return cls(**{k: d[k] for k in cls.KEYS if k in d})
+
+    def to_dict(self) -> dict:
+        return {"temperature": self.temperature, "threshold": self.threshold, "split": self.split,
+                "clips": self.clips, "nll_before": self.nll_before, "nll_after": self.nll_after,
+                "ece_before": self.ece_before, "ece_after": self.ece_after, "rule": self.rule,
+                "false_event_rate": dict(self.false_event_rate)}
+
+
+@dataclass(frozen=True)
 class Member:
     """One packaged file: its SHA-256 (hex) and size in bytes."""
 
@@ -306,6 +374,7 @@ class Manifest:
     producer: Mapping = field(default_factory=dict)
     metrics: Mapping = field(default_factory=dict)
     members: Mapping[str, Member] = field(default_factory=dict)
+    calibration: Calibration | None = None  # None: uncalibrated scores, never "none" (packages before it)
 
     @property
     def score_output(self) -> str:
@@ -369,10 +438,11 @@ class Manifest:
             raise ManifestError(f"'precision' must be one of {list(PRECISIONS)}")
         members = parse_members(d.get("members", {}), "'members'")
         target = Target.from_dict(d["target"]) if "target" in d else Target()
+        calibration = Calibration.from_dict(d["calibration"]) if d.get("calibration") is not None else None
         return cls(format_version=version, model=model, labels=labels, inputs=inputs,
                    outputs=outputs, preprocessing=Preprocessing.from_dict(d["preprocessing"]),
                    fusion=fusion, target=target, precision=precision, producer=_frozen(d.get("producer", {})),
-                   metrics=_frozen(d.get("metrics", {})), members=_frozen(members))
+                   metrics=_frozen(d.get("metrics", {})), members=_frozen(members), calibration=calibration)
 
     def to_dict(self) -> dict:
         """The manifest as JSON-ready data (what ``manifest.json`` holds)."""
@@ -381,7 +451,8 @@ class Manifest:
                 "preprocessing": self.preprocessing.to_dict(), "fusion": self.fusion.to_dict(),
                 "target": self.target.to_dict(), "precision": self.precision, "producer": _plain(self.producer),
                 "metrics": _plain(self.metrics),
-                "members": {n: {"sha256": m.sha256, "bytes": m.bytes} for n, m in self.members.items()}}
+                "members": {n: {"sha256": m.sha256, "bytes": m.bytes} for n, m in self.members.items()},
+                **({"calibration": self.calibration.to_dict()} if self.calibration is not None else {})}
 
 
 def parse_members(raw, where: str) -> dict[str, Member]:

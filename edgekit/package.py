@@ -755,3 +755,27 @@ def _parse_manifest(path: Path, data: bytes, *, integrity: bool) -> Manifest:
         return Manifest.from_dict(raw)
     except ManifestError as err:
         raise PackageError(f"{path}: invalid {MANIFEST}: {err}") from None
+
+
+def rewrite_package(package: Package, out_path: str | os.PathLike, manifest: Manifest, *,
+                    sign_key: str | os.PathLike | bytes | None = None) -> Path:
+    """Write ``package``'s verified members unchanged (same bytes) with a new ``manifest`` (e.g. one
+    with calibration: ``edgekit calibrate``) to ``out_path``, with a fresh integrity record; signed
+    with ``sign_key`` when given, else unsigned (a signature of the old record does not cover the new
+    one). The manifest must list the same labels, inputs, outputs and precision. Raises
+    :class:`ConfigError` when it does not, or for a bad key."""
+    old = package.manifest
+    private_key = _private_key(sign_key) if sign_key is not None else None
+    if (manifest.labels, manifest.inputs, manifest.outputs, manifest.precision) != (
+            old.labels, old.inputs, old.outputs, old.precision):
+        raise ConfigError("the new manifest must keep the package's labels, inputs, outputs and precision")
+    data = dict(package._data)
+    manifest_dict = {**manifest.to_dict(), "format_version": FORMAT_VERSION,
+                     "members": {name: _member_record(data[name]) for name in sorted(data)}}
+    manifest_bytes = json.dumps(manifest_dict, indent=1).encode()
+    integrity = integrity_record(manifest_bytes, data)
+    signature = [(SIGNATURE, _signature(integrity, private_key))] if private_key is not None else []
+    out_path = Path(out_path)
+    _write_zip(out_path, [(INTEGRITY, integrity), *signature, (MANIFEST, manifest_bytes)]
+               + [(n, data[n]) for n in sorted(data)])
+    return out_path

@@ -13,6 +13,11 @@ of each model input are chosen by ``edgekit.sampling.select_frames`` and prepare
 ``edgekit.preprocess`` through the modality table (``edgekit.modality``): the rule and the
 preparation the training cache uses, so training and the runtime cannot disagree. ``stream`` holds
 at most one window of side data. The video-level prediction averages the windows' scores.
+
+A calibrated package (``manifest.calibration``, written by ``edgekit calibrate`` or quantization)
+scores ``softmax(logits / temperature)`` and reports a window, or a video, whose top score is under
+its threshold as ``"none"`` (the best real label stays in ``top_label``); ``threshold=`` overrides
+it, 0 disables it. A package without calibration reports its top label always, as before.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import numpy as np
 import edgekit.bitstream as bs
 from edgekit import preprocess, sampling
 from edgekit.errors import ConfigError, EmptySourceError, PackageError
-from edgekit.fusion import Prediction, fuse, softmax
+from edgekit.fusion import NONE, Prediction, fuse, softmax
 from edgekit.modality import MODALITIES, reader_options
 
 ASSETS = Path(__file__).parent / "assets"
@@ -59,24 +64,42 @@ class StageTimes:
 
 @dataclass(frozen=True)
 class Window:
-    """One recognized window: its prediction, class scores (float64, one per label), stage times,
-    ``latency_ms``: milliseconds from the arrival of its last frame (out of the decoder) to its
-    prediction, and ``wallclock``: when its first frame was captured, in seconds since the Unix
-    epoch, where the source says (RTSP; see ``edgekit.bitstream.CompressedFrame``), else None."""
+    """One recognized window: its prediction, class scores (float64 (C,), one per label, calibrated
+    when the package is), stage times, ``latency_ms``: milliseconds from the arrival of its last
+    frame (out of the decoder) to its prediction, ``wallclock``: when its first frame was captured,
+    in seconds since the Unix epoch, where the source says (RTSP; see
+    ``edgekit.bitstream.CompressedFrame``), else None, and ``logits``: the model's raw output
+    (float64 (C,); the log of the probabilities for a package whose graph outputs probabilities)."""
 
     prediction: Prediction
     scores: np.ndarray = field(repr=False)
     times: StageTimes
     latency_ms: float = 0.0
     wallclock: float | None = None
+    logits: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def label(self) -> str:
+        """The window's label: ``"none"`` under the threshold."""
+        return self.prediction.label
+
+    @property
+    def score(self) -> float:
+        return self.prediction.score
+
+    @property
+    def top_label(self) -> str:
+        """The best real label, also when ``label`` is ``"none"``."""
+        return self.prediction.top_label
 
 
 @dataclass(frozen=True)
 class VideoPrediction:
-    """The prediction for a whole source: the fused ``label``/``score``/``topk``, per-window
-    predictions, milliseconds per stage (``latency_ms``: a :class:`StageTimes`), frames read, the
-    time span covered in seconds, and the reader's counts of frames lost to damage
-    (``damaged_frames``) and skipped for want of an I-frame to start from (``skipped_frames``)."""
+    """The prediction for a whole source: the fused ``label``/``score``/``topk`` (``label`` is
+    ``"none"`` when ``score`` is under ``threshold``), per-window predictions, milliseconds per
+    stage (``latency_ms``: a :class:`StageTimes`), frames read, the time span covered in seconds,
+    the reader's counts of frames lost to damage (``damaged_frames``) and skipped for want of an
+    I-frame to start from (``skipped_frames``), and the threshold the labels were decided with."""
 
     source: str
     label: str
@@ -88,14 +111,20 @@ class VideoPrediction:
     duration_s: float = 0.0
     damaged_frames: int = 0
     skipped_frames: int = 0
+    threshold: float = 0.0
+
+    @property
+    def top_label(self) -> str:
+        """The best real label, also when ``label`` is ``"none"``."""
+        return self.topk[0][0]
 
     def __repr__(self) -> str:
         return (f"VideoPrediction({self.source!r}: {self.label} {self.score:.2f}, {len(self.windows)} windows, "
                 f"{self.frames} frames, {self.duration_s:.2f} s, {self.latency_ms.total:.0f} ms)")
 
     def to_dict(self) -> dict:
-        return {"source": self.source, "label": self.label, "score": self.score,
-                "topk": [{"label": lab, "score": s} for lab, s in self.topk],
+        return {"source": self.source, "label": self.label, "score": self.score, "top_label": self.top_label,
+                "threshold": self.threshold, "topk": [{"label": lab, "score": s} for lab, s in self.topk],
                 "windows": [{k: v for k, v in w.to_dict().items() if k != "topk"} for w in self.windows],
                 "latency_ms": self.latency_ms.to_dict(),
                 "frames": self.frames, "duration_s": round(self.duration_s, 3),
@@ -111,7 +140,9 @@ class Recognizer:
     "openvino" or "tensorrt"; both default to the package's own target. ``threads``: inference
     threads (default: the profile's, else half the cores: decoding takes the rest).
     ``window_frames`` / ``stride_frames`` override the package's windowing; ``topk``: how many
-    (label, score) pairs predictions keep.
+    (label, score) pairs predictions keep. ``threshold``: the top score (calibrated, in [0, 1])
+    under which a window or video is labelled ``"none"``; None: the package's calibrated threshold
+    (0 for a package without calibration), 0: never ``"none"``.
     ``trusted_keys``: Ed25519 public keys (PEM paths or bytes); when given, the package must be
     signed by one of them (needs ``edgekit[sign]``).
 
@@ -122,7 +153,7 @@ class Recognizer:
 
     def __init__(self, package: str | os.PathLike | object, *, device: str | None = None, backend: str | None = None,
                  threads: int | None = None, window_frames: int | None = None, stride_frames: int | None = None,
-                 topk: int = 5, trusted_keys=None):
+                 topk: int = 5, trusted_keys=None, threshold: float | None = None):
         from edgekit.package import Package, load_package
 
         if isinstance(package, str) and package in ("openvino", "cpu", "gpu", "npu") and not Path(package).exists():
@@ -150,6 +181,17 @@ class Recognizer:
         self.topk = topk
         self._output = manifest.score_output
         self._softmax = manifest.fusion.scores == "softmax"
+        calibration = manifest.calibration
+        self.temperature = calibration.temperature if calibration is not None else 1.0
+        if threshold is None:
+            threshold = calibration.threshold if calibration is not None else 0.0
+        if (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
+                or not 0 <= threshold <= 1):  # NaN fails too
+            raise ConfigError(f"threshold must be a number in [0, 1] (0: never 'none'), got {threshold!r}")
+        if threshold > 0 and NONE in self.labels:
+            raise ConfigError(f"this package has a class named {NONE!r}, so a threshold cannot report "
+                              "'none'; pass threshold=0")
+        self.threshold = float(threshold)
         self.selection = self.package.select(device, backend, threads)
         if threads is None and "threads" not in self.selection.options and self.selection.backend != "tensorrt":
             # a video pipeline: decoding takes the other cores (edgekit.bitstream decodes ahead in a
@@ -176,7 +218,7 @@ class Recognizer:
     @classmethod
     def default(cls, kind: str = "mvr", *, device: str | None = None, backend: str | None = None,
                 threads: int | None = None, window_frames: int | None = None, stride_frames: int | None = None,
-                topk: int = 5, trusted_keys=None) -> "Recognizer":
+                topk: int = 5, trusted_keys=None, threshold: float | None = None) -> "Recognizer":
         """A default model shipped inside the installed package: ``kind="mvr"`` (motion vectors +
         residual, edgekit/assets/default.edgepkg) or ``"mv"`` (motion vectors alone,
         default-mv.edgepkg: the cheapest to read, and it runs on encoder-side motion vectors)."""
@@ -186,12 +228,13 @@ class Recognizer:
         if not path.exists():
             raise ConfigError(f"the default package is missing from this installation ({path})")
         return cls(path, device=device, backend=backend, threads=threads, window_frames=window_frames,
-                   stride_frames=stride_frames, topk=topk, trusted_keys=trusted_keys)
+                   stride_frames=stride_frames, topk=topk, trusted_keys=trusted_keys, threshold=threshold)
 
     def __repr__(self) -> str:
         return (f"Recognizer({self.package.manifest.model!r}, {self.package.manifest.precision}, "
                 f"{self.selection}, window {self.window_frames} frames every {self.stride_frames}, "
-                f"{len(self.labels)} labels)")
+                f"{len(self.labels)} labels" + (f", 'none' under {self.threshold:g}" if self.threshold else "")
+                + ")")
 
     # -- life cycle --------------------------------------------------------------------------------
 
@@ -235,12 +278,13 @@ class Recognizer:
                            total=total)
         windows = tuple(w.prediction for w in results)
         fused = Prediction.from_scores(fuse([w.scores for w in results]), self.labels, windows[0].start_s,
-                                       windows[-1].end_s, self.topk)
+                                       windows[-1].end_s, self.topk, self.threshold)
         stats = run.reader.stats
         return VideoPrediction(source=run.description, label=fused.label, score=fused.score, topk=fused.topk, windows=windows,
                                latency_ms=times, frames=run.frames,
                                duration_s=windows[-1].end_s - windows[0].start_s,
-                               damaged_frames=stats.damaged_frames, skipped_frames=stats.skipped_frames)
+                               damaged_frames=stats.damaged_frames, skipped_frames=stats.skipped_frames,
+                               threshold=self.threshold)
 
     def predict_window(self, frames, frame_hw: tuple[int, int], iframes, fps: float, *, tail: bool = False) -> Window:
         """Recognize one window of ``CompressedFrame`` (display order). ``iframes``: GOP index ->
@@ -251,11 +295,18 @@ class Recognizer:
         t0 = time.perf_counter()
         inputs = self.prepare_inputs(frames, frame_hw, iframes, tail=tail)
         t1 = time.perf_counter()
-        outputs = self.backend.run(inputs)[self._output][0]
+        outputs = np.asarray(self.backend.run(inputs)[self._output][0], np.float64)
         t2 = time.perf_counter()
-        scores = softmax(outputs) if self._softmax else np.asarray(outputs, np.float64)
-        prediction = Prediction.from_scores(scores, self.labels, frames[0].pts, frames[-1].pts + 1 / fps, self.topk)
-        return Window(prediction, scores, StageTimes(preprocess=(t1 - t0) * 1000, inference=(t2 - t1) * 1000))
+        # a probabilities graph: its log is a logit vector (softmax(log p) = p), so one temperature serves both
+        logits = outputs if self._softmax else np.log(np.clip(outputs, 1e-30, None))
+        if self._softmax or self.temperature != 1.0:
+            scores = softmax(logits, self.temperature)
+        else:
+            scores = outputs
+        prediction = Prediction.from_scores(scores, self.labels, frames[0].pts, frames[-1].pts + 1 / fps, self.topk,
+                                            self.threshold)
+        return Window(prediction, scores, StageTimes(preprocess=(t1 - t0) * 1000, inference=(t2 - t1) * 1000),
+                      logits=logits)
 
     def prepare_inputs(self, frames, frame_hw: tuple[int, int], iframes, *,
                        tail: bool = False) -> dict[str, np.ndarray]:
@@ -344,4 +395,4 @@ class WindowRun:
         latency = (time.monotonic() - last.arrival) * 1000 if last.arrival else 0.0
         return Window(window.prediction, window.scores, StageTimes(decode_ms, t.preprocess, t.inference,
                                                                    decode_ms + t.preprocess + t.inference), latency,
-                      held[0].wallclock)
+                      held[0].wallclock, window.logits)

@@ -38,11 +38,15 @@ def preprocessing_of(meta: dict, specs: list[InputSpec], cache) -> dict:
             "cache_spec": meta.get("cache_spec", {})}
 
 
-def model_description(meta: dict, specs: list[InputSpec], cache, top1: dict[str, float]) -> dict:
-    """The ``model.json`` of a quantize output folder; ``top1``: accuracy per ``<backend>_<precision>``."""
+def model_description(meta: dict, specs: list[InputSpec], cache, top1: dict[str, float],
+                      calibration=None) -> dict:
+    """The ``model.json`` of a quantize output folder; ``top1``: accuracy per ``<backend>_<precision>``;
+    ``calibration``: an ``edgekit.manifest.Calibration`` (temperature and "none" threshold) that
+    ``edgekit export`` carries into the package's manifest, or None."""
     return {
         "model": meta["model"], "labels": meta["classes"], "inputs": meta["input_specs"], "outputs": ["logits"],
         "preprocessing": preprocessing_of(meta, specs, cache), "fusion": {"softmax": True},
         "producer": producer_versions(),
         "metrics": {"val_top1": meta.get("best_top1"), **{f"top1_{k}": v for k, v in top1.items()}},
+        **({"calibration": calibration.to_dict()} if calibration is not None else {}),
     }

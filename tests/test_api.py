@@ -41,7 +41,7 @@ def test_import_edgekit_is_cheap_and_exposes_the_public_names():
 def test_the_readme_example_runs_on_the_default_model():
     with edgekit.Recognizer.default() as rec:
         pred = rec.recognize(DEFAULT_PACKAGE.parent / "demo.mp4")
-    assert pred.label in rec.labels and len(pred.windows) == 9 and pred.frames == 240
+    assert pred.top_label in rec.labels and len(pred.windows) == 9 and pred.frames == 240
     assert pred.latency_ms.total >= pred.latency_ms.decode + pred.latency_ms.inference > 0
     assert repr(rec).startswith("Recognizer('edge-mvr', int8, onnxruntime on cpu, window 48 frames every 24")
     assert repr(pred).startswith("VideoPrediction(") and f"{len(pred.windows)} windows" in repr(pred)
@@ -149,7 +149,7 @@ def test_the_motion_vector_only_default_reads_no_residual(tmp_path):
         assert rec.package.manifest.model == "edge-mv" and [s.modality for s in rec.specs] == ["mv"]
         assert rec._reader_options["residual"] is False and rec._reader_options["rgb"] is None
         pred = rec.recognize(ASSETS / "demo.mp4")
-        assert pred.frames == 240 and len(pred.windows) == 9 and pred.label in rec.labels
+        assert pred.frames == 240 and len(pred.windows) == 9 and pred.top_label in rec.labels
         run = rec.windows(ASSETS / "demo.mp4")
         list(run)
         assert run.reader.decoder_options.get("skip_idct") == "all"

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 
-from edgekit.cli import package, runtime, training
+from edgekit.cli import calibrate, package, runtime, training
 from edgekit.cli.common import CommandParser, run_command
 
 EXAMPLES = """examples:
@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_commands(commands, ("train", "eval", "quantize"))
     package.add_commands(commands)
     runtime.add_commands(commands)
+    calibrate.add_commands(commands)
     training.add_commands(commands, ("synth", "cache", "models", "assets"))
     return parser
 

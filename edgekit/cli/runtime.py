@@ -24,12 +24,14 @@ RECOGNIZE_EXAMPLES = """examples:
   edgekit recognize "rtsp://camera/stream?tcp" --stream --json   # RTSP over TCP; reopened if the camera restarts
   edgekit recognize udp://0.0.0.0:5000 --stream --no-reconnect   # MPEG-TS over UDP; a stall ends the run
   edgekit recognize hevc.mp4 --transcode h264        # codecs without motion vectors: re-encoded on the fly
+  edgekit recognize clip.mp4 --threshold 0.8         # 'none' under a calibrated score of 0.8 (0: never 'none')
   ffmpeg -i in.mp4 -c:v libx264 -f h264 - | edgekit recognize - --json   # raw H.264 on stdin"""
 
 DEMO_EXAMPLES = """examples:
   edgekit demo                       # recognize the bundled sample clip with the bundled default model
   edgekit demo --json
-  edgekit demo --backend openvino"""
+  edgekit demo --backend openvino
+  edgekit demo --threshold 0         # never 'none': the top label of every window"""
 
 INSPECT_EXAMPLES = """examples:
   edgekit inspect clip.mp4                    # codec, size, frame types, GOPs, MV statistics
@@ -97,6 +99,13 @@ def _size(text: str) -> tuple[int, int] | None:
     return (width, height)
 
 
+def _add_threshold_argument(p: argparse.ArgumentParser) -> None:
+    """``--threshold``: the ``threshold=`` of ``edgekit.Recognizer``."""
+    p.add_argument("--threshold", type=number_in("--threshold", 0, 1, "a calibrated score"), metavar="X",
+                   help="report a window (and the video) as 'none' when its top calibrated score is under X; "
+                   "0 never does (default: the package's calibrated threshold, else 0)")
+
+
 def _add_runtime_arguments(p: argparse.ArgumentParser) -> None:
     """``--device`` / ``--backend`` / ``--threads``: the keywords of ``edgekit.Recognizer``."""
     p.add_argument("--device", metavar="D", help=device_help("the package's target"))
@@ -109,6 +118,7 @@ def _recognize_arguments(p: argparse.ArgumentParser) -> None:
                    "on stdin")
     p.add_argument("--package", metavar="PKG", help="an .edgepkg (default: the bundled default model)")
     _add_runtime_arguments(p)
+    _add_threshold_argument(p)
     p.add_argument("--timeout", type=positive_seconds, default=10.0, metavar="S",
                    help="seconds to wait for data before giving up: first byte, between chunks, a silent "
                    "server or pipe (default 10)")
@@ -125,6 +135,7 @@ def _recognize_arguments(p: argparse.ArgumentParser) -> None:
 
 def _demo_arguments(p: argparse.ArgumentParser) -> None:
     _add_runtime_arguments(p)
+    _add_threshold_argument(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -212,7 +223,8 @@ def open_recognizer(package: str | None, args: argparse.Namespace):
     ``--backend`` and ``--threads``; one left out means the package's own choice."""
     from edgekit.recognizer import Recognizer
 
-    options = {"device": args.device, "backend": args.backend, "threads": args.threads}
+    options = {"device": args.device, "backend": args.backend, "threads": args.threads,
+               "threshold": getattr(args, "threshold", None)}
     return Recognizer(package, **options) if package else Recognizer.default(**options)
 
 
