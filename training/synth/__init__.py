@@ -13,7 +13,9 @@ grid, in pixels; ``flow[0] = 0``. Stored at 1/4 resolution, values in full-resol
 Modules: ``classes`` (the class list), ``config`` (presets, settings), ``texture`` (appearance),
 ``motion`` (per-class trajectories), ``scene`` (one clip's plan), ``render`` (frames + flow),
 ``encode`` (PyAV), ``groundtruth`` (.npz I/O), ``splits`` (split files), ``generate`` (the run),
-``cli`` (``python -m training synth``).
+``cli`` (``python -m training synth``); the broad presets: ``broad`` (encoding, motions and scene
+drawn per clip) and ``appearance`` (more texture families and shapes); ``heldout`` (a second,
+independently written renderer of the 12 fixed classes: the domain-shift check, never trained on).
 
 This package imports numpy only; rendering needs OpenCV (``pip install 'edgekit[train]'``)::
 

@@ -51,3 +51,10 @@ CLASSES: tuple[SynthClass, ...] = (
 
 CLASS_NAMES: tuple[str, ...] = tuple(c.name for c in CLASSES)
 CLASS_BY_NAME: dict[str, SynthClass] = {c.name: c for c in CLASSES}
+
+# The 12 fixed classes: the ones every renderer makes (the held-out renderer makes only these) and
+# the ones a domain-shift check scores; their definitions above never change.
+FIXED_CLASS_NAMES: tuple[str, ...] = ("move_left", "move_right", "move_up", "move_down", "rotate_cw", "rotate_ccw",
+                                      "approach", "recede", "wave", "scene_left", "scene_right", "static")
+if CLASS_NAMES[:len(FIXED_CLASS_NAMES)] != FIXED_CLASS_NAMES:
+    raise RuntimeError("the 12 fixed classes must stay the first 12 classes, in this order")

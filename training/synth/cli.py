@@ -2,7 +2,9 @@
 encoders (MPEG-4 Part 2 or H.264), with analytic ground-truth optical flow per frame.
 
 Classes are defined by motion (move_left ... static, meet, part, bounce) with random appearance;
-see docs/datasets.md. The output reads with training.datasets.open_dataset(DIR) (UCF-101 layout).
+see docs/datasets.md. Broad presets widen every range; the held-out renderer (independent code, the
+12 fixed classes) is the domain-shift check. The output reads with
+training.datasets.open_dataset(DIR) (UCF-101 layout).
 Settings come from the preset, then a TOML file (--config, table [synth]), then the flags.
 """
 
@@ -14,7 +16,7 @@ import os
 import sys
 
 from edgekit.errors import MissingDependencyError
-from training.synth.config import CODECS, PRESETS, load_toml_overrides, parse_size, resolve_config
+from training.synth.config import CODECS, PRESETS, RENDERERS, load_toml_overrides, parse_size, resolve_config
 
 EPILOG = """\
 presets:
@@ -25,6 +27,11 @@ examples:
   python -m training synth --preset small --out data/synth-small --codec mpeg4 --seed 0 --workers 2
   python -m training synth --preset full --out data/synth-full --codec h264 --size 320x240 --json
   python -m training synth --config synth.toml --out data/synth-custom --clips-per-class 20
+  python -m training synth --preset broad-small --out data/synth-broad-small    # sizes, fps, encoders drawn per clip
+  python -m training synth --renderer heldout --out data/heldout --clips-per-class 10   # the domain-shift check
+
+Broad presets and the held-out renderer draw each clip's size (up to the preset's, or --size),
+frame rate and encoder settings: --codec and --fps do not apply to them.
 
 A rerun with the same settings skips finished clips (resume after Ctrl-C); the same seed gives
 byte-identical files whatever --workers is.
@@ -33,11 +40,16 @@ byte-identical files whatever --workers is.
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     presets = "\n".join(
-        f"  {p.name:6s} {p.clips_per_class:4d} clips/class, {p.width_px}x{p.height_px}, {p.frames} frames: {p.purpose}"
+        f"  {p.name:11s} {p.clips_per_class:4d} clips/class, {'up to ' if p.variety == 'broad' else ''}"
+        f"{p.width_px}x{p.height_px}, {p.frames} frames: {p.purpose}"
         for p in PRESETS.values()
     )
     parser.epilog = EPILOG.format(presets=presets)
-    parser.add_argument("--preset", choices=tuple(PRESETS), default=None, help="benchmark size (default: small)")
+    parser.add_argument("--preset", choices=tuple(PRESETS), default=None,
+                        help="benchmark size and variety (default: small; heldout with --renderer heldout)")
+    parser.add_argument("--renderer", choices=RENDERERS, default=None,
+                        help="synth (the training renderer, default) or heldout (independent code, 12 fixed "
+                             "classes, never trained on)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (created; resumable)")
     parser.add_argument("--codec", choices=CODECS, default=None, help="encoder (default: mpeg4)")
     parser.add_argument("--seed", type=int, default=None, metavar="N", help="random seed (default: 0)")
@@ -61,12 +73,12 @@ def run(args: argparse.Namespace) -> int:
         raise
 
     settings = load_toml_overrides(args.config) if args.config else {}
-    preset = args.preset or settings.pop("preset", "small")
+    preset = args.preset or settings.pop("preset", None)
     settings.pop("preset", None)
     if args.size is not None:
         settings["width_px"], settings["height_px"] = parse_size(args.size)
     flags = {"codec": args.codec, "seed": args.seed, "frames": args.frames, "fps": args.fps,
-             "clips_per_class": args.clips_per_class}
+             "clips_per_class": args.clips_per_class, "renderer": args.renderer}
     settings.update({k: v for k, v in flags.items() if v is not None})
     config = resolve_config(preset, **settings)
 

@@ -13,6 +13,10 @@ from pathlib import Path
 from edgekit.errors import ConfigError
 
 CODECS = ("mpeg4", "h264")
+MIXED_CODEC = "mixed"  # broad presets and the held-out renderer draw the encoder of every clip
+PER_CLIP_FPS = 0  # ... and its frame rate
+RENDERERS = ("synth", "heldout")  # training.synth.scene/render, or training.synth.heldout (never trained on)
+VARIETIES = ("standard", "broad")
 FLOW_STRIDE_PX = 4  # ground-truth flow is stored on a grid 4x coarser than the video
 MIN_SIZE_PX = (64, 48)
 MAX_SIZE_PX = (1920, 1088)
@@ -20,7 +24,13 @@ MAX_SIZE_PX = (1920, 1088)
 
 @dataclass(frozen=True)
 class Preset:
-    """A named benchmark size. ``width_px``/``height_px`` are the frame size, ``frames`` the clip length."""
+    """A named benchmark size. ``width_px``/``height_px`` are the frame size, ``frames`` the clip length.
+
+    ``variety`` "standard": one size, frame rate and encoder for every clip (tiny/small/full, unchanged
+    since the default models were trained on them); "broad": wider appearance, motion and nuisance
+    ranges (``training.synth.broad``) and a frame size (up to ``width_px`` x ``height_px``), frame rate
+    and encoder drawn per clip.
+    """
 
     name: str
     clips_per_class: int
@@ -29,6 +39,7 @@ class Preset:
     frames: int
     fps: int
     purpose: str
+    variety: str = "standard"
 
 
 PRESETS: dict[str, Preset] = {
@@ -37,6 +48,12 @@ PRESETS: dict[str, Preset] = {
         Preset("tiny", 5, 128, 96, 24, 25, "unit tests: seconds on 2 CPU cores"),
         Preset("small", 100, 340, 256, 48, 25, "CPU training: a model trains on it in < 30 min"),
         Preset("full", 600, 340, 256, 48, 25, "GPU training: about 10k clips"),
+        Preset("broad-tiny", 5, 320, 240, 24, PER_CLIP_FPS, "unit tests of the broad distribution", "broad"),
+        Preset("broad-small", 100, 1280, 720, 48, PER_CLIP_FPS, "broad CPU training: sizes 160x120-1280x720",
+               "broad"),
+        Preset("broad", 600, 1280, 720, 48, PER_CLIP_FPS, "broad GPU training: about 10k clips", "broad"),
+        Preset("heldout", 10, 640, 480, 48, PER_CLIP_FPS, "the held-out renderer's evaluation set (120 clips)",
+               "broad"),
     )
 }
 
@@ -46,6 +63,10 @@ class SynthConfig:
     """Everything that determines the bytes of a generated benchmark (worker count does not).
 
     Sizes in pixels; ``frames`` per clip; ``seed`` seeds every clip together with its index.
+    ``renderer``: "synth" (this package's renderer) or "heldout" (``training.synth.heldout``, the
+    domain-shift check, 12 fixed classes). With a broad preset or the held-out renderer, ``codec``
+    is "mixed" and ``fps`` 0: both are drawn per clip, and ``width_px`` x ``height_px`` is the
+    largest frame size drawn.
     """
 
     preset: str
@@ -56,12 +77,28 @@ class SynthConfig:
     height_px: int
     frames: int
     fps: int
+    renderer: str = "synth"
+
+    @property
+    def variety(self) -> str:
+        """The preset's variety: "standard" or "broad"."""
+        return PRESETS[self.preset].variety
+
+    @property
+    def per_clip_encoding(self) -> bool:
+        """True when every clip draws its own size, frame rate and encoder."""
+        return self.variety == "broad" or self.renderer != "synth"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The settings as JSON-ready values; ``renderer`` only when it is not "synth", so the
+        manifest (``synth.json``) of a folder made before the held-out renderer existed still matches."""
+        values = asdict(self)
+        if self.renderer == "synth":
+            del values["renderer"]
+        return values
 
 
-OVERRIDABLE = ("codec", "seed", "clips_per_class", "width_px", "height_px", "frames", "fps")
+OVERRIDABLE = ("codec", "seed", "clips_per_class", "width_px", "height_px", "frames", "fps", "renderer")
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -104,27 +141,43 @@ def load_toml_overrides(path: str | Path) -> dict:
     return synth
 
 
-def resolve_config(preset: str = "small", **overrides) -> SynthConfig:
+def resolve_config(preset: str | None = "small", **overrides) -> SynthConfig:
     """Build a validated :class:`SynthConfig` from a preset name and overrides (``None`` = keep preset).
+    ``preset=None``: "small", or "heldout" for ``renderer="heldout"``.
 
     Raises:
-        ConfigError: unknown preset or codec, a size that is not a multiple of 4 or out of
-            [64x48, 1920x1088], fewer than 2 frames, non-positive fps or clip count, negative seed.
+        ConfigError: unknown preset, codec or renderer, a size that is not a multiple of 4 or out of
+            [64x48, 1920x1088], fewer than 2 frames, non-positive fps or clip count, negative seed;
+            a codec or fps given where they are drawn per clip (broad presets, held-out renderer).
     """
+    renderer = overrides.get("renderer") or "synth"
+    if renderer not in RENDERERS:
+        raise ConfigError(f"unknown renderer {renderer!r}; choose one of {', '.join(RENDERERS)}")
+    if preset is None:
+        preset = "heldout" if renderer == "heldout" else "small"
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     unknown = set(overrides) - set(OVERRIDABLE)
     if unknown:
         raise ConfigError(f"unknown setting(s) {sorted(unknown)}; allowed: {', '.join(OVERRIDABLE)}")
     p = PRESETS[preset]
-    config = SynthConfig(preset, "mpeg4", 0, p.clips_per_class, p.width_px, p.height_px, p.frames, p.fps)
+    per_clip = p.variety == "broad" or renderer != "synth"
     given = {k: v for k, v in overrides.items() if v is not None}
+    if per_clip:
+        drawn = [k for k in ("codec", "fps") if k in given and given[k] not in (MIXED_CODEC, PER_CLIP_FPS)]
+        if drawn:
+            raise ConfigError(f"{' and '.join(drawn)} cannot be set for preset {preset!r} with renderer "
+                              f"{renderer!r}: each clip draws its own; leave them out (or use tiny/small/full)")
+        config = SynthConfig(preset, MIXED_CODEC, 0, p.clips_per_class, p.width_px, p.height_px, p.frames,
+                             PER_CLIP_FPS, renderer)
+    else:
+        config = SynthConfig(preset, "mpeg4", 0, p.clips_per_class, p.width_px, p.height_px, p.frames, p.fps)
     for f in fields(SynthConfig):
-        if f.name in given and f.name != "codec" and not isinstance(given[f.name], int):
+        if f.name in given and f.name not in ("codec", "renderer") and not isinstance(given[f.name], int):
             raise ConfigError(f"{f.name} must be an integer, got {given[f.name]!r}")
     config = replace(config, **given)
 
-    if config.codec not in CODECS:
+    if not per_clip and config.codec not in CODECS:  # per clip: "mixed", checked above
         raise ConfigError(f"unknown codec {config.codec!r}; choose one of {', '.join(CODECS)}")
     w, h = config.width_px, config.height_px
     if w % FLOW_STRIDE_PX or h % FLOW_STRIDE_PX:
@@ -136,7 +189,7 @@ def resolve_config(preset: str = "small", **overrides) -> SynthConfig:
         )
     if config.frames < 2:
         raise ConfigError(f"frames must be at least 2 (motion needs two frames), got {config.frames}")
-    if config.fps <= 0:
+    if config.fps <= 0 and not per_clip:
         raise ConfigError(f"fps must be positive, got {config.fps}")
     if config.clips_per_class <= 0:
         raise ConfigError(f"clips_per_class must be positive, got {config.clips_per_class}")

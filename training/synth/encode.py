@@ -11,10 +11,15 @@ encoder options by :mod:`edgekit.bitstream.encode`):
 
 Encoders run single-threaded (the generator parallelises over clips) with ``bitexact`` flags, so
 the same frames always give the same bytes.
+
+Broad presets and the held-out renderer draw a :class:`ClipEncoding` per clip instead (codec, GOP,
+B-frames, quantiser or CRF, x264 preset and profile, scene cuts, frame rate); :func:`encode_frames`
+encodes with it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
@@ -33,23 +38,68 @@ SETTINGS = {
 }
 
 
+H264_PROFILES = ("baseline", "main", "high")
+
+
+@dataclass(frozen=True)
+class ClipEncoding:
+    """How one clip is encoded: ``settings`` (codec, GOP, B-frames, quantiser/CRF, x264 preset, scene
+    cuts), the x264 ``profile`` (one of :data:`H264_PROFILES`, None: x264's choice; baseline allows no
+    B-frames) and the frame rate ``fps``.
+
+    Raises ConfigError for a profile on MPEG-4, an unknown profile, or B-frames with baseline.
+    """
+
+    settings: EncoderSettings
+    fps: int
+    profile: str | None = None
+
+    def __post_init__(self):
+        if self.profile is not None:
+            if self.settings.codec != "h264" or self.profile not in H264_PROFILES:
+                raise ConfigError(f"profile {self.profile!r} needs codec h264 and one of {', '.join(H264_PROFILES)}")
+            if self.profile == "baseline" and self.settings.bframes:
+                raise ConfigError("the baseline profile has no B-frames; use bframes=0 or profile main/high")
+        if self.fps <= 0:
+            raise ConfigError(f"fps must be positive, got {self.fps}")
+
+    def to_metadata(self) -> dict:
+        """JSON-ready description for the clip's metadata (``encoder``)."""
+        s = self.settings
+        quality = {"qscale": s.qscale} if s.codec == "mpeg4" else {"crf": s.crf, "preset": s.preset,
+                                                                    "profile": self.profile}
+        return {"codec": s.codec, "gop": s.gop, "bframes": s.bframes, "scene_cut": s.scene_cut,
+                "vectors_per_8x8_block": s.vectors_per_8x8_block, **quality}
+
+
 def encode_video(frames: np.ndarray, path: str | Path, codec: str, fps: int) -> None:
-    """Encode ``frames`` uint8 (T, H, W, 3) RGB into an MP4 file at ``path`` (written in place;
-    callers write to a temporary name and rename).
+    """Encode ``frames`` uint8 (T, H, W, 3) RGB into an MP4 file at ``path`` with the fixed settings of
+    ``codec`` (:data:`SETTINGS`; written in place: callers write to a temporary name and rename).
 
     Raises:
         ConfigError: unknown ``codec`` or frames that are not uint8 (T, H, W, 3) with even H, W.
     """
     if codec not in SETTINGS:
         raise ConfigError(f"unknown codec {codec!r}; choose mpeg4 or h264")
+    encode_frames(frames, path, ClipEncoding(SETTINGS[codec], fps))
+
+
+def encode_frames(frames: np.ndarray, path: str | Path, encoding: ClipEncoding) -> None:
+    """Encode ``frames`` uint8 (T, H, W, 3) RGB into an MP4 file at ``path`` as ``encoding`` says.
+
+    Raises:
+        ConfigError: frames that are not uint8 (T, H, W, 3) with even H, W.
+    """
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[3] != 3:
         raise ConfigError(f"frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
     height_px, width_px = frames.shape[1:3]
     if width_px % 2 or height_px % 2:
         raise ConfigError(f"frame size {width_px}x{height_px} must be even for yuv420p")
-    settings = SETTINGS[codec]
+    settings = encoding.settings
     with open_output(path, settings, format="mp4") as container:
-        stream = add_video_stream(container, settings, width_px, height_px, fps)
+        stream = add_video_stream(container, settings, width_px, height_px, encoding.fps)
+        if encoding.profile is not None:  # not an EncoderSettings field (yet): x264's own option
+            stream.options = {**stream.options, "profile": encoding.profile}
         for rgb in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
         container.mux(stream.encode())

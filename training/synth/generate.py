@@ -32,13 +32,13 @@ from tqdm import tqdm
 
 from edgekit._fileio import atomic_output, atomic_write
 from edgekit.errors import ConfigError
-from training.synth.classes import CLASS_NAMES
+from training.synth.classes import CLASS_NAMES, FIXED_CLASS_NAMES
 from training.synth.config import FLOW_STRIDE_PX, SynthConfig
-from training.synth.encode import encode_video
+from training.synth.encode import SETTINGS, ClipEncoding, encode_frames
 from training.synth.files import remove_partials
 from training.synth.groundtruth import load_ground_truth, metadata_line, write_ground_truth
 from training.synth.motion import Canvas
-from training.synth.render import render
+from training.synth.render import RenderedClip, render
 from training.synth.scene import plan_scene
 from training.synth.splits import split_of, write_ucf_lists
 
@@ -93,44 +93,73 @@ def clip_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, index]))
 
 
+def class_names(config: SynthConfig) -> tuple[str, ...]:
+    """The classes a run makes: all of them, or the 12 fixed ones for the held-out renderer."""
+    return FIXED_CLASS_NAMES if config.renderer == "heldout" else CLASS_NAMES
+
+
 def plan_jobs(config: SynthConfig) -> tuple[ClipJob, ...]:
-    """All clips of a run in order: class by class, ``clips_per_class`` each."""
+    """All clips of a run in order: class by class, ``clips_per_class`` each. The held-out
+    renderer's clips are all in the test split: they are never trained on."""
     n = config.clips_per_class
+    heldout = config.renderer == "heldout"
     return tuple(
-        ClipJob(c * n + j, label, f"{label}_{j:05d}", split_of(j, n), config)
-        for c, label in enumerate(CLASS_NAMES)
+        ClipJob(c * n + j, label, f"{label}_{j:05d}", "test" if heldout else split_of(j, n), config)
+        for c, label in enumerate(class_names(config))
         for j in range(n)
     )
+
+
+def make_clip(job: ClipJob) -> tuple[RenderedClip, ClipEncoding, dict]:
+    """Render one clip: its frames and ground truth, how to encode it, and its scene metadata.
+    Everything is drawn from ``clip_rng(seed, index)``: the standard presets (``scene``), the
+    broad ones (``broad``: encoding first, then the scene) or the held-out renderer."""
+    config = job.config
+    rng = clip_rng(config.seed, job.index)
+    if config.renderer == "heldout":
+        from training.synth.heldout import make_clip as make_heldout_clip
+
+        return make_heldout_clip(job.label, rng, config)
+    if config.variety == "broad":
+        from training.synth.broad import draw_encoding, plan_broad_scene
+
+        (width_px, height_px), encoding = draw_encoding(rng, config)
+        plan = plan_broad_scene(job.label, rng, Canvas(width_px, height_px, config.frames))
+        return render(plan), encoding, plan.metadata
+    plan = plan_scene(job.label, rng, Canvas(config.width_px, config.height_px, config.frames))
+    return render(plan), ClipEncoding(SETTINGS[config.codec], config.fps), plan.metadata
 
 
 def write_clip(job: ClipJob, out_dir: str | Path) -> dict:
     """Render, encode and store one clip (ground truth first, video last, each atomically).
 
-    Returns the clip's metadata (the line written to ``metadata.jsonl``).
+    Returns the clip's metadata (the line written to ``metadata.jsonl``): the run's settings as this
+    clip used them, the scene's drawn values and, where drawn per clip, ``encoder`` (its settings),
+    ``variety`` and ``renderer``.
     """
     out_dir = Path(out_dir)
     config = job.config
-    canvas = Canvas(config.width_px, config.height_px, config.frames)
-    plan = plan_scene(job.label, clip_rng(config.seed, job.index), canvas)
-    clip = render(plan)
+    clip, encoding, scene_metadata = make_clip(job)
     metadata = {
         "clip": job.video_relative,
         "flow": f"{job.label}/{job.name}.npz",
         "split": job.split,
         "clip_index": job.index,
         "seed": config.seed,
-        "codec": config.codec,
-        "width_px": config.width_px,
-        "height_px": config.height_px,
+        "codec": encoding.settings.codec,
+        "width_px": int(clip.frames.shape[2]),
+        "height_px": int(clip.frames.shape[1]),
         "frames": config.frames,
-        "fps": config.fps,
-        **plan.metadata,
+        "fps": encoding.fps,
+        **scene_metadata,
     }
+    if config.per_clip_encoding:
+        metadata.update(encoder=encoding.to_metadata(), variety=config.variety, renderer=config.renderer)
     metadata = json.loads(metadata_line(metadata))  # plain JSON types, identical to what is stored
     with atomic_output(job.flow_path(out_dir)) as temp, open(temp, "wb") as file:
         write_ground_truth(file, clip.flow_px, clip.actor_mask, FLOW_STRIDE_PX, metadata)
     with atomic_output(job.video_path(out_dir)) as temp:
-        encode_video(clip.frames, temp, config.codec, config.fps)
+        encode_frames(clip.frames, temp, encoding)
     return metadata
 
 
@@ -139,8 +168,9 @@ def _is_complete(job: ClipJob, out_dir: Path) -> bool:
 
 
 def _manifest(config: SynthConfig) -> dict:
-    return {"format_version": FORMAT_VERSION, "generator": "training.synth", "flow_stride_px": FLOW_STRIDE_PX,
-            "classes": list(CLASS_NAMES), **config.to_dict()}
+    generator = "training.synth.heldout" if config.renderer == "heldout" else "training.synth"
+    return {"format_version": FORMAT_VERSION, "generator": generator, "flow_stride_px": FLOW_STRIDE_PX,
+            "classes": list(class_names(config)), **config.to_dict()}
 
 
 def _check_or_write_manifest(out_dir: Path, config: SynthConfig) -> None:
@@ -229,7 +259,7 @@ def generate(config: SynthConfig, out_dir: str | Path, workers: int | None = Non
         if job.index not in metadata:
             metadata[job.index] = load_ground_truth(job.flow_path(out_dir)).metadata
     atomic_write(out_dir / "metadata.jsonl", "".join(metadata_line(metadata[j.index]) + "\n" for j in jobs))
-    write_ucf_lists(out_dir, CLASS_NAMES, [(j.video_relative, j.label, j.split) for j in jobs])
+    write_ucf_lists(out_dir, class_names(config), [(j.video_relative, j.label, j.split) for j in jobs])
 
     return GenerationReport(
         out_dir=str(out_dir),

@@ -1,0 +1,204 @@
+"""The bundled defaults on the held-out renderer: the project's own domain-shift check.
+
+The held-out renderer (training/synth/heldout/, docs/datasets.md) draws the 12 fixed classes with
+code that shares nothing with the training renderer's appearance and motion generators (vector
+sprites, other backdrops, eased trajectories, another sensor model, other encoder settings). No
+model is trained on it. This script generates its clips (``--clips-per-class`` per class, default 10:
+120 clips; deterministic by ``--seed``; reused from ``--workdir`` when already there) and runs
+``edgekit.Recognizer.default(kind)`` for each ``--kinds`` (default: mvr and mv) on every clip.
+
+A prediction is the fused video label restricted to the 12 fixed classes (the defaults have 17
+labels: the argmax over the 12 of the fused scores). Figures per kind: top-1 over the 12 classes,
+the per-class table, the confusions, slices by codec and backdrop, and ``none_share``: the share of
+clips whose fused top score is under the package's shipped threshold (what ``recognize`` would
+call "none"; not counted against top-1 here).
+
+Prints ONE JSON object on stdout; progress goes to stderr.
+
+Example (the committed docs/results/heldout-default.json):
+    python benchmarks/heldout.py --workdir /tmp/edgekit-heldout > docs/results/heldout-default.json
+    python benchmarks/heldout.py --clips-per-class 1 --kinds mv     # smoke test: 12 clips
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parent
+REPO_ROOT = BENCHMARKS.parent
+sys.path.insert(0, str(BENCHMARKS))  # benchmarks/_env.py, run as a script
+sys.path.insert(0, str(REPO_ROOT))  # training.synth, edgekit of this tree
+
+from _env import machine, script_parser  # noqa: E402
+
+KINDS = ("mvr", "mv")
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def restricted_prediction(topk: tuple[tuple[str, float], ...], classes: tuple[str, ...]) -> tuple[str, float]:
+    """The best (label, score) of ``topk`` (all labels, best first) among ``classes``.
+
+    Raises ValueError when none of ``classes`` is in ``topk``."""
+    for label, score in topk:
+        if label in classes:
+            return label, float(score)
+    raise ValueError(f"none of {classes} among the predicted labels {[lab for lab, _ in topk]}")
+
+
+def accuracy_of(clips: list[dict], predictions: dict[str, str], classes: tuple[str, ...]) -> dict:
+    """Top-1, the per-class table ({label: {"correct", "clips", "top1"}}) and the confusions of
+    ``predictions`` (clip -> label) against each clip's ``label``."""
+    per_class = {c: {"correct": 0, "clips": 0} for c in classes}
+    wrong = Counter()
+    for clip in clips:
+        row = per_class[clip["label"]]
+        row["clips"] += 1
+        predicted = predictions[clip["clip"]]
+        if predicted == clip["label"]:
+            row["correct"] += 1
+        else:
+            wrong[(clip["label"], predicted)] += 1
+    for row in per_class.values():
+        row["top1"] = round(row["correct"] / row["clips"], 4) if row["clips"] else None
+    correct = sum(r["correct"] for r in per_class.values())
+    return {"top1": round(correct / len(clips), 4) if clips else None, "correct": correct, "clips": len(clips),
+            "per_class": per_class,
+            "confusions": [{"label": a, "predicted": b, "clips": n} for (a, b), n in wrong.most_common()]}
+
+
+def sliced(clips: list[dict], predictions: dict[str, str], key) -> dict:
+    """Top-1 per value of ``key(clip)``: {value: {"correct", "clips", "top1"}}."""
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for clip in clips:
+        groups[str(key(clip))].append(clip)
+    out = {}
+    for value, members in sorted(groups.items()):
+        correct = sum(predictions[c["clip"]] == c["label"] for c in members)
+        out[value] = {"correct": correct, "clips": len(members), "top1": round(correct / len(members), 4)}
+    return out
+
+
+def generate_clips(args, workdir: Path) -> tuple[list[dict], dict]:
+    """Generate (or reuse) the held-out set under ``workdir``; returns its clips (metadata lines with
+    ``path``) and what generation did."""
+    from training.synth import resolve_config
+    from training.synth.generate import generate
+
+    config = resolve_config(None, renderer="heldout", seed=args.seed, clips_per_class=args.clips_per_class,
+                            frames=args.frames)
+    out = workdir / f"heldout-seed{config.seed}-{config.clips_per_class}x{config.frames}f"
+    report = generate(config, out, workers=args.workers, progress=False)
+    clips = [json.loads(line) for line in (out / "metadata.jsonl").read_text().splitlines()]
+    for clip in clips:
+        clip["path"] = str(out / "videos" / clip["clip"])
+    return clips, {"out_dir": str(out), "config": config.to_dict(), "clips_generated": report.clips_written,
+                   "clips_reused": report.clips_skipped, "seconds": report.seconds}
+
+
+def evaluate(kind: str, clips: list[dict], classes: tuple[str, ...]) -> tuple[dict, dict]:
+    """Run ``Recognizer.default(kind)`` on every clip: (figures, {clip: per-clip record})."""
+    import edgekit
+
+    recognizer = edgekit.Recognizer.default(kind, topk=17)
+    if len(recognizer.labels) > recognizer.topk:
+        recognizer.close()
+        recognizer = edgekit.Recognizer.default(kind, topk=len(recognizer.labels))
+    manifest = recognizer.package.manifest
+    missing = [c for c in classes if c not in recognizer.labels]
+    if missing:
+        raise SystemExit(f"the {kind} default lacks the classes {missing}; it cannot be scored on the held-out set")
+    records, predictions = {}, {}
+    t0 = time.perf_counter()
+    with recognizer:
+        for n, clip in enumerate(clips, 1):
+            result = recognizer.recognize(clip["path"])
+            label, score = restricted_prediction(result.topk, classes)
+            predictions[clip["clip"]] = label
+            records[clip["clip"]] = {"pred": label, "score": round(score, 4), "top_label": result.top_label,
+                                     "none": result.label == "none", "windows": len(result.windows)}
+            if n % 20 == 0:
+                log(f"{kind}: {n}/{len(clips)} clips")
+    seconds = time.perf_counter() - t0
+    figures = accuracy_of(clips, predictions, classes)
+    from edgekit.recognizer import DEFAULT_PACKAGES
+
+    figures.update(
+        model=manifest.model, precision=manifest.precision, labels=len(recognizer.labels),
+        package=DEFAULT_PACKAGES[kind].name,
+        package_sha256=hashlib.sha256(DEFAULT_PACKAGES[kind].read_bytes()).hexdigest(),
+        threshold=recognizer.threshold,
+        none_share=round(sum(r["none"] for r in records.values()) / len(clips), 4),
+        top_label_outside_12=sum(r["top_label"] not in classes for r in records.values()),
+        by_codec=sliced(clips, predictions, lambda c: c["codec"]),
+        by_backdrop=sliced(clips, predictions, lambda c: c["heldout"]["backdrop"]),
+        seconds=round(seconds, 2))
+    return figures, records
+
+
+def main(argv=None) -> int:
+    parser = script_parser("Top-1 of the bundled defaults on the held-out renderer's 12 fixed classes",
+                           "python benchmarks/heldout.py --workdir /tmp/edgekit-heldout > docs/results/heldout-default.json")
+    parser.add_argument("--clips-per-class", type=int, default=10, metavar="N", help="clips per class (default 10)")
+    parser.add_argument("--seed", type=int, default=0, metavar="N", help="generator seed (default 0)")
+    parser.add_argument("--frames", type=int, default=48, metavar="N", help="frames per clip (default 48)")
+    parser.add_argument("--kinds", default=",".join(KINDS), help="defaults to run: mvr, mv (default: both)")
+    parser.add_argument("--workers", type=int, default=2, metavar="N", help="generator processes (default 2)")
+    parser.add_argument("--workdir", default=None, metavar="DIR",
+                        help="where the clips are made and reused (default: a temporary folder)")
+    args = parser.parse_args(argv)
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown or not kinds:
+        parser.error(f"--kinds: unknown {unknown or kinds}; choose from {', '.join(KINDS)}")
+    if args.clips_per_class < 1 or args.workers < 1:
+        parser.error("--clips-per-class and --workers must be at least 1")
+
+    from edgekit.errors import EdgekitError
+    from training.synth.classes import FIXED_CLASS_NAMES
+
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as temporary:
+        workdir = Path(args.workdir) if args.workdir else Path(temporary)
+        try:
+            clips, generation = generate_clips(args, workdir)
+        except EdgekitError as err:
+            parser.error(str(err))
+        log(f"{len(clips)} held-out clips in {generation['out_dir']}")
+        results, per_clip = {}, {c["clip"]: {"clip": c["clip"], "label": c["label"], "codec": c["codec"],
+                                             "size": f"{c['width_px']}x{c['height_px']}", "fps": c["fps"],
+                                             "pred": {}, "score": {}} for c in clips}
+        for kind in kinds:
+            figures, records = evaluate(kind, clips, FIXED_CLASS_NAMES)
+            results[kind] = figures
+            for name, record in records.items():
+                per_clip[name]["pred"][kind] = record["pred"]
+                per_clip[name]["score"][kind] = record["score"]
+            log(f"{kind}: top-1 {figures['top1']:.3f} over the 12 fixed classes")
+
+    report = {
+        "benchmark": "heldout",
+        "command": "python benchmarks/heldout.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "settings": {"kinds": kinds, "clips_per_class": args.clips_per_class, "seed": args.seed,
+                     "frames": args.frames, "classes": list(FIXED_CLASS_NAMES), "renderer": "heldout",
+                     "prediction": "fused video scores, argmax over the 12 fixed classes"},
+        "env": machine(),
+        "generation": generation,
+        "results": results,
+        "per_clip": list(per_clip.values()),
+        "elapsed_s": round(time.perf_counter() - t0, 2),
+    }
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
