@@ -12,6 +12,7 @@ weights, so the pair is never read torn.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -24,20 +25,35 @@ from edgekit.errors import ConfigError
 _HEADER_KEY = "edgekit_checkpoint"  # safetensors metadata entry holding the checkpoint's JSON
 
 
+def _optimizer_tensors(optimizer: torch.optim.Optimizer, prefix: str) -> tuple[dict, list]:
+    state = optimizer.state_dict()
+    tensors = {}
+    for idx, slots in state["state"].items():
+        for key, value in slots.items():
+            t = value if torch.is_tensor(value) else torch.tensor(value)
+            tensors[f"{prefix}.{idx}.{key}"] = t.detach().cpu().contiguous()
+    return tensors, state["param_groups"]
+
+
 def save_checkpoint(stem: str | Path, model: torch.nn.Module, meta: dict,
-                    optimizer: torch.optim.Optimizer | None = None) -> Path:
-    """Write ``stem.safetensors`` + ``stem.json``; returns the JSON path."""
+                    optimizer: torch.optim.Optimizer | None = None,
+                    extras: Mapping[str, tuple[torch.nn.Module, torch.optim.Optimizer | None]] | None = None) -> Path:
+    """Write ``stem.safetensors`` + ``stem.json``; returns the JSON path. ``extras``: training-only
+    modules by name with their optimizers (DMC-Net's discriminator), stored as ``extra.<name>.*``
+    and ``extra_optim.<name>.*`` tensors, read back by :func:`load_extras`."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = dict(meta)
     if optimizer is not None:
-        state = optimizer.state_dict()
-        for idx, slots in state["state"].items():
-            for key, value in slots.items():
-                t = value if torch.is_tensor(value) else torch.tensor(value)
-                tensors[f"optim.{idx}.{key}"] = t.detach().cpu().contiguous()
-        meta["optimizer_param_groups"] = state["param_groups"]
+        optim_tensors, meta["optimizer_param_groups"] = _optimizer_tensors(optimizer, "optim")
+        tensors.update(optim_tensors)
+    for name, (module, module_optimizer) in (extras or {}).items():
+        tensors.update({f"extra.{name}.{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()})
+        if module_optimizer is not None:
+            optim_tensors, groups = _optimizer_tensors(module_optimizer, f"extra_optim.{name}")
+            tensors.update(optim_tensors)
+            meta.setdefault("extra_optimizer_param_groups", {})[name] = groups
     weights = stem.with_suffix(".safetensors")
     meta["weights"] = weights.name
     text = json.dumps(meta, indent=1)
@@ -72,6 +88,83 @@ def load_checkpoint(path: str | Path) -> tuple[dict, dict[str, torch.Tensor], di
                 state.setdefault(int(idx), {})[key] = v
         optim = {"state": state, "param_groups": meta["optimizer_param_groups"]}
     return meta, model_state, optim
+
+
+def load_extras(path: str | Path) -> tuple[dict[str, dict], dict[str, dict]]:
+    """({name: module state dict}, {name: optimizer state dict}) of the training-only modules a
+    checkpoint holds (``save_checkpoint(extras=...)``); both empty for a checkpoint without any."""
+    meta, _, _ = load_checkpoint(path)
+    json_path = Path(path) if Path(path).suffix == ".json" else Path(path).with_suffix(".json")
+    tensors = load_file(str(json_path.with_name(meta.get("weights", json_path.stem + ".safetensors"))))
+    modules: dict[str, dict] = {}
+    optims: dict[str, dict] = {}
+    for k, v in tensors.items():
+        if k.startswith("extra."):
+            name, key = k[len("extra."):].split(".", 1)
+            modules.setdefault(name, {})[key] = v
+        elif k.startswith("extra_optim."):
+            name, idx, key = k[len("extra_optim."):].split(".", 2)
+            optims.setdefault(name, {"state": {}, "param_groups": meta["extra_optimizer_param_groups"][name]})
+            optims[name]["state"].setdefault(int(idx), {})[key] = v
+    return modules, optims
+
+
+def init_from_checkpoint(model: torch.nn.Module, path: str | Path, rename: Mapping[str, str] | None = None,
+                         classes: list[str] | None = None) -> dict:
+    """Initialise ``model`` from the checkpoint at ``path`` (a stage's ``init_from``).
+
+    Source names are renamed first by ``rename`` ({source prefix: target prefix}, the longest
+    matching prefix wins; ``{"" = "classifier."}`` puts a whole flow classifier under DMC's
+    ``classifier``). Every target parameter or buffer with a source of the same name is loaded: the
+    same shape is copied; a 2D conv kernel into a 3D one is inflated by
+    :func:`training.models.resnet2d3d.inflate_2d_weights` (centre time tap: a 2D ResNet-18 into
+    IP-TSN's 2D-3D one). Returns ``{"loaded": [...], "inflated": [...], "missing": [...],
+    "unused": [...]}`` (names). Raises ConfigError for a missing checkpoint, nothing loadable,
+    another shape that cannot be inflated, or ``classes`` other than the checkpoint's when the
+    classifier would be loaded."""
+    from training.models.resnet2d3d import ResNet2D3D, inflate_2d_weights
+
+    meta, source, _ = load_checkpoint(path)
+    prefixes = sorted((rename or {}).items(), key=lambda item: -len(item[0]))
+    renamed = {}
+    for name, tensor in source.items():
+        for old, new in prefixes:
+            if name.startswith(old):
+                name = new + name[len(old):]
+                break
+        renamed[name] = tensor
+    target = model.state_dict()
+    loaded, inflated = [], []
+    with torch.no_grad():
+        for prefix, module in model.named_modules():  # 2D -> 3D where the target is a 2D-3D ResNet
+            if isinstance(module, ResNet2D3D):
+                head = f"{prefix}." if prefix else ""
+                part = {k[len(head):]: v for k, v in renamed.items() if k.startswith(head)}
+                sub_target = module.state_dict()
+                grown = [k for k, v in part.items() if k in sub_target and sub_target[k].dim() == v.dim() + 1]
+                try:
+                    copied = inflate_2d_weights(module, part)
+                except ValueError as err:
+                    raise ConfigError(f"stage.init_from {path}: {err}") from None
+                loaded += [head + k for k in copied]
+                inflated += [head + k for k in grown]
+        for name, dest in target.items():
+            if name in loaded or name not in renamed:
+                continue
+            if renamed[name].shape != dest.shape:
+                raise ConfigError(f"stage.init_from {path}: {name} is {tuple(renamed[name].shape)} there and "
+                                  f"{tuple(dest.shape)} here; give the model the checkpoint's width, or rename "
+                                  "(stage.init_rename)")
+            dest.copy_(renamed[name])
+            loaded.append(name)
+    if not loaded:
+        raise ConfigError(f"stage.init_from {path}: no name of the checkpoint ({next(iter(renamed), '-')}, ...) is a "
+                          f"name of this model ({next(iter(target), '-')}, ...); map them with stage.init_rename")
+    if classes is not None and list(meta.get("classes", classes)) != list(classes) and \
+            any(n.endswith("fc.weight") for n in loaded):
+        raise ConfigError(f"stage.init_from {path} was trained on other classes than this dataset")
+    return {"loaded": sorted(loaded), "inflated": sorted(inflated),
+            "missing": sorted(set(target) - set(loaded)), "unused": sorted(set(renamed) - set(target))}
 
 
 def build_from_checkpoint(path: str | Path):

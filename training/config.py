@@ -6,7 +6,7 @@ Loading is ``defaults <- TOML file <- --set section.key=value overrides``::
     cfg = load_config("training/configs/edge-mvr.toml", ["train.epochs=3", "train.out=runs/quick"])
     cfg.train.epochs, cfg.data.dataset, cfg.model.name     # 3, PosixPath('data/synth-small'), 'edge-mvr'
 
-Four sections, each a frozen dataclass:
+Six sections, each a frozen dataclass:
 
 - ``[model]``  ``name`` (a registered model) and any keyword argument of that model's builder
                (``segments``, ``size``, ``width`` ...), kept as a read-only mapping in ``kwargs``;
@@ -15,6 +15,14 @@ Four sections, each a frozen dataclass:
 - ``[train]``  epochs, optimisation, seed, device and the output folder.
 - ``[augment]`` motion-correct augmentation of the training split (``training.augment``), all off
                by default; ``to_dict()`` leaves the section out while it is all off.
+- ``[objective]`` ``name`` (a registered objective: ``ce`` by default, ``dmc``, ``iptsn``, ``mfcd``,
+               ``mfcd-rgb``, ``off``, ``costvol``) and its weights (the paper's by default), checked by
+               the objective registry (``training.objectives``) as model keys are by the model registry.
+- ``[stage]``  how this run starts and what it trains: ``init_from`` (a checkpoint; 2D kernels inflate
+               into 3D ones), ``init_rename``, ``freeze`` (parameter-name patterns), ``lr_mult``
+               (pattern -> multiplier of ``train.lr``) and ``teacher`` (a frozen checkpoint).
+``to_dict()`` leaves ``[objective]`` and ``[stage]`` out while they hold their defaults, so a config
+without them has the dict (and the checkpoints) it had before they existed.
 
 An unknown section or key is refused with the closest valid name (``--set train.epoch=1`` ->
 ``unknown key 'train.epoch'; did you mean 'train.epochs'?``); a value of the wrong type or out of
@@ -61,6 +69,21 @@ def _check(key: str, value: Any, meta: Mapping) -> Any:
         if low > high:
             raise ConfigError(f"{key} must be [low, high] with low <= high, got {value!r}")
         return (low, high)
+    if kind == "patterns":
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+            raise ConfigError(f'{key} must be a list of parameter-name patterns, ["backbone.*", ...], got {value!r}')
+        return tuple(value)
+    if kind == "multipliers":
+        if not isinstance(value, Mapping) or not all(
+                isinstance(k, str) and not isinstance(v, bool) and isinstance(v, (int, float)) and v >= 0
+                for k, v in value.items()):
+            raise ConfigError(f'{key} must be a table of pattern = multiplier >= 0, {{"backbone.*" = 0.1}}, got {value!r}')
+        return MappingProxyType({k: float(v) for k, v in value.items()})
+    if kind == "renames":
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str)
+                                                     for k, v in value.items()):
+            raise ConfigError(f'{key} must be a table of name prefixes, {{"old." = "new."}}, got {value!r}')
+        return MappingProxyType(dict(value))
     if kind == "labels":
         if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str)
                                                      for k, v in value.items()):
@@ -196,7 +219,48 @@ class AugmentSection(_Section):
                 list(v) if isinstance(v, tuple) else v for f in fields(self)}
 
 
-SECTIONS = {"model": ModelSection, "data": DataSection, "train": TrainSection, "augment": AugmentSection}
+@dataclass(frozen=True)
+class ObjectiveSection(_Section):
+    """``[objective]``: a registered objective's name and its weights (read-only; checked by
+    ``training.objectives.build_objective``, unknown keys refused there)."""
+
+    SECTION = "objective"
+    name: str = _rule("ce", "str", help="registered objective (training.objectives.list_objectives)")
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not isinstance(self.kwargs, Mapping):
+            raise ConfigError(f"objective keys must be a mapping, got {self.kwargs!r}")
+        object.__setattr__(self, "kwargs", MappingProxyType(dict(self.kwargs)))
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, **self.kwargs}
+
+
+@dataclass(frozen=True)
+class StageSection(_Section):
+    """``[stage]``: where the weights start and what trains (``training.objectives.stages``)."""
+
+    SECTION = "stage"
+    init_from: str = _rule("", "str", help="checkpoint (.json) whose weights initialise the model (\"\" = none); "
+                                           "2D conv kernels inflate into 3D ones")
+    init_rename: Mapping[str, str] = _rule(MappingProxyType({}), "renames",
+                                           help="source name prefix -> model name prefix, for init_from")
+    freeze: tuple[str, ...] = _rule((), "patterns", help="parameter-name patterns (fnmatch) that do not train")
+    lr_mult: Mapping[str, float] = _rule(MappingProxyType({}), "multipliers",
+                                         help="pattern -> learning-rate multiplier (first match wins; before the "
+                                              "objective's own)")
+    teacher: str = _rule("", "str", help="checkpoint (.json) of a frozen teacher run on the same batch (\"\" = none)")
+
+    def to_dict(self) -> dict:
+        return {f.name: dict(v) if isinstance(v := getattr(self, f.name), Mapping) else
+                list(v) if isinstance(v, tuple) else v for f in fields(self)}
+
+
+SECTIONS = {"model": ModelSection, "data": DataSection, "train": TrainSection, "augment": AugmentSection,
+            "objective": ObjectiveSection, "stage": StageSection}
+KWARG_SECTIONS = ("model", "objective")  # sections whose keys are a registry's keyword arguments
 
 
 @dataclass(frozen=True)
@@ -208,6 +272,8 @@ class TrainConfig:
     data: DataSection = field(default_factory=DataSection)
     train: TrainSection = field(default_factory=TrainSection)
     augment: AugmentSection = field(default_factory=AugmentSection)
+    objective: ObjectiveSection = field(default_factory=ObjectiveSection)
+    stage: StageSection = field(default_factory=StageSection)
 
     @classmethod
     def from_dict(cls, data: Mapping, source: str = "") -> "TrainConfig":
@@ -221,6 +287,10 @@ class TrainConfig:
         out = {"model": self.model.to_dict(), "data": self.data.to_dict(), "train": self.train.to_dict()}
         if self.augment != AugmentSection():
             out["augment"] = self.augment.to_dict()
+        if self.objective != ObjectiveSection():
+            out["objective"] = self.objective.to_dict()
+        if self.stage != StageSection():
+            out["stage"] = self.stage.to_dict()
         return out
 
     def with_overrides(self, *overrides: str) -> "TrainConfig":
@@ -235,7 +305,8 @@ def differences(saved: Mapping, current: Mapping, ignore: Iterable[str] = ()) ->
     """Dotted keys whose values differ between two TOML-shaped config dicts (``to_dict()`` or a
     checkpoint's saved ``config``), sorted; keys in ``ignore`` are skipped. A dict without an
     ``augment`` section had every augmentation off (``TrainConfig.to_dict`` leaves it out then)."""
-    off = {"augment": AugmentSection().to_dict()}
+    off = {"augment": AugmentSection().to_dict(), "objective": ObjectiveSection().to_dict(),
+           "stage": StageSection().to_dict()}
     flat_a, flat_b = _flatten({**off, **saved}), _flatten({**off, **current})
     ignored = set(ignore)
     return sorted(k for k in set(flat_a) | set(flat_b)
@@ -305,7 +376,7 @@ def _checked_sections(data: Mapping, source: str) -> dict[str, Mapping]:
             raise ConfigError(f"{_prefix(source)}unknown section {name!r}{_suggest(name, SECTIONS)}")
         if not isinstance(values, Mapping):
             raise ConfigError(f"{_prefix(source)}{name!r} must be a [{name}] section, got {values!r}")
-        if name != "model":  # model keys are the builder's keyword arguments, checked by the registry
+        if name not in KWARG_SECTIONS:  # model / objective keys are a builder's arguments, checked by its registry
             known = {f.name for f in fields(SECTIONS[name])}
             for key in values:
                 if key not in known:
@@ -319,9 +390,9 @@ def _checked_sections(data: Mapping, source: str) -> dict[str, Mapping]:
 def _section(name: str, values: Mapping, source: str):
     values = dict(values)
     try:
-        if name == "model":
-            model_name = values.pop("name", ModelSection.name)
-            return ModelSection(name=model_name, kwargs=values)
+        if name in KWARG_SECTIONS:
+            section = SECTIONS[name]
+            return section(name=values.pop("name", section.name), kwargs=values)
         return SECTIONS[name](**values)
     except ConfigError as err:
         raise ConfigError(f"{_prefix(source)}{err}") from None
@@ -342,7 +413,7 @@ def _apply_override(data: dict, item: str) -> None:
 def _parse_value(section: str, name: str, raw: str) -> Any:
     """A ``--set`` value: TOML, else a bare string; a path or string field takes unquoted text as is."""
     kinds = {f.name: f.metadata.get("kind") for f in fields(SECTIONS[section])}
-    if section == "model" and name != "name":
+    if section in KWARG_SECTIONS and name != "name":
         kinds[name] = None
     try:
         value = tomllib.loads(f"v = {raw}")["v"]

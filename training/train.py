@@ -8,6 +8,13 @@ deterministic by seed on the CPU. Writes to ``train.out``: ``metrics.jsonl`` (on
 ``last.{json,safetensors}`` every epoch and ``best.*`` when validation top-1 improves, each file
 atomically.
 
+What the run optimises is the config's ``[objective]`` (``training.objectives``: cross-entropy by
+default, or a paper's losses: ``dmc``, ``iptsn``, ``mfcd``, ``off``, ``costvol``), each term's mean
+logged per epoch as ``loss_<term>``; ``[stage]`` says where the weights start (``init_from``), what
+is frozen, the learning-rate multipliers and the frozen ``teacher`` run on the same batch. The cache
+then also holds what the objective and the teacher read: teacher flow (``data.flow``, accumulated
+to the I-frame like the motion vectors when the representation is accumulated) or decoded RGB.
+
 An output folder that already holds a run is never restarted silently: pass ``--resume`` to continue
 it from ``last`` (refused if the config differs, unless ``--force-resume``) or ``--overwrite`` to
 start a fresh run there (the old files are replaced as the new run writes its own; nothing is
@@ -19,6 +26,7 @@ examples:
   python -m training train --config training/configs/edge-mvr.toml --set train.epochs=3 --set train.out=runs/quick
   python -m training train --config training/configs/edge-mvr.toml --resume
   python -m training train --config training/configs/edge-mvr.toml --overwrite --no-progress > train.log
+  python -m training train --config dmc-full --set stage.init_from=runs/dmc-mse/best.json
 """
 
 from __future__ import annotations
@@ -61,10 +69,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def ensure_cache(cfg: TrainConfig, specs, progress: bool = True) -> Path:
-    """Build, resume or find the cache of ``cfg.data.dataset`` holding the inputs ``specs`` need;
-    returns its folder. Raises ConfigError for a missing dataset or inputs the cache cannot hold."""
+def ensure_cache(cfg: TrainConfig, specs, progress: bool = True, rgb: bool = False) -> Path:
+    """Build, resume or find the cache of ``cfg.data.dataset`` holding the inputs ``specs`` need
+    (and the decoded RGB of every frame if ``rgb``); returns its folder. Teacher flow is stored in
+    the motion vectors' layout: accumulated to the I-frame for accumulated inputs, frame to frame
+    otherwise. Raises ConfigError for a missing dataset or inputs the cache cannot hold."""
     from training.cache import CacheSpec, build_cache
+    from training.cache.build import flow_layout_for
 
     sizes = {s.size for s in specs}
     reps = {s.representation for s in specs}
@@ -73,7 +84,8 @@ def ensure_cache(cfg: TrainConfig, specs, progress: bool = True) -> Path:
     (h, w), rep = sizes.pop(), reps.pop()
     if h != w:
         raise ConfigError(f"the cache stores square inputs; the model wants {h}x{w}")
-    spec = CacheSpec(representation=rep, size=h, flow=cfg.data.flow)
+    spec = CacheSpec(representation=rep, size=h, flow=cfg.data.flow, flow_layout=flow_layout_for(rep, cfg.data.flow),
+                     rgb=rgb)
     return build_cache(cfg.data.dataset, cfg.data.cache, spec, workers=cfg.data.workers, progress=progress)
 
 
@@ -87,15 +99,17 @@ def make_loader(dataset, batch_size: int, shuffle: bool, seed: int, workers: int
                       drop_last=False, persistent_workers=False)
 
 
-def evaluate_loader(model, loader, device, input_names, autocast) -> dict:
-    """Top-1/top-5 and predictions of ``model`` over ``loader`` (test-mode sampling)."""
+def evaluate_loader(model, loader, device, input_names, autocast, feeds=None) -> dict:
+    """Top-1/top-5 and predictions of ``model`` over ``loader`` (test-mode sampling). ``feeds``:
+    input name -> the batch key that feeds it, where they differ (an RGB-fed teacher's ``gop_clip``)."""
     import torch
 
+    feeds = feeds or {}
     model.eval()
     labels, logits_all = [], []
     with torch.no_grad():
         for batch in loader:
-            inputs = {n: batch[n].to(device) for n in input_names}
+            inputs = {n: batch[feeds.get(n, n)].to(device) for n in input_names}
             with autocast():
                 logits = model(**inputs).float()
             logits_all.append(logits.cpu())
@@ -163,9 +177,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, fo
     import torch
     from tqdm import tqdm
 
-    from training.cache import CachedClips
-    from training.checkpoint import load_checkpoint, save_checkpoint
+    from training.cache import CachedClips, Companion
+    from training.checkpoint import init_from_checkpoint, load_checkpoint, load_extras, save_checkpoint
     from training.models import build_model, model_input_specs
+    from training.objectives import TEACHER_KEY, build_objective
+    from training.objectives import stages
 
     t_cfg = cfg.train
     out = t_cfg.out
@@ -178,7 +194,25 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, fo
                               "pass --force-resume to continue it with this one, or set train.out to start a new run")
     name, model_kwargs = cfg.model.name, dict(cfg.model.kwargs)
     specs = model_input_specs(name, **model_kwargs)  # checks the model config before any long work
-    cache = ensure_cache(cfg, specs, progress)
+    objective = build_objective(cfg.objective.name, label_smoothing=t_cfg.label_smoothing, **cfg.objective.kwargs)
+    needs = objective.needs
+    stage = cfg.stage
+    if needs.teacher == "required" and not stage.teacher:
+        raise ConfigError(f"objective {cfg.objective.name!r} needs a teacher: set stage.teacher to its checkpoint")
+    if stage.teacher and needs.teacher == "none":
+        raise ConfigError(f"objective {cfg.objective.name!r} as configured uses no teacher (stage.teacher is set); "
+                          "remove stage.teacher, or give the objective its distillation weight")
+    teacher_model, teacher_classes = stages.load_teacher(stage.teacher) if stage.teacher else (None, [])
+    teacher_feeds, teacher_companions = ({}, []) if teacher_model is None else \
+        stages.teacher_feeds(teacher_model.input_specs, specs, needs.teacher_parts)
+    input_feeds = {n: f"input.{n}" for n in needs.input_parts}  # model inputs fed from another part
+    input_companions = [Companion(key, follows=n, part=needs.input_parts[n]) for n, key in input_feeds.items()]
+    companions = [*needs.companions, *input_companions, *teacher_companions]
+    if (any(c.part == "flow" for c in companions) or any(s.modality == "flow" for s in specs)) \
+            and cfg.data.flow == "none":
+        raise ConfigError(f"objective {cfg.objective.name!r} with model {name!r} reads teacher flow: set data.flow "
+                          "to gt (synthetic data), tvl1, farneback or dis")
+    cache = ensure_cache(cfg, specs, progress, rgb=any(c.part == "rgb" for c in companions))
     if resumed is not None and Path(resumed[0].get("cache", cache)).name != cache.name and not force_resume:
         raise ConfigError(f"--resume: the dataset changed since {out / 'last.json'} was written (its cache "
                           f"{resumed[0]['cache']}, now {cache}); pass --force-resume to continue on the new data")
@@ -188,21 +222,47 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, fo
     if t_cfg.threads:
         torch.set_num_threads(t_cfg.threads)
     device = resolve_device(t_cfg.device)
-    train_ds = CachedClips.for_specs(cache, "train", specs, seed=t_cfg.seed, augment=cfg.augment)  # train-only
+    train_ds = CachedClips.for_specs(cache, "train", specs, seed=t_cfg.seed, augment=cfg.augment,  # train-only
+                                     companions=companions)
     try:
-        val_ds = CachedClips.for_specs(cache, "val", specs, train=False)
+        val_ds = CachedClips.for_specs(cache, "val", specs, train=False, companions=input_companions)
     except ConfigError:
-        val_ds = CachedClips.for_specs(cache, "test", specs, train=False)
+        val_ds = CachedClips.for_specs(cache, "test", specs, train=False, companions=input_companions)
     classes = train_ds.classes
-    model = build_model(name, len(classes), **model_kwargs).to(device)
+    model = build_model(name, len(classes), **model_kwargs)
+    if stage.init_from and resumed is None:
+        report = init_from_checkpoint(model, stage.init_from, stage.init_rename, classes)
+        if log is not None:
+            log(f"init_from {stage.init_from}: {len(report['loaded'])} tensors loaded "
+                f"({len(report['inflated'])} inflated 2D -> 3D), {len(report['missing'])} not in the checkpoint")
+    frozen = stages.freeze(model, stage.freeze)
+    frozen_norms = stages.frozen_batchnorms(model)
+    if frozen and log is not None:
+        log(f"frozen: {len(frozen)} parameter tensors ({', '.join(stage.freeze)})")
+    model = model.to(device)
+    teachers = {}
+    if teacher_model is not None:
+        teachers[TEACHER_KEY] = stages.make_teacher(teacher_model.to(device), teacher_feeds, teacher_classes,
+                                                    classes, stage.teacher)
     bs = t_cfg.batch_size
     workers = cfg.data.workers
     val_loader = make_loader(val_ds, bs, False, 0, workers)
-    params = [p for p in model.parameters() if p.requires_grad]
-    if t_cfg.optimizer == "adamw":
-        optimizer = torch.optim.AdamW(params, lr=t_cfg.lr, weight_decay=t_cfg.weight_decay)
-    else:
-        optimizer = torch.optim.SGD(params, lr=t_cfg.lr, momentum=0.9, weight_decay=t_cfg.weight_decay)
+    groups = stages.parameter_groups(model, [*stage.lr_mult.items(), *needs.lr_mult], t_cfg.lr,
+                                     config_patterns=list(stage.lr_mult))
+
+    def make_optimizer(param_groups):
+        if t_cfg.optimizer == "adamw":
+            return torch.optim.AdamW(param_groups, lr=t_cfg.lr, weight_decay=t_cfg.weight_decay)
+        return torch.optim.SGD(param_groups, lr=t_cfg.lr, momentum=0.9, weight_decay=t_cfg.weight_decay)
+
+    optimizer = make_optimizer(groups)
+    params = [p for group in groups for p in group["params"]]
+    discriminator = getattr(objective, "discriminator", None)  # trained in its own, alternating step
+    d_optimizer = None
+    if discriminator is not None:
+        discriminator.to(device)
+        d_mult = objective.discriminator_lr_mult
+        d_optimizer = make_optimizer([{"params": list(discriminator.parameters()), "lr": t_cfg.lr * d_mult}])
     epochs = t_cfg.epochs
     steps_per_epoch = math.ceil(len(train_ds) / bs)
     if t_cfg.max_steps_per_epoch:
@@ -216,6 +276,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, fo
         return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(total_steps - warmup, 1)))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
+    d_scheduler = torch.optim.lr_scheduler.LambdaLR(d_optimizer, lr_at) if d_optimizer is not None else None
     start_epoch, best, step = 0, -1.0, 0
     meta_base = {"model": name, "model_cfg": model_kwargs, "classes": classes,
                  "input_specs": [s.to_dict() for s in specs], "config": cfg.to_dict(), "cache": str(cache),
@@ -230,6 +291,13 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, fo
             optimizer.load_state_dict(optim_state)
         start_epoch, best, step = meta["epoch"] + 1, meta.get("best_top1", -1.0), meta["step"]
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at, last_epoch=step - 1)
+        if discriminator is not None:
+            extra_states, extra_optims = load_extras(out / "last.json")
+            if "discriminator" in extra_states:
+                discriminator.load_state_dict(extra_states["discriminator"])
+            if "discriminator" in extra_optims:
+                d_optimizer.load_state_dict(extra_optims["discriminator"])
+            d_scheduler = torch.optim.lr_scheduler.LambdaLR(d_optimizer, lr_at, last_epoch=step - 1)
         records = _read_metrics(log_path, start_epoch, meta.get("metrics"))
         summary.update(epochs=start_epoch, best_val_top1=best, last=meta.get("metrics"))
     use_amp = device.type == "cuda"
@@ -237,46 +305,65 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, fo
     def autocast():
         return torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else contextlib.nullcontext()
 
-    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=t_cfg.label_smoothing)
     input_names = [s.name for s in specs]
+    extras = {"discriminator": (discriminator, d_optimizer)} if discriminator is not None else None
     for epoch in range(start_epoch, epochs):
         t0 = time.perf_counter()
         train_ds.set_epoch(epoch)
         loader = make_loader(train_ds, bs, True, t_cfg.seed * 1000 + epoch, workers)
         model.train()
+        for norm in frozen_norms:  # frozen layers keep their running statistics
+            norm.eval()
         seen = correct = 0
         loss_sum = 0.0
+        term_sums: dict[str, float] = {}
         with tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}", unit="step",
                   disable=not progress, leave=False) as bar:
             for i, batch in enumerate(loader):
                 if i >= steps_per_epoch:
                     break
-                inputs = {n: batch[n].to(device, non_blocking=True) for n in input_names}
-                labels = batch["label"].to(device)
+                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+                for input_name, key in input_feeds.items():
+                    batch[input_name] = batch[key]
+                labels = batch["label"]
+                terms = {}
+                if discriminator is not None:  # D's step, the generator fixed (DMC-Net Sec. 3.3.2)
+                    with autocast():
+                        judged = objective.discriminator_step(model, batch)
+                    d_optimizer.zero_grad(set_to_none=True)
+                    judged.loss.backward()
+                    d_optimizer.step()
+                    d_scheduler.step()
+                    terms.update(judged.terms)
                 with autocast():
-                    logits = model(**inputs)
-                    loss = loss_fn(logits.float(), labels)
+                    loss, model_terms, logits = objective(model, batch, teachers)
+                terms.update(model_terms)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if needs.clip_grad_norm > 0:
+                    torch.nn.utils.clip_grad_norm_(params, needs.clip_grad_norm)
                 optimizer.step()
                 scheduler.step()
                 step += 1
                 loss_sum += loss.item() * len(labels)
+                for term, value in terms.items():
+                    term_sums[term] = term_sums.get(term, 0.0) + value * len(labels)
                 correct += int((logits.argmax(1) == labels).sum())
                 seen += len(labels)
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
                 bar.update()
-        val = evaluate_loader(model, val_loader, device, input_names, autocast)
+        val = evaluate_loader(model, val_loader, device, input_names, autocast, input_feeds)
         record = {"epoch": epoch + 1, "step": step, "train_loss": loss_sum / max(seen, 1),
                   "train_top1": correct / max(seen, 1), "val_top1": val["top1"], "val_top5": val["top5"],
-                  "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.perf_counter() - t0, 2)}
+                  "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.perf_counter() - t0, 2),
+                  **{f"loss_{term}": total / max(seen, 1) for term, total in term_sums.items()}}
         is_best = val["top1"] > best
         best = max(best, val["top1"])
         meta = {**meta_base, "epoch": epoch, "step": step, "metrics": record, "best_top1": best}
         # best, then last, then metrics: whatever a crash interrupts, resuming from last redoes the rest
         if is_best:
             save_checkpoint(out / "best", model, meta)
-        save_checkpoint(out / "last", model, meta, optimizer)
+        save_checkpoint(out / "last", model, meta, optimizer, extras=extras)
         records.append(record)
         atomic_write(log_path, "".join(json.dumps(r) + "\n" for r in records))
         if log is not None:

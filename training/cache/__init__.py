@@ -7,9 +7,9 @@ what a cache holds with :func:`load_index`, :func:`is_complete` and :func:`cache
 
 from training.cache.build import (FLOW_SOURCES, CacheSpec, build_cache, cache_key, cache_location, dataset_fingerprint,
                                   extract_clip, list_clips)
-from training.cache.dataset import CachedClips, clip_frames, find_cache, specs_for_streams
+from training.cache.dataset import CachedClips, Companion, clip_frames, find_cache, specs_for_streams
 from training.cache.index import CacheStatistics, cache_statistics, is_complete, load_index, read_meta
 
-__all__ = ["FLOW_SOURCES", "CacheSpec", "CacheStatistics", "CachedClips", "build_cache",
+__all__ = ["FLOW_SOURCES", "CacheSpec", "CacheStatistics", "CachedClips", "Companion", "build_cache",
            "cache_key", "cache_location", "cache_statistics", "clip_frames", "dataset_fingerprint", "extract_clip",
            "find_cache", "is_complete", "list_clips", "load_index", "read_meta", "specs_for_streams"]

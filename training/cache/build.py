@@ -11,7 +11,10 @@ served for data it was not built from. An interrupted build of the same data res
 - ``shard-NNNNN.motion.npy``         float16 (F, 5, s, s): per P/B frame, MV (2) + residual (3), as
                                      edgekit.preprocess returns them (normalised, model-input pixels)
 - ``shard-NNNNN.iframe.npy``         float16 (G, 3, s, s): per GOP, the I-frame RGB input
-- ``shard-NNNNN.flow.npy``           float16 (F, 2, s, s): teacher flow at the same frames (if asked)
+- ``shard-NNNNN.flow.npy``           float16 (F, 2, s, s): teacher flow at the same frames (if asked),
+                                     frame to frame or accumulated to the GOP's I-frame (``flow_layout``)
+- ``shard-NNNNN.rgb.npy``            float16 (F, 3, s, s): decoded RGB of the same P/B frames, normalised
+                                     like I-frames (if ``rgb``: MFCD-Net's raw-RGB teacher)
 - ``shard-NNNNN.json``               the shard's clips: label, split, path, frame offsets, kinds,
                                      GOP of each frame, pts. Written LAST: a shard is complete iff
                                      its JSON exists, so an interrupted build resumes at the first
@@ -40,6 +43,9 @@ from edgekit.spec import default_normalization
 
 FORMAT_VERSION = 1
 FLOW_SOURCES = ("none", "gt", "tvl1", "farneback", "dis")
+FLOW_LAYOUTS = ("frame", "accumulated")
+# fields added after caches existed: left out of the key while at their default, so old caches keep their keys
+_KEY_OPTIONAL = {"flow_layout": "frame", "rgb": False}
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,9 @@ class CacheSpec:
     max_frames: int = 0                    # P/B frames kept per clip, evenly spaced; 0 = all
     trace: str = "block"                   # accumulated traces: per 8x8 cell, as edgekit.Recognizer
                                            # computes them ("block"), or exact per pixel ("pixel")
+    flow_layout: str = "frame"             # teacher flow from the previous frame ("frame") or composed
+                                           # back to the GOP's I-frame ("accumulated", like the default MVs)
+    rgb: bool = False                      # also store the decoded RGB of every P/B frame (RGB teachers)
     normalization: dict = field(default_factory=lambda: {**default_normalization("mv_residual"),
                                                          **default_normalization("iframe"),
                                                          **default_normalization("flow")})
@@ -66,15 +75,30 @@ class CacheSpec:
             raise ConfigError(f"trace must be 'block' or 'pixel', got {self.trace!r}")
         if self.flow not in FLOW_SOURCES:
             raise ConfigError(f"flow must be one of {FLOW_SOURCES}, got {self.flow!r}")
+        if self.flow_layout not in FLOW_LAYOUTS:
+            raise ConfigError(f"flow_layout must be one of {FLOW_LAYOUTS}, got {self.flow_layout!r}")
+
+    def key_fields(self) -> dict:
+        """The fields the key hashes: every field, except later additions still at their default."""
+        return {k: v for k, v in asdict(self).items() if k not in _KEY_OPTIONAL or v != _KEY_OPTIONAL[k]}
 
     def key(self) -> str:
         """A hash of the spec alone (the cache folder's name also covers the dataset: :func:`cache_key`)."""
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        return hashlib.sha256(json.dumps(self.key_fields(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def flow_layout_for(representation: str, flow: str) -> str:
+    """The layout teacher flow is stored in (training and ``python -m training cache`` both ask here):
+    that of the motion vectors, "accumulated" to the I-frame for accumulated inputs, else "frame"
+    ("frame" also when there is no flow, so such caches keep their keys). Why: DMC-Net's generator
+    refines the input MV through a shortcut and IP-TSN matches features of MV and flow, so the flow
+    must be displacement from the same reference frame as the MVs the model sees."""
+    return "accumulated" if flow != "none" and representation == "accumulated" else "frame"
 
 
 def cache_key(spec: CacheSpec, fingerprint: str) -> str:
     """The cache folder's name: 12 hex digits of a hash of ``spec`` and the dataset ``fingerprint``."""
-    payload = json.dumps({"spec": asdict(spec), "dataset": fingerprint}, sort_keys=True)
+    payload = json.dumps({"spec": spec.key_fields(), "dataset": fingerprint}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
@@ -146,6 +170,24 @@ def _ground_truth_flow(video: Path):
     return gt.flow_px, gt.stride_px
 
 
+def accumulate_flow(flow: np.ndarray, previous: np.ndarray, stride: int = 1) -> np.ndarray:
+    """Flow of the current frame back to the GOP's I-frame: ``flow`` (2, h, w) float32 from the
+    previous frame (edgekit's MV sign: p - q, in full-resolution pixels, on a grid of ``stride``
+    pixels) composed with ``previous`` (2, h, w), the previous frame's flow to the I-frame:
+    ``acc(p) = flow(p) + previous(p - flow(p))``, ``previous`` sampled bilinearly (edges clamped).
+    This is how edgekit accumulates motion vectors, so both share one reference frame."""
+    _, h, w = flow.shape
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    x = np.clip(xs - flow[0] / stride, 0, w - 1)  # where the content was, in grid cells
+    y = np.clip(ys - flow[1] / stride, 0, h - 1)
+    x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
+    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+    fx, fy = x - x0, y - y0
+    sampled = (previous[:, y0, x0] * (1 - fx) * (1 - fy) + previous[:, y0, x1] * fx * (1 - fy)
+               + previous[:, y1, x0] * (1 - fx) * fy + previous[:, y1, x1] * fx * fy)
+    return (flow + sampled).astype(np.float32)
+
+
 def extract_clip(path: str | Path, spec: CacheSpec) -> dict:
     """Side data of one clip, prepared at the cache size. Returns arrays and per-frame metadata."""
     n = spec.normalization
@@ -156,16 +198,18 @@ def extract_clip(path: str | Path, spec: CacheSpec) -> dict:
 
         teacher = make_teacher(spec.flow)
     gt = _ground_truth_flow(Path(path)) if spec.flow == "gt" else None
-    motion, iframes, flows, kinds, gops, pts, index = [], [], [], [], [], [], []
+    motion, iframes, flows, rgbs, kinds, gops, pts, index = [], [], [], [], [], [], [], []
     prev_rgb = None
+    to_iframe = None  # accumulated layout: the previous frame's flow back to the I-frame
     # the runtime's reader settings: cell traces and residuals binned straight to the stored size
     with bs.open(path, accumulate=spec.representation == "accumulated", trace=spec.trace, residual_size=hw,
-                 rgb="all" if teacher else "iframes") as reader:
+                 rgb="all" if teacher or spec.rgb else "iframes") as reader:
         for f in reader:
             frame_hw = (f.height, f.width)  # the picture size may change mid-stream
             # the parts of edgekit.modality, prepared by the runtime's own function
             if f.kind == "I":
                 iframes.append(pp.parts(f, frame_hw, hw, ("iframe",), n)["iframe"])
+                to_iframe = None
             else:
                 part = pp.parts(f, frame_hw, hw, ("mv", "residual"), n)
                 motion.append(np.concatenate([part["mv"], part["residual"]]).astype(np.float16))
@@ -173,12 +217,21 @@ def extract_clip(path: str | Path, spec: CacheSpec) -> dict:
                 gops.append(len(iframes) - 1)
                 pts.append(f.pts)
                 index.append(f.index)
+                if spec.rgb:
+                    rgbs.append(pp.parts(f, frame_hw, hw, ("iframe",), n)["iframe"].astype(np.float16))
+                raw = None  # (flow from the previous frame in pixels, its grid stride)
                 if teacher is not None:
-                    flows.append(pp.parts(f, frame_hw, hw, ("flow",), n, flow=teacher(prev_rgb, f.rgb))["flow"])
+                    raw = teacher(prev_rgb, f.rgb), 1
                 elif gt is not None:
                     flow_px, stride = gt
-                    t = min(f.index, len(flow_px) - 1)
-                    flows.append(pp.parts(f, frame_hw, hw, ("flow",), n, flow=flow_px[t], flow_stride=stride)["flow"])
+                    raw = flow_px[min(f.index, len(flow_px) - 1)].astype(np.float32), stride
+                if raw is not None:
+                    flow, stride = raw
+                    if spec.flow_layout == "accumulated":
+                        flow = flow if to_iframe is None or to_iframe.shape != flow.shape else \
+                            accumulate_flow(flow, to_iframe, stride)
+                        to_iframe = flow
+                    flows.append(pp.parts(f, frame_hw, hw, ("flow",), n, flow=flow, flow_stride=stride)["flow"])
             if teacher is not None:
                 prev_rgb = f.rgb
     if not motion or not iframes:
@@ -199,6 +252,8 @@ def extract_clip(path: str | Path, spec: CacheSpec) -> dict:
     }
     if flows:
         out["flow"] = np.stack([flows[i] for i in keep]).astype(np.float16)
+    if rgbs:
+        out["rgb"] = np.stack([rgbs[i] for i in keep])
     return out
 
 
@@ -207,7 +262,7 @@ def _build_shard(args) -> tuple[int, int, list[str]]:
     folder, shard, clips, spec_dict = args
     spec = CacheSpec(**spec_dict)
     folder = Path(folder)
-    arrays = {"motion": [], "iframe": [], "flow": []}
+    arrays = {"motion": [], "iframe": [], "flow": [], "rgb": []}
     entries, failures, offsets = [], [], {"motion": 0, "iframe": 0}
     for clip in clips:
         try:

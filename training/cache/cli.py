@@ -1,7 +1,9 @@
 """Extract a dataset's side data once into a sharded, memory-mapped cache.
 
 The cache holds, per clip, every P/B frame's MV + residual and every GOP's I-frame, prepared by
-edgekit.preprocess at --size (and, with --flow, a teacher flow for the same frames). It lives in
+edgekit.preprocess at --size (and, with --flow, a teacher flow for the same frames, accumulated to
+the I-frame like the motion vectors unless --flow-layout frame; with --rgb, the decoded RGB of every
+P/B frame for RGB teachers). Training builds the cache it needs itself. It lives in
 OUT/<key>, the key being a hash of the preprocessing spec AND of the dataset (its folder, clip list,
 labels, splits, and each video's size and modification time): change a setting, point at another
 dataset or edit a video and a new cache is built beside the old one; the same data finds its cache
@@ -19,7 +21,7 @@ from __future__ import annotations
 import json
 import time
 
-from training.cache.build import FLOW_SOURCES, CacheSpec, build_cache
+from training.cache.build import FLOW_LAYOUTS, FLOW_SOURCES, CacheSpec, build_cache, flow_layout_for
 from training.cache.index import cache_statistics
 
 
@@ -31,6 +33,9 @@ def add_arguments(p) -> None:
                    help="accumulated traces per 8x8 cell as the runtime computes them (default), or exact per pixel")
     p.add_argument("--size", type=int, default=112, help="side of the stored square inputs (default 112)")
     p.add_argument("--flow", choices=FLOW_SOURCES, default="none", help="teacher flow to store (default none)")
+    p.add_argument("--flow-layout", choices=["auto", *FLOW_LAYOUTS], default="auto",
+                   help="flow from the previous frame or accumulated to the I-frame (default auto: as the MVs)")
+    p.add_argument("--rgb", action="store_true", help="also store decoded RGB of every P/B frame (RGB teachers)")
     p.add_argument("--max-frames", type=int, default=0, help="P/B frames kept per clip, evenly spaced (0 = all)")
     p.add_argument("--splits", default="train,val,test", help="comma-separated splits (default train,val,test)")
     p.add_argument("--layout", default="auto", choices=["auto", "ucf101", "hmdb51", "kinetics", "folder"])
@@ -39,8 +44,9 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    layout = flow_layout_for(args.representation, args.flow) if args.flow_layout == "auto" else args.flow_layout
     spec = CacheSpec(representation=args.representation, size=args.size, flow=args.flow, max_frames=args.max_frames,
-                     trace=args.trace)
+                     trace=args.trace, flow_layout=layout, rgb=args.rgb)
     t0 = time.perf_counter()
     folder = build_cache(args.dataset, args.out, spec, splits=tuple(args.splits.split(",")), layout=args.layout,
                          workers=args.workers, progress=False if args.json else None)

@@ -13,6 +13,11 @@ are dicts keyed by model input name, float32, without the batch dimension:
 
 plus ``label`` (int64). Training draws are seeded by (seed, epoch, index), so runs repeat.
 
+Companions (:class:`Companion`) are extra items a loss or a teacher needs, made of the SAME frames as
+one of the model's inputs: teacher flow at the frames of an ``mv_residual`` input (DMC-Net's flow
+target, IP-TSN's flow teacher) or the decoded RGB of a ``gop_clip``'s frames (MFCD-Net's raw-RGB
+teacher). They take no random draw, so the model's inputs are the same with or without them.
+
 A training split may be augmented (``augment``: ``training.augment``, train-only): the sampling rule
 then sees the augmenter's temporal view of the clip, and the item is cropped, flipped (its label
 swapped for its mirror image), noised and dropped out after it is assembled. With every option off
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -83,17 +89,44 @@ def specs_for_streams(streams: Sequence[str], segments: int, clip_length: int, s
     return specs
 
 
+COMPANION_PARTS = {"flow": "flow", "rgb": "iframe"}  # what a companion holds -> the modality it has the channels of
+
+
+@dataclass(frozen=True)
+class Companion:
+    """An extra item ``name`` built from the frames chosen for the input ``follows``, in its layout:
+    ``part`` "flow" (teacher flow, 2 channels; zero at an I-frame, like the MVs) or "rgb" (decoded
+    RGB, 3 channels, normalised like I-frames; an I-frame gives its own RGB)."""
+
+    name: str
+    follows: str
+    part: str
+
+    def __post_init__(self):
+        if self.part not in COMPANION_PARTS:
+            raise ConfigError(f"companion {self.name!r}: part must be one of {tuple(COMPANION_PARTS)}, got {self.part!r}")
+
+    def spec(self, followed: InputSpec) -> InputSpec:
+        """The companion's shape as an InputSpec (the followed input's layout and steps)."""
+        modality = COMPANION_PARTS[self.part]
+        shape = list(followed.shape)
+        shape[2 if followed.layout == "BSCHW" else 1] = MODALITIES[modality].channels
+        return InputSpec(self.name, modality, tuple(shape), layout=followed.layout,
+                         representation=followed.representation)
+
+
 class CachedClips:
     """Indexable dataset of one split of a cache (usable directly as a torch Dataset).
 
     ``specs``: the model's input specs (items are keyed by their names). Without specs, ``streams``
-    names inputs as in :func:`specs_for_streams`. Raises :class:`ConfigError` when the cache cannot
-    feed a spec (other size or normalisation, no flow stored) or holds no clip of ``split``.
+    names inputs as in :func:`specs_for_streams`. ``companions``: extra items made of the frames of
+    an input (:class:`Companion`). Raises :class:`ConfigError` when the cache cannot feed a spec or a
+    companion (other size or normalisation, no flow or RGB stored) or holds no clip of ``split``.
     """
 
     def __init__(self, cache: str | Path, split: str = "train", streams=("mv_residual",), segments: int = 3,
                  clip_length: int = 12, train: bool | None = None, seed: int = 0,
-                 specs: Sequence[InputSpec] | None = None, augment=None):
+                 specs: Sequence[InputSpec] | None = None, augment=None, companions: Sequence[Companion] = ()):
         self.folder = find_cache(cache)
         meta = json.loads((self.folder / "spec.json").read_text())
         self.spec, self.classes = meta["spec"], meta["classes"]
@@ -101,6 +134,19 @@ class CachedClips:
             specs_for_streams(streams, segments, clip_length, self.spec["size"]))
         for spec in self.specs:
             self._check_feeds(spec)
+        by_name = {s.name: s for s in self.specs}
+        self.companions = tuple(companions)
+        self.companion_specs = []
+        for companion in self.companions:
+            if companion.follows not in by_name:
+                raise ConfigError(f"companion {companion.name!r} follows input {companion.follows!r}, which the "
+                                  f"model does not have (inputs: {', '.join(by_name)})")
+            if companion.part == "rgb" and not self.spec.get("rgb", False):
+                raise ConfigError(f"{companion.name!r} needs decoded RGB frames and the cache at {self.folder} holds "
+                                  "none; it is rebuilt with them when training asks for them (CacheSpec(rgb=True))")
+            if companion.part == "flow" and self.spec["flow"] == "none":
+                raise ConfigError(f"{companion.name!r} needs teacher flow; set data.flow = gt|tvl1|farneback|dis")
+            self.companion_specs.append(companion.spec(by_name[companion.follows]))
         self.clips = load_index(self.folder, split)
         if not self.clips:
             raise ConfigError(f"{self.folder} has no clips of split {split!r} (is the build complete?)")
@@ -116,10 +162,10 @@ class CachedClips:
 
     @classmethod
     def for_specs(cls, cache, split: str, specs, train: bool | None = None, seed: int = 0,
-                  augment=None) -> "CachedClips":
-        """The dataset that feeds a model: items keyed by the specs' input names (plus ``label``).
-        ``augment`` (a ``training.config.AugmentSection``) applies to training only."""
-        return cls(cache, split, train=train, seed=seed, specs=specs, augment=augment)
+                  augment=None, companions: Sequence[Companion] = ()) -> "CachedClips":
+        """The dataset that feeds a model: items keyed by the specs' input names and the companions'
+        (plus ``label``). ``augment`` (a ``training.config.AugmentSection``) applies to training only."""
+        return cls(cache, split, train=train, seed=seed, specs=specs, augment=augment, companions=companions)
 
     def _check_feeds(self, spec: InputSpec) -> None:
         size = self.spec["size"]
@@ -165,6 +211,8 @@ class CachedClips:
                 out[part] = np.zeros((MODALITIES[part].channels, size, size), np.float32)
             elif part == "flow":
                 out[part] = self._array(clip["shard"], "flow")[clip["motion_offset"] + row].astype(np.float32)
+            elif part == "rgb":  # decoded RGB of a P/B frame (an I-frame's is its "iframe" part)
+                out[part] = self._array(clip["shard"], "rgb")[clip["motion_offset"] + row].astype(np.float32)
             else:
                 motion = self._array(clip["shard"], "motion")[clip["motion_offset"] + row]
                 out[part] = (motion[:2] if part == "mv" else motion[2:]).astype(np.float32)
@@ -183,7 +231,7 @@ class CachedClips:
         kinds, where = clip_frames(clip)
         view = self.augmenter.temporal_view(len(kinds), rng) if self.augmenter is not None else None
         norm = self.spec["normalization"]
-        out = {}
+        out, chosen_by_name = {}, {}
         for spec in self.specs:
             row = MODALITIES[spec.modality]
             if view is None:
@@ -195,9 +243,16 @@ class CachedClips:
             steps = [row.step(self.frame_parts(clip, where[k], row.parts), kinds[k], {**row.normalization, **norm})
                      for k in chosen]
             out[spec.name] = preprocess.stack(spec, steps)[0]
+            chosen_by_name[spec.name] = chosen
+        for companion, spec in zip(self.companions, self.companion_specs):  # same frames, no draw
+            steps = []
+            for k in chosen_by_name[companion.follows]:
+                part = "iframe" if companion.part == "rgb" and where[k][0] == "iframe" else companion.part
+                steps.append(self.frame_parts(clip, where[k], (part,))[part])
+            out[spec.name] = preprocess.stack(spec, steps)[0]
         label = int(clip["label"])
-        if self.augmenter is not None:
-            out, label = self.augmenter.apply(out, self.specs, label, rng)
+        if self.augmenter is not None:  # companions are flipped and cropped with their inputs
+            out, label = self.augmenter.apply(out, (*self.specs, *self.companion_specs), label, rng)
         return out, label
 
     def __getitem__(self, i: int) -> dict:

@@ -133,13 +133,13 @@ class CostVolumeNet(nn.Module):
     """Static appearance + apparent motion + appearance change on a BCTHW clip; logits (B, K)."""
 
     def __init__(self, num_classes: int, frames: int, size, radius: int, tau: float,
-                 weights: Sequence[float], dropout: float, branch_width: int = 32):
+                 weights: Sequence[float], dropout: float, branch_width: int = 32, width: int = 64):
         super().__init__()
         if frames < 2:
             raise ValueError(f"the cost volume needs at least 2 frames, got {frames}")
         self.input_specs = (clip_spec("gop_clip", frames, size),)
         self.frames = frames
-        appearance = resnet18(in_channels=3)
+        appearance = resnet18(in_channels=3, width=width)
         self.appearance = appearance  # conv1/bn1 double as the shared low-level feature extractor
         # temporal max-pool (window 2) after layer1..3 while the frame count is even: "gradual 3D pooling"
         self.temporal_pool_after = []
@@ -150,7 +150,7 @@ class CostVolumeNet(nn.Module):
             t = t // 2 if pool else t
         self.dynamics = CostVolumeMotion(radius, tau)
         self.motion_net = resnet18(in_channels=2, width=branch_width)
-        self.change_net = resnet18(in_channels=64, width=branch_width)
+        self.change_net = resnet18(in_channels=width, width=branch_width)  # low-level features: width channels
         self.dropout = nn.Dropout(dropout)
         self.appearance_fc = nn.Linear(appearance.num_features, num_classes)
         self.motion_fc = nn.Linear(self.motion_net.num_features, num_classes)
@@ -199,5 +199,8 @@ class CostVolumeNet(nn.Module):
 @register_model("costvol-r18", summary="Disentangled dynamics: appearance + cost-volume motion + warped diff",
                 paper="Disentangling dynamics", inputs=clip_inputs("gop_clip"))
 def costvol_r18(num_classes: int, frames: int = 8, size: int = 224, radius: int = 3, tau: float = 0.1,
-                weights: tuple = (1 / 3, 1 / 3, 1 / 3), dropout: float = 0.5) -> nn.Module:
-    return CostVolumeNet(num_classes, frames, size, radius, tau, weights, dropout)
+                weights: tuple = (1 / 3, 1 / 3, 1 / 3), dropout: float = 0.5, width: int = 64) -> nn.Module:
+    # width: the appearance ResNet-18's first stage and the shared low-level channels (64 = the paper's);
+    # the motion and change branches are half as wide
+    return CostVolumeNet(num_classes, frames, size, radius, tau, weights, dropout, branch_width=width // 2,
+                         width=width)

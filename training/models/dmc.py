@@ -93,14 +93,14 @@ class DMCStream(nn.Module):
     """
 
     def __init__(self, num_classes: int, segments: int, size, backbone: str = "resnet18",
-                 dropout: float = 0.5):
+                 dropout: float = 0.5, width: int = 64):
         super().__init__()
         self.input_specs = (segment_spec("mv_residual", segments, size),)
         self.segments = segments
         self.generator = DMCGenerator()  # PyTorch default init: starts as MV plus a small refinement
         # the classifier is exactly a flow-stream TSN, so TV-L1 flow weights can initialise it
         self.classifier = FlowTSN(segment_spec("flow", segments, size), num_classes, backbone=backbone,
-                                  dropout=dropout)
+                                  width=width, dropout=dropout)
 
     def generate(self, mv_residual: torch.Tensor) -> torch.Tensor:
         """(B, S, 5, H, W) -> generated DMC (B, S, 2, H, W)."""
@@ -155,8 +155,9 @@ class DMCNet(nn.Module):
 
 @register_model("dmc-r18", summary="DMC generator + ResNet-18 DMC classifier on stacked MV+R", paper="DMC-Net",
                 inputs=segment_inputs("mv_residual"))
-def dmc_r18(num_classes: int, segments: int = 3, size: int = 224, dropout: float = 0.5) -> nn.Module:
-    return DMCStream(num_classes, segments, size, backbone="resnet18", dropout=dropout)
+def dmc_r18(num_classes: int, segments: int = 3, size: int = 224, dropout: float = 0.5, width: int = 64) -> nn.Module:
+    # width: the classifier's first stage (64 = the paper's ResNet-18; smaller for CPU-scale runs)
+    return DMCStream(num_classes, segments, size, backbone="resnet18", dropout=dropout, width=width)
 
 
 @register_model("dmc", summary="DMC-Net: I(R50)+MV+R+DMC (R18s), late fusion 2:1:1:1", paper="DMC-Net",

@@ -11,6 +11,9 @@
 - ``iptsn``: I-stream + P-stream, weighted late fusion of scores (default 1:1).
 - ``mvr-r18``: the 2D ResNet-18 on stacked MV+R that IP-TSN trains first and inflates into the
   P-stream (:func:`training.models.resnet2d3d.inflate_2d_weights`); also the "CoViAR+MR" baseline.
+- ``flow-r18``: the same 2D ResNet-18 on optical-flow segments, the 2D teacher inflated into
+  ``iptsn-flow`` (training only).
+- ``width`` (64 = the paper's ResNet-18) scales every stage, for CPU-scale runs and tests.
 """
 
 from __future__ import annotations
@@ -30,12 +33,12 @@ class ClipClassifier(nn.Module):
     """2D-3D ResNet-18 on one BCTHW clip + dropout + linear classifier."""
 
     def __init__(self, stream: str, num_classes: int, frames: int, size, inflate_from: str = "conv3",
-                 temporal_stride: int = 2, dropout: float = 0.5):
+                 temporal_stride: int = 2, dropout: float = 0.5, width: int = 64):
         super().__init__()
         spec = clip_spec(stream, frames, size)
         self.input_specs = (spec,)
         self.backbone = ResNet2D3D(in_channels=spec.shape[1], inflate_from=inflate_from,
-                                   temporal_stride=temporal_stride)
+                                   temporal_stride=temporal_stride, width=width)
         self.num_features = self.backbone.num_features
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(self.num_features, num_classes)
@@ -114,17 +117,17 @@ def iptsn_i(num_classes: int, segments: int = 16, size: int = 224, backbone: str
 @register_model("iptsn-p", summary="IP-TSN P-stream, 2D-3D ResNet-18 (3D from conv4.x) on MV+R clip", paper="IP-TSN",
                 inputs=clip_inputs("mv_residual"))
 def iptsn_p(num_classes: int, frames: int = 16, size: int = 224, inflate_from: str = "conv3",
-            temporal_stride: int = 2, dropout: float = 0.5) -> nn.Module:
+            temporal_stride: int = 2, dropout: float = 0.5, width: int = 64) -> nn.Module:
     return PStream(num_classes, frames, size, inflate_from=inflate_from, temporal_stride=temporal_stride,
-                   dropout=dropout)
+                   dropout=dropout, width=width)
 
 
 @register_model("iptsn-flow", summary="IP-TSN optical-flow teacher, 2D-3D ResNet-18 on flow clip", paper="IP-TSN",
                 inputs=clip_inputs("flow"))
 def iptsn_flow(num_classes: int, frames: int = 16, size: int = 224, inflate_from: str = "conv3",
-               temporal_stride: int = 2, dropout: float = 0.5) -> nn.Module:
+               temporal_stride: int = 2, dropout: float = 0.5, width: int = 64) -> nn.Module:
     return FlowTeacher(num_classes, frames, size, inflate_from=inflate_from, temporal_stride=temporal_stride,
-                       dropout=dropout)
+                       dropout=dropout, width=width)
 
 
 @register_model("iptsn", summary="IP-TSN: I-stream (R50) + P-stream (2D-3D R18), late fusion 1:1", paper="IP-TSN",
@@ -136,5 +139,14 @@ def iptsn(num_classes: int, segments: int = 16, frames: int = 16, size: int = 22
 
 @register_model("mvr-r18", summary="2D ResNet-18 on stacked MV+R (IP-TSN 2D stage, CoViAR+MR)", paper="IP-TSN",
                 inputs=segment_inputs("mv_residual"))
-def mvr_r18(num_classes: int, segments: int = 3, size: int = 224, dropout: float = 0.5) -> nn.Module:
-    return stream_classifier("mv_residual", num_classes, segments, size, backbone="resnet18", dropout=dropout)
+def mvr_r18(num_classes: int, segments: int = 3, size: int = 224, dropout: float = 0.5, width: int = 64) -> nn.Module:
+    return stream_classifier("mv_residual", num_classes, segments, size, backbone="resnet18", width=width,
+                             dropout=dropout)
+
+
+@register_model("flow-r18", summary="2D ResNet-18 on optical-flow segments (IP-TSN 2D OF teacher, DMC classifier init)",
+                paper="IP-TSN", inputs=segment_inputs("flow"))
+def flow_r18(num_classes: int, segments: int = 3, size: int = 224, dropout: float = 0.5, width: int = 64) -> nn.Module:
+    # training only (flow is not a runtime modality): the 2D teacher IP-TSN inflates into iptsn-flow, and
+    # the flow classifier whose weights initialise DMC-Net's (init_from with init_rename {"" = "classifier."})
+    return stream_classifier("flow", num_classes, segments, size, backbone="resnet18", width=width, dropout=dropout)

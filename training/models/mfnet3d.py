@@ -122,10 +122,11 @@ class MFNet3D(nn.Module):
 class MFCDNet(nn.Module):
     """MFCD-Net: MFNet-3D on a GOP clip. Input ``gop_clip`` (B, 3, T, H, W); output logits (B, K)."""
 
-    def __init__(self, num_classes: int, frames: int, size, dropout: float = 0.5):
+    def __init__(self, num_classes: int, frames: int, size, dropout: float = 0.5, base_channels: int = 96,
+                 groups: int = 16):
         super().__init__()
         self.input_specs = (clip_spec("gop_clip", frames, size),)
-        self.backbone = MFNet3D(in_channels=3)
+        self.backbone = MFNet3D(in_channels=3, groups=groups, base_channels=base_channels)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(self.backbone.num_features, num_classes)
 
@@ -141,5 +142,7 @@ class MFCDNet(nn.Module):
 
 @register_model("mfcd", summary="MFCD-Net: MFNet-3D on a GOP clip [I, (R_acc+I)/2, ...]", paper="MFCD-Net",
                 inputs=clip_inputs("gop_clip"))
-def mfcd(num_classes: int, frames: int = 12, size: int = 224, dropout: float = 0.5) -> nn.Module:
-    return MFCDNet(num_classes, frames, size, dropout=dropout)
+def mfcd(num_classes: int, frames: int = 12, size: int = 224, dropout: float = 0.5, base_channels: int = 96,
+         groups: int = 16) -> nn.Module:
+    # base_channels / groups: conv2's width and the fibres (96 / 16 = the paper's MFNet-3D; smaller for CPU runs)
+    return MFCDNet(num_classes, frames, size, dropout=dropout, base_channels=base_channels, groups=groups)

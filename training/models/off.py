@@ -129,16 +129,17 @@ class OFFNet(nn.Module):
     """
 
     def __init__(self, num_classes: int, stream: str, segments: int, size, backbone: str,
-                 weights: Sequence[float], dropout: float, widths: Sequence[int] = (64, 128, 256)):
+                 weights: Sequence[float], dropout: float, widths: Sequence[int] = (64, 128, 256),
+                 width: int = 64):
         super().__init__()
         if segments < 2:
             raise ValueError(f"OFF needs at least 2 segments, got {segments}")
         self.input_specs = (segment_spec(stream, segments, size),)
         self.segments = segments
-        self.backbone = build_backbone(backbone, in_channels=CHANNELS[stream])
+        self.backbone = build_backbone(backbone, in_channels=CHANNELS[stream], width=width)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(self.backbone.num_features, num_classes)
-        self.off = OFFSubNetwork(self.backbone.stage_channels[1:], widths=widths)
+        self.off = OFFSubNetwork(self.backbone.stage_channels[1:], reduced_channels=2 * widths[0], widths=widths)
         self.off_fc = nn.Linear(widths[-1], num_classes)
         # auxiliary per-level scores (the paper supervises every level during training)
         self.off_level_fcs = nn.ModuleList(nn.Linear(w, num_classes) for w in widths[:-1])
@@ -201,6 +202,9 @@ def off_inputs(stream: str, segments: int, size, **_) -> tuple:
 
 @register_model("off-r18", summary="TSN ResNet-18 + 3-level OFF sub-network (I-frames)", paper="OFF", inputs=off_inputs)
 def off_r18(num_classes: int, stream: str = "iframe", segments: int = 3, size: int = 224,
-            weights: tuple = (1.0, 1.0), dropout: float = 0.5) -> nn.Module:
+            weights: tuple = (1.0, 1.0), dropout: float = 0.5, width: int = 64, off_width: int = 64) -> nn.Module:
+    # width: the backbone's first stage; off_width: the first OFF level (levels w, 2w, 4w; OFF units reduce
+    # to 2w channels): 64 and 64 are the paper's, smaller for CPU-scale runs
     _check_stream(stream)
-    return OFF_NETS[stream](num_classes, stream, segments, size, "resnet18", weights, dropout)
+    return OFF_NETS[stream](num_classes, stream, segments, size, "resnet18", weights, dropout,
+                            widths=(off_width, 2 * off_width, 4 * off_width), width=width)
