@@ -41,6 +41,9 @@ CONTAINERS = {".mp4": "mp4", ".m4v": "m4v", ".h264": "h264", ".264": "h264", ".a
               ".mov": "mov"}  # file extension -> FFmpeg muxer (.m4v and .h264: raw elementary streams)
 
 
+H264_PROFILES = ("baseline", "main", "high")
+
+
 @dataclass(frozen=True)
 class EncoderSettings:
     """How a clip is encoded.
@@ -51,6 +54,8 @@ class EncoderSettings:
     qscale: mpeg4 only, fixed quantiser 1 (best) .. 31.
     crf: h264 only, x264's constant rate factor 0 (lossless) .. 51.
     preset, tune: h264 only, x264's speed preset and tuning (e.g. "zerolatency" for a live re-encode).
+    profile: h264 only, the H.264 profile ("baseline", "main", "high"; None: x264's choice);
+        baseline has no B-frames.
     scene_cut: let the encoder start a new GOP (an IDR frame) where the content changes.
     vectors_per_8x8_block: mpeg4 only, allow four vectors per macroblock (``+mv4``): the finest
         motion the MV grid (one vector per 8x8 block) can carry.
@@ -68,6 +73,7 @@ class EncoderSettings:
     crf: int = 23
     preset: str = "veryfast"
     tune: str | None = None
+    profile: str | None = None
     scene_cut: bool = False
     vectors_per_8x8_block: bool = False
     threads: int = 0
@@ -84,6 +90,11 @@ class EncoderSettings:
             raise ConfigError(f"crf must be 0..51, got {self.crf}")
         if self.threads < 0:
             raise ConfigError(f"threads must be >= 0, got {self.threads}")
+        if self.profile is not None:
+            if self.codec != "h264" or self.profile not in H264_PROFILES:
+                raise ConfigError(f"profile {self.profile!r} needs codec h264 and one of {', '.join(H264_PROFILES)}")
+            if self.profile == "baseline" and self.bframes:
+                raise ConfigError("the baseline profile has no B-frames; use bframes=0 or profile main/high")
 
 
 def encoder_arguments(settings: EncoderSettings) -> tuple[str, dict[str, str], dict[str, int]]:
@@ -107,6 +118,8 @@ def encoder_arguments(settings: EncoderSettings) -> tuple[str, dict[str, str], d
     options = {"preset": settings.preset, "crf": str(settings.crf), "x264-params": params}
     if settings.tune:
         options["tune"] = settings.tune
+    if settings.profile:
+        options["profile"] = settings.profile
     return CODECS["h264"], options, attributes
 
 

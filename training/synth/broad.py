@@ -38,11 +38,11 @@ import math
 
 import numpy as np
 
-from edgekit.bitstream.encode import EncoderSettings
+from edgekit.bitstream.encode import H264_PROFILES, EncoderSettings
 from training.synth import appearance, texture
 from training.synth.classes import CLASS_BY_NAME, CLASS_NAMES
 from training.synth.config import SynthConfig
-from training.synth.encode import H264_PROFILES, ClipEncoding
+from training.synth.encode import ClipEncoding
 from training.synth.motion import MOTIONS as STANDARD_MOTIONS
 from training.synth.motion import Canvas, ClassMotion, Track
 from training.synth.scene import OCCLUDER_PROBABILITY, Layer, ScenePlan, pose_matrices
@@ -82,8 +82,8 @@ def draw_encoding(rng: np.random.Generator, config: SynthConfig) -> tuple[tuple[
         settings = EncoderSettings("h264", gop=gop, bframes=bframes, scene_cut=scene_cut,
                                    crf=int(rng.integers(CRF_RANGE[0], CRF_RANGE[1] + 1)),
                                    preset=X264_PRESETS[int(rng.integers(len(X264_PRESETS)))],
-                                   threads=1, bitexact=True)
-        return size, ClipEncoding(settings, fps, profile)
+                                   profile=profile, threads=1, bitexact=True)
+        return size, ClipEncoding(settings, fps)
     # no MPEG-4 B-frames: FFmpeg exports zero vectors for their direct-mode blocks (most of them), so
     # two frames in three would read as "no motion" whatever moves
     settings = EncoderSettings("mpeg4", gop=gop, bframes=0,

@@ -38,28 +38,22 @@ SETTINGS = {
 }
 
 
-H264_PROFILES = ("baseline", "main", "high")
-
-
 @dataclass(frozen=True)
 class ClipEncoding:
-    """How one clip is encoded: ``settings`` (codec, GOP, B-frames, quantiser/CRF, x264 preset, scene
-    cuts), the x264 ``profile`` (one of :data:`H264_PROFILES`, None: x264's choice; baseline allows no
-    B-frames) and the frame rate ``fps``.
+    """How one clip is encoded: ``settings`` (codec, GOP, B-frames, quantiser/CRF, x264 preset and
+    profile, scene cuts) and the frame rate ``fps``.
 
-    Raises ConfigError for a profile on MPEG-4, an unknown profile, or B-frames with baseline.
+    Raises ConfigError for a frame rate that is not positive.
     """
 
     settings: EncoderSettings
     fps: int
-    profile: str | None = None
+
+    @property
+    def profile(self) -> str | None:
+        return self.settings.profile
 
     def __post_init__(self):
-        if self.profile is not None:
-            if self.settings.codec != "h264" or self.profile not in H264_PROFILES:
-                raise ConfigError(f"profile {self.profile!r} needs codec h264 and one of {', '.join(H264_PROFILES)}")
-            if self.profile == "baseline" and self.settings.bframes:
-                raise ConfigError("the baseline profile has no B-frames; use bframes=0 or profile main/high")
         if self.fps <= 0:
             raise ConfigError(f"fps must be positive, got {self.fps}")
 
@@ -98,8 +92,6 @@ def encode_frames(frames: np.ndarray, path: str | Path, encoding: ClipEncoding) 
     settings = encoding.settings
     with open_output(path, settings, format="mp4") as container:
         stream = add_video_stream(container, settings, width_px, height_px, encoding.fps)
-        if encoding.profile is not None:  # not an EncoderSettings field (yet): x264's own option
-            stream.options = {**stream.options, "profile": encoding.profile}
         for rgb in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
         container.mux(stream.encode())

@@ -47,8 +47,8 @@ def draw_encoding(rng: np.random.Generator, config: SynthConfig) -> tuple[tuple[
                                    bframes=0 if profile == "baseline" else int(rng.integers(0, 4)),
                                    crf=int(rng.integers(20, 33)), scene_cut=scene_cut,
                                    preset=("veryfast", "faster", "fast", "medium")[int(rng.integers(4))],
-                                   threads=1, bitexact=True)
-        return size, ClipEncoding(settings, fps, profile)
+                                   profile=profile, threads=1, bitexact=True)
+        return size, ClipEncoding(settings, fps)
     settings = EncoderSettings("mpeg4", gop=int(MPEG4_GOPS[int(rng.integers(len(MPEG4_GOPS)))]), bframes=0,
                                qscale=int(rng.integers(3, 9)), scene_cut=scene_cut,
                                vectors_per_8x8_block=bool(rng.random() < 0.5), threads=1, bitexact=True)
