@@ -248,36 +248,66 @@ def _read_model_dir(model_dir: Path) -> tuple[dict, Manifest]:
         raise ConfigError(f"{meta_path}: {err}") from None
 
 
+@dataclass(frozen=True)
+class ExportResult:
+    """What :func:`export_package` wrote: the package ``path``; ``notes``, one line each worth telling
+    the user (``"warning: ..."``: what the package asks of the device that its profile says it lacks,
+    ONNX operators not verified for TensorRT, an INT8 model whose accuracy nobody checked; ``"note:
+    ..."``: the TensorRT-ready rewrite); ``int8_guard``: the INT8 accuracy guard's measurement
+    (an ``edgekit.int8_guard.Int8GuardReport``) when it measured one, else None."""
+
+    path: Path
+    notes: tuple[str, ...] = ()
+    int8_guard: object | None = None
+
+
 def write_package(model_dir: str | os.PathLike, out_path: str | os.PathLike, *, device: str = "cpu",
                   backend: str | None = None, precision: str = "int8", include_ir: bool | None = None,
-                  sign_key: str | os.PathLike | bytes | None = None, tensorrt: Mapping | None = None,
-                  notes: list | None = None) -> Path:
-    """Write a ``.edgepkg`` for ``device`` from a quantization ``MODEL_DIR``.
+                  sign_key: str | os.PathLike | bytes | None = None, tensorrt: Mapping | None = None) -> Path:
+    """:func:`export_package` without the INT8 accuracy guard (``max_int8_drop=None``); returns the
+    package's path. Raises as :func:`export_package`."""
+    return export_package(model_dir, out_path, device=device, backend=backend, precision=precision,
+                          include_ir=include_ir, sign_key=sign_key, tensorrt=tensorrt, max_int8_drop=None).path
 
-    ``device`` names hardware ("cpu", "gpu", "npu") or a device profile ("intel-cpu", "x86-cpu",
-    "generic-arm64", "jetson-orin-nano", or a profile ``.toml``); ``backend`` the runtime
-    ("onnxruntime", "openvino", "tensorrt"; default: the profile's, else ONNX Runtime on the CPU).
-    The manifest's ``target`` records both, and the profile's settings when one is used. Takes
+
+def export_package(model_dir: str | os.PathLike, out_path: str | os.PathLike, *, device: str = "cpu",
+                   backend: str | None = None, precision: str = "int8", include_ir: bool | None = None,
+                   sign_key: str | os.PathLike | bytes | None = None, tensorrt: Mapping | None = None,
+                   guard_data: str | os.PathLike | None = None, max_int8_drop: float | None = 1.0,
+                   fallback: bool = False, guard_clips: int | None = None, progress=None) -> ExportResult:
+    """Write a ``.edgepkg`` for ``device`` from a quantization ``MODEL_DIR`` (``edgekit export``).
+
+    ``device`` names hardware ("cpu", "gpu", "npu") or a device profile (``targets.profiles.
+    list_profiles()``: "jetson-orin-nx", "intel-cpu", ..., or a profile ``.toml``); ``backend`` the
+    runtime ("onnxruntime", "openvino", "tensorrt"; default: the profile's, else ONNX Runtime on the
+    CPU). The manifest's ``target`` records both, and the profile's settings when one is used. Takes
     ``MODEL_DIR/{precision}.onnx`` and ``model.json`` and checks that they agree (inputs, outputs,
     labels, precision). ``include_ir`` (default: True for OpenVINO) adds the OpenVINO IR, which needs
     OpenVINO installed. ``sign_key``: an Ed25519 private key (PEM file or bytes) that signs the
     integrity record (needs ``edgekit[sign]``). The zip is written to a temporary name, fsync'ed and
-    renamed, so ``out_path`` is either the complete package or untouched. Returns ``out_path``.
+    renamed, so ``out_path`` is either the complete package or untouched.
 
-    For TensorRT (``jetson-orin-nano``, ``jetson-orin-nx``, ``jetson-agx-orin``, ``nvidia-gpu`` or
-    ``backend="tensorrt"``) the ONNX is made TensorRT-ready and checked without TensorRT
+    **TensorRT** (``jetson-orin-nano``, ``jetson-orin-nx``, ``jetson-agx-orin``, ``nvidia-gpu`` or
+    ``backend="tensorrt"``): the ONNX is made TensorRT-ready and checked without TensorRT
     (``targets.tensorrt_onnx.check_for_tensorrt``: int32 bias dequantization folded into float
     initializers, operators, symmetric int8 Q/DQ, static shapes; a node TensorRT would refuse is an
     error naming it), and the manifest records the engine build settings: the profile's ``[tensorrt]``
     table updated with ``tensorrt`` (``dla_core``, ``gpu_fallback``, ``workspace_mb``,
     ``optimization_level``, ``cuda_graph``). The engine itself is built on the device at first load.
-    ``notes``: a list that receives one line per thing worth telling the user: ``"warning: ..."`` for
-    what the package asks of the device that its profile says it lacks
-    (``targets.profiles.request_warnings``) and ONNX operators not verified for TensorRT, ``"note:
-    ..."`` for the folded nodes.
 
-    Raises :class:`ConfigError` on a bad argument, MODEL_DIR or key, :class:`MissingDependencyError`
-    when the IR is asked for without OpenVINO or a signature without ``cryptography``.
+    **INT8 accuracy guard** (``precision="int8"``): with ``guard_data`` (a UCF-101-layout dataset),
+    FP32 and INT8 are compared on its test split through the Recognizer's path
+    (``edgekit.int8_guard.check_int8``; ``guard_clips``: at most this many clips); without it, on the
+    FP32 and INT8 top-1 that ``edgekit quantize`` measured on its test split (``model.json``
+    metrics). ``max_int8_drop=None`` turns the guard off. INT8 losing more than ``max_int8_drop`` points refuses the export
+    (:class:`AccuracyGuardError`, nothing written). ``fallback=True`` (needs ``guard_data`` and the
+    ``onnx`` package) instead keeps the most sensitive layers in FP32, chosen by measurement
+    (``fallback_int8``), and packages that model; the manifest's ``metrics.int8_guard`` records the
+    figures and the kept layers. ``progress``: called with a line per guard step.
+
+    Raises :class:`ConfigError` on a bad argument, MODEL_DIR or key, :class:`AccuracyGuardError` when
+    INT8 loses too much, :class:`MissingDependencyError` when the IR is asked for without OpenVINO, a
+    signature without ``cryptography`` or a fallback without ``onnx``.
     """
     from targets.backend import select_backend
 
@@ -285,7 +315,14 @@ def write_package(model_dir: str | os.PathLike, out_path: str | os.PathLike, *, 
     private_key = _private_key(sign_key) if sign_key is not None else None  # a bad key fails before any work
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
-    notes = notes if notes is not None else []
+    if max_int8_drop is not None and (isinstance(max_int8_drop, bool) or not isinstance(max_int8_drop, (int, float))
+                                      or not max_int8_drop >= 0):
+        raise ConfigError(f"max_int8_drop must be a number of points >= 0, got {max_int8_drop!r}")
+    if (fallback or guard_data is not None) and (precision != "int8" or max_int8_drop is None):
+        raise ConfigError("the INT8 accuracy guard (guard_data, fallback) needs precision int8 and a max_int8_drop")
+    if fallback and guard_data is None:
+        raise ConfigError("the INT8 fallback needs held-out clips to measure layers on: pass --guard-data DIR")
+    notes: list[str] = []
     profile_settings = _target_profile(selection, precision, tensorrt, notes)
     if include_ir is None:
         include_ir = selection.backend == "openvino"
@@ -303,6 +340,13 @@ def write_package(model_dir: str | os.PathLike, out_path: str | os.PathLike, *, 
     if external:
         raise ConfigError(f"{onnx_path}: {external}; save it with all tensors inside the file "
                           "(onnx.save(model, path, save_as_external_data=False))")
+    metrics = dict(meta.get("metrics", {}))
+    guard = None
+    if precision == "int8" and max_int8_drop is not None:
+        onnx, guard = _int8_guard(model_dir, onnx, metrics, notes, guard_data, max_int8_drop, fallback,
+                                  guard_clips, progress)
+        if guard is not None:
+            metrics["int8_guard"] = _guard_record(guard)
     if selection.backend == "tensorrt":
         from targets.tensorrt_onnx import check_for_tensorrt
 
@@ -328,20 +372,59 @@ def write_package(model_dir: str | os.PathLike, out_path: str | os.PathLike, *, 
     manifest = {**model.to_dict(), "format_version": FORMAT_VERSION, "target": target.to_dict(),
                 "precision": precision,
                 "producer": producer_versions(source=meta.get("producer", {})),
-                "metrics": meta.get("metrics", {}),
+                "metrics": metrics,
                 "members": {name: _member_record(data[name]) for name in sorted(data)}}
     manifest_bytes = json.dumps(manifest, indent=1).encode()
     integrity = integrity_record(manifest_bytes, data)
     signature = [(SIGNATURE, _signature(integrity, private_key))] if private_key is not None else []
     _write_zip(out_path, [(INTEGRITY, integrity), *signature, (MANIFEST, manifest_bytes)]
                + [(n, data[n]) for n in sorted(data)])
-    return out_path
+    return ExportResult(out_path, tuple(notes), guard)
+
+
+def _int8_guard(model_dir: Path, onnx: bytes, metrics: dict, notes: list, guard_data, max_int8_drop: float,
+                fallback: bool, guard_clips, progress):
+    """(the INT8 ONNX to package, the guard's report or None): measured on ``guard_data``, else the
+    top-1s quantize measured; refuses with :class:`AccuracyGuardError` beyond ``max_int8_drop``."""
+    from edgekit.errors import AccuracyGuardError
+
+    if guard_data is not None:
+        from edgekit.int8_guard import check_int8, fallback_int8
+
+        if fallback:
+            return fallback_int8(model_dir, guard_data, max_drop_points=max_int8_drop, clips=guard_clips,
+                                 progress=progress)
+        return onnx, check_int8(model_dir, guard_data, max_drop_points=max_int8_drop, clips=guard_clips,
+                                progress=progress).raise_if_failed()
+    fp32 = metrics.get("top1_cpu_fp32", metrics.get("top1_fp32"))
+    int8 = metrics.get("top1_cpu_int8", metrics.get("top1_int8"))
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (fp32, int8)):
+        notes.append("warning: INT8 accuracy not checked: model.json has no FP32 and INT8 top-1; pass --guard-data DIR "
+                     "to measure them")
+        return onnx, None
+    drop = 100 * (fp32 - int8)
+    if drop > max_int8_drop + 1e-9:
+        raise AccuracyGuardError(
+            f"the INT8 accuracy guard refuses: INT8 top-1 {100 * int8:.1f} % against FP32 {100 * fp32:.1f} % as "
+            f"edgekit quantize measured them: {drop:.1f} points lost, at most {max_int8_drop:g} allowed; export with "
+            "--guard-data DIR --fallback to keep the most sensitive layers in FP32, re-quantize with more "
+            "calibration clips (edgekit quantize --calib-clips N), or allow more with --max-int8-drop P")
+    notes.append(f"note: INT8 guard passed on quantize's figures: top-1 FP32 {100 * fp32:.1f} %, INT8 {100 * int8:.1f} % "
+                 f"({drop:+.1f} points lost, at most {max_int8_drop:g})")
+    return onnx, None
+
+
+def _guard_record(report) -> dict:
+    """What the manifest keeps of a guard run (``metrics.int8_guard``)."""
+    return {"fp32_top1": report.fp32_top1, "int8_top1": report.int8_top1, "drop_points": report.drop_points,
+            "max_drop_points": report.max_drop_points, "agreement": report.agreement, "clips": report.clips,
+            "split": report.split, "kept_fp32": [layer.name for layer in report.kept_fp32]}
 
 
 def _target_profile(selection, precision: str, tensorrt: Mapping | None, notes: list) -> dict:
     """The manifest's ``target.profile``: the device profile's settings, for TensorRT with the
-    engine build settings updated by ``tensorrt``; checks the request against the device's hardware
-    (sentences appended to ``notes``)."""
+    engine build settings updated by ``tensorrt``; what the request asks of the device that it lacks
+    is added to ``notes`` (export's own list of lines, see :class:`ExportResult`)."""
     from targets.profiles import DeviceProfile, request_warnings
     from targets.tensorrt import BuildConfig
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from edgekit.errors import BackendError, ConfigError, MissingDependencyError
-from edgekit.package import load_package, write_package
+from edgekit.package import export_package, load_package, write_package
 from targets import list_profiles, load_profile
 from targets.profiles import request_warnings
 from targets.tensorrt import BuildConfig, EngineCache, EngineKey
@@ -233,16 +233,12 @@ def test_profiles_say_what_each_device_has():
 
 def test_export_warns_when_a_package_asks_for_what_its_device_lacks(tmp_path):
     model_dir = make_model_dir(tmp_path / "m")
-    notes: list[str] = []
-    write_package(model_dir, tmp_path / "nano.edgepkg", device="jetson-orin-nano", tensorrt={"dla_core": 0},
-                  notes=notes)
+    notes = export_package(model_dir, tmp_path / "nano.edgepkg", device="jetson-orin-nano",
+                           tensorrt={"dla_core": 0}).notes
     assert "warning: DLA core 0 requested, but jetson-orin-nano has no DLA" in notes
-    notes = []
-    write_package(model_dir, tmp_path / "agx.edgepkg", device="jetson-agx-orin", tensorrt={"dla_core": 2},
-                  notes=notes)
+    notes = export_package(model_dir, tmp_path / "agx.edgepkg", device="jetson-agx-orin", tensorrt={"dla_core": 2}).notes
     assert "warning: DLA core 2 requested, but jetson-agx-orin has 2 DLA cores" in notes
-    notes = []
-    write_package(model_dir, tmp_path / "x86.edgepkg", device="x86-cpu", backend="tensorrt", notes=notes)
+    notes = export_package(model_dir, tmp_path / "x86.edgepkg", device="x86-cpu", backend="tensorrt").notes
     assert "warning: x86-cpu has no NVIDIA GPU, which TensorRT needs" in notes
     with pytest.raises(ConfigError, match=r"TensorRT build settings \(dla_core\) need backend 'tensorrt'"):
         write_package(model_dir, tmp_path / "no.edgepkg", device="intel-cpu", tensorrt={"dla_core": 0})

@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from edgekit.cli.common import add_command, backend_help, device_help
+from edgekit.cli.common import add_command, backend_help, device_help, number_in, positive_int
 
 _UNPROTECTED = "manifest not integrity-protected (format 1); re-export to protect it"  # edgekit.package.UNPROTECTED
 
@@ -19,6 +19,8 @@ EXPORT_EXAMPLES = """examples:
   edgekit export models/edge-mvr --device intel-cpu -o edge-mvr-intel.edgepkg   # ONNX + OpenVINO IR
   edgekit export models/edge-mvr --device jetson-orin-nx -o edge-mvr-nx.edgepkg # engine built on the device
   edgekit export models/edge-mvr --device jetson-agx-orin --dla-core 0 --no-gpu-fallback -o dla0.edgepkg
+  edgekit export models/edge-mvr --device cpu --guard-data data/synth-small -o checked.edgepkg   # INT8 vs FP32
+  edgekit export models/edge-mvr --device cpu --guard-data data/synth-small --fallback -o mixed.edgepkg
   edgekit export models/edge-mvr --device cpu --backend openvino --no-ir --precision fp32 -o fp32.edgepkg --json
   edgekit export models/edge-mvr --device cpu --sign key.pem -o signed.edgepkg  # Ed25519, needs edgekit[sign]"""
 
@@ -58,6 +60,15 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
     trt.add_argument("--opt-level", type=int, metavar="L", help="builder optimization level 0-5 (TensorRT default 3)")
     trt.add_argument("--cuda-graph", action=argparse.BooleanOptionalAction, default=None,
                      help="replay inference as a CUDA graph")
+    guard = p.add_argument_group("INT8 accuracy guard (precision int8)")
+    guard.add_argument("--max-int8-drop", type=number_in("--max-int8-drop", 0, 100, "top-1 points"), default=1.0,
+                       metavar="P", help="refuse the export when INT8 loses more than P top-1 points against FP32 "
+                       "(default 1), on --guard-data or, without it, on the figures edgekit quantize measured")
+    guard.add_argument("--guard-data", metavar="DIR", help="measure FP32 against INT8 on the test split of this "
+                       "dataset (UCF-101 layout, as edgekit synth writes), through the Recognizer's own path")
+    guard.add_argument("--guard-clips", type=positive_int, metavar="N", help="at most N held-out clips")
+    guard.add_argument("--fallback", action="store_true", help="instead of refusing, keep the most sensitive layers "
+                       "in FP32 (chosen by measurement on --guard-data) until INT8 is within the limit; needs onnx")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -88,7 +99,7 @@ def manifest_dict(package) -> dict:
 
 def export(args: argparse.Namespace) -> int:
     """Write the package, then load it back (which verifies it) and describe it."""
-    from edgekit.package import load_package, write_package
+    from edgekit.package import export_package, load_package
 
     options = {"backend": args.backend} if args.backend is not None else {}
     if args.sign:
@@ -96,16 +107,22 @@ def export(args: argparse.Namespace) -> int:
     tensorrt = _tensorrt_settings(args)
     if tensorrt:
         options["tensorrt"] = tensorrt
-    notes: list[str] = []
-    out = write_package(args.model_dir, args.output, device=args.device, precision=args.precision,
-                        include_ir=False if args.no_ir else None, notes=notes, **options)
+    say = (lambda message: print(message, file=sys.stderr)) if args.guard_data else None
+    result = export_package(args.model_dir, args.output, device=args.device, precision=args.precision,
+                            include_ir=False if args.no_ir else None, guard_data=args.guard_data,
+                            max_int8_drop=args.max_int8_drop, fallback=args.fallback, guard_clips=args.guard_clips,
+                            progress=say, **options)
+    out = result.path
     package = load_package(out, trusted_keys=[args.sign] if args.sign else None)
     manifest = manifest_dict(package)
+    guard = result.int8_guard.to_dict() if result.int8_guard is not None else None
     if args.json:
-        print(json.dumps({**_summary(package, manifest), "notes": notes}))
+        print(json.dumps({**_summary(package, manifest), "notes": list(result.notes), "int8_guard": guard}))
         return 0
-    for note in notes:
+    for note in result.notes:
         print(f"edgekit: {note}", file=sys.stderr)
+    if result.int8_guard is not None:
+        print(result.int8_guard)
     ir = " + OpenVINO IR" if package.has_ir else ""
     signed = f", signed by key {package.signed_by}" if package.signed_by else ""
     print(f"wrote {out}: {manifest['model']}, {manifest['precision']} ONNX{ir}, for {_target(manifest)}, "
