@@ -129,18 +129,13 @@ def serve(path: str, frames: int, restarts: int, gop: int) -> int:
 # -- the measurement --------------------------------------------------------------------------------
 
 
-def percentile(values: list[float], q: float) -> float:
-    """The ``q`` quantile (0..1) of ``values``, linearly interpolated (numpy's default)."""
-    ordered = sorted(values)
-    position = q * (len(ordered) - 1)
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
 def latency_summary(values: list[float]) -> dict:
-    return {"windows": len(values), "p50_ms": round(percentile(values, 0.5), 3),
-            "p99_ms": round(percentile(values, 0.99), 3), "max_ms": round(max(values), 3)}
+    """p50, p99 and max of per-window latencies (ms), as ``edgekit profile`` computes its stage
+    statistics (``edgekit.profile.summarize``: linear interpolation, every value)."""
+    from edgekit.profile import summarize
+
+    stats = summarize(values)
+    return {"windows": stats["count"], "p50_ms": stats["p50"], "p99_ms": stats["p99"], "max_ms": stats["max"]}
 
 
 def slope_per_hour(samples: list[tuple[int, float]]) -> float | None:

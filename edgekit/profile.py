@@ -16,7 +16,9 @@ Everything is measured through ``edgekit.Recognizer(...).windows(source)``, the 
   Recognizer's ``Window.times.total``) and ``latency`` (``Window.latency_ms``: from the arrival of
   the window's last frame to its prediction). Each stage: count, mean and std of the values within
   median +- 5 x 1.4826 x MAD (a robust sigma; no clipping when the MAD is 0), and min, p50, p90,
-  p95, p99, max of all values (linear interpolation);
+  p95, p99, max of all values (linear interpolation); where the backend times its device
+  (TensorRT, ``Window.device_ms``), ``inference_split_ms`` splits inference the same way into
+  ``host_to_device``, ``compute`` and ``device_to_host`` (CUDA events);
 - throughput: windows/s, source frames/s and the real-time factor (seconds of video processed per
   second of wall time: frames / source fps / wall), for ``streams`` real concurrent streams (threads,
   each with its own Recognizer and reader on the same source); ``streams="auto"`` runs 1, 2, 4, ...
@@ -27,8 +29,14 @@ Everything is measured through ``edgekit.Recognizer(...).windows(source)``, the 
 - the environment: CPU model and ISA features, cores, runtime versions, the package's SHA-256 and
   manifest, and where the model runs (``Recognizer.selection``).
 
+- profiling overhead (``profiling_overhead``): the milliseconds the per-window bookkeeping itself took
+  over the measured passes and their share of the wall time (benchmarks/profile_overhead.py measures
+  the overhead end to end);
+- with ``compare="rgb-flow"`` (the ``train`` extra): the same source through the RGB + optical-flow
+  pipeline a user would otherwise build, and the speed-ups (:mod:`edgekit.compare`).
+
 The result is one JSON-ready dict; :func:`format_text` renders it for people. Runtime dependencies
-only (numpy, PyAV, ONNX Runtime; never torch).
+only (numpy, PyAV, ONNX Runtime; never torch: ``compare`` imports it inside its functions).
 """
 
 from __future__ import annotations
@@ -53,6 +61,7 @@ from targets.cpu import usable_cores
 
 FORMAT_VERSION = 1
 STAGES = ("decode", "kernels", "preprocess", "inference", "window", "latency")
+DEVICE_SPLIT = ("host_to_device", "compute", "device_to_host")  # parts of "inference" a GPU backend times
 DEFAULT_RUNS = 5
 SYNTHETIC_SECONDS = 4.0
 MAX_AUTO_STREAMS = 64
@@ -146,6 +155,7 @@ class PassResult:
     first_window_ms: float | None = None
     first_inference_ms: float | None = None
     info: object = None  # the reader's edgekit.bitstream.StreamInfo
+    instrumentation_ms: float = 0.0  # spent in the profile's own per-window bookkeeping
 
 
 def run_pass(recognizer, source, *, deadline: float | None = None, samples: list | None = None) -> PassResult:
@@ -166,12 +176,14 @@ def run_pass(recognizer, source, *, deadline: float | None = None, samples: list
             times = window.times
             result.windows.append({"decode": max(times.decode - kernels, 0.0), "kernels": kernels,
                                    "preprocess": times.preprocess, "inference": times.inference,
-                                   "window": times.total, "latency": window.latency_ms})
+                                   "window": times.total, "latency": window.latency_ms,
+                                   **(window.device_ms or {})})
             if result.first_window_ms is None:
                 result.first_window_ms = (now - start) * 1000
                 result.first_inference_ms = times.inference
                 if samples is not None:
                     samples.append(thread_counts())
+            result.instrumentation_ms += (time.perf_counter() - now) * 1000
             if deadline is not None and now >= deadline:
                 result.complete = False
                 break
@@ -372,7 +384,8 @@ def _check_options(source, synthetic, warmup, runs, seconds, streams, max_stream
 def profile(package=None, *, device: str | None = None, backend: str | None = None, threads: int | None = None,
             source=None, synthetic: "str | SyntheticClip | None" = None, synthetic_seconds: float = SYNTHETIC_SECONDS,
             warmup: int = 1, runs: int | None = None, seconds: float | None = None, streams: "int | str" = 1,
-            max_streams: int = MAX_AUTO_STREAMS, layers: bool = False, per_window: bool = False) -> dict:
+            max_streams: int = MAX_AUTO_STREAMS, layers: bool = False, per_window: bool = False,
+            compare: str | None = None) -> dict:
     """Profile ``package`` (a path; None: the bundled default) on this device; returns one JSON-ready dict.
 
     ``device``/``backend``/``threads``: as ``edgekit.Recognizer``. ``source``: a path, URL or bytes
@@ -385,10 +398,24 @@ def profile(package=None, *, device: str | None = None, backend: str | None = No
     ``layers``: add a ``layers`` section, the backend's per-layer profile of the inference stage
     (:func:`layer_profile`, after the measured passes, on a separate session). ``per_window``: add
     ``per_window_ms``, every measured window's stage milliseconds in order (what the HTML report plots).
-    Raises ConfigError for bad options, PackageError, SourceError and the Recognizer's errors."""
+    ``compare="rgb-flow"``: add a ``compare`` section, the same source through the RGB + optical flow
+    pipeline a user would otherwise build, timed after the profile (:mod:`edgekit.compare`; needs the
+    ``train`` extra, one stream and a finite source).
+    Raises ConfigError for bad options, PackageError, SourceError and the Recognizer's errors, and
+    MissingDependencyError for ``compare`` without the ``train`` extra."""
     from edgekit.recognizer import ASSETS, DEFAULT_PACKAGE
 
     _check_options(source, synthetic, warmup, runs, seconds, streams, max_streams)
+    if compare is not None:
+        from edgekit.bitstream.source import url_scheme
+        from edgekit.compare import check_comparison
+
+        if streams != 1:
+            raise ConfigError(f"--compare {compare} measures one stream: leave out --streams")
+        if url_scheme(source) is not None:
+            raise ConfigError(f"--compare {compare} reads the source twice and decodes it to RGB: give a file, "
+                              "not a URL (save the stream first)")
+        check_comparison(compare)  # a missing extra fails before the measuring
     if runs is None and seconds is None:
         runs = DEFAULT_RUNS
     if isinstance(synthetic, str):
@@ -406,9 +433,15 @@ def profile(package=None, *, device: str | None = None, backend: str | None = No
         elif source is None:
             source = str(ASSETS / "demo.mp4")
             source_meta = {"bundled": "demo.mp4"}
-        return _profile(package_path, source, source_meta, device=device, backend=backend, threads=threads,
-                        warmup=warmup, runs=runs, seconds=seconds, streams=streams, max_streams=max_streams,
-                        layers=layers, per_window=per_window)
+        report = _profile(package_path, source, source_meta, device=device, backend=backend, threads=threads,
+                          warmup=warmup, runs=runs, seconds=seconds, streams=streams, max_streams=max_streams,
+                          layers=layers, per_window=per_window)
+        if compare is not None:  # after the profile: torch and OpenCV stay out of its measurements
+            from edgekit.compare import rgb_flow
+
+            report["settings"]["compare"] = compare
+            report["compare"] = rgb_flow(report, source)
+        return report
 
 
 def _profile(package_path: Path, source, source_meta: dict, *, device, backend, threads, warmup, runs, seconds,
@@ -490,6 +523,7 @@ def _profile(package_path: Path, source, source_meta: dict, *, device, backend, 
         "stages_ms": {stage: summarize(w[stage] for w in pooled) for stage in STAGES},
         "stage_totals_ms": {stage: round(sum(w[stage] for w in pooled), 3) for stage in STAGES if stage != "latency"},
         "throughput": _throughput(main, fps),
+        "profiling_overhead": _overhead(main),
         "streams": _streams_section(_widest_kept_up(trials, fps), fps),
         "resources": {"rss_before_load_mb": rss_before, "rss_after_load_mb": rss_loaded,
                       "model_memory_mb": round(rss_loaded - rss_before, 1) if None not in (rss_loaded, rss_before) else None,
@@ -511,6 +545,9 @@ def _profile(package_path: Path, source, source_meta: dict, *, device, backend, 
                    "cold_pass": "the first pass gives the cold-start figures and is not in the statistics; "
                                 "it counts as stream 0's first warmup pass"},
     }
+    if pooled and all(part in w for w in pooled for part in DEVICE_SPLIT):
+        # TensorRT: each inference split by CUDA events into host-to-device, compute and device-to-host
+        report["inference_split_ms"] = {part: summarize(w[part] for w in pooled) for part in DEVICE_SPLIT}
     if layers_section is not None:
         report["layers"] = layers_section
     if per_window:
@@ -523,6 +560,14 @@ def _profile(package_path: Path, source, source_meta: dict, *, device, backend, 
                         "slowest_stream_frames_per_s": round(min(_stream_fps(s) for s in t["streams"]), 3),
                         "all_kept_up": all(_stream_fps(s) >= fps for s in t["streams"])} for t in trials]}
     return report
+
+
+def _overhead(measured: dict) -> dict:
+    """The profile's own per-window bookkeeping over the measured passes, in ms and as a share of the
+    streams' wall time (what it measures); benchmarks/profile_overhead.py measures it end to end."""
+    spent_ms = sum(p.instrumentation_ms for s in measured["streams"] for p in s.passes)
+    wall_ms = sum(s.wall_s for s in measured["streams"]) * 1000
+    return {"instrumentation_ms": round(spent_ms, 4), "share_of_wall": round(spent_ms / wall_ms, 6) if wall_ms else None}
 
 
 def _widest_kept_up(trials: list[dict], fps: float) -> dict:
@@ -790,6 +835,9 @@ def format_text(report: dict) -> str:
         if stats["count"]:
             lines.append(f"  {_STAGE_LABELS[stage]:<18}{stats['count']:>6}{stats['mean']:>9.2f}{stats['std']:>8.2f}"
                          + "".join(f"{stats[k]:>9.2f}" for k in ("p50", "p90", "p95", "p99", "max")))
+    for part, stats in report.get("inference_split_ms", {}).items():
+        lines.append(f"    {part.replace('_', '-'):<16}{stats['count']:>6}{stats['mean']:>9.2f}{stats['std']:>8.2f}"
+                     + "".join(f"{stats[k]:>9.2f}" for k in ("p50", "p90", "p95", "p99", "max")))
     lines += [
         "  (decode excludes the side-data kernels; mean ± std leave out values beyond median ± 5 robust sigmas)",
         "",
@@ -797,6 +845,10 @@ def format_text(report: dict) -> str:
         f"passes: {tp['frames_per_s']:.1f} frames/s, {tp['windows_per_s']:.1f} windows/s, "
         f"{tp['realtime_factor']:.1f}x real time ({tp['source_fps']:g} fps source)",
     ]
+    overhead = report.get("profiling_overhead")
+    if overhead and overhead["share_of_wall"] is not None:
+        lines.append(f"profiling overhead: {overhead['instrumentation_ms']:.2f} ms of bookkeeping, "
+                     f"{overhead['share_of_wall']:.3%} of the measured wall time")
     if streams["count"] > 1 or "auto" in streams:
         lines.append(f"streams: {streams['count']} at once, {streams['total_frames_per_s']:.1f} frames/s in total")
         for s in streams["per_stream"]:
@@ -815,4 +867,8 @@ def format_text(report: dict) -> str:
                  f"{res['threads_python']} Python / {res['threads_os']} OS")
     if "layers" in report:
         lines += [""] + format_layers(report["layers"])
+    if "compare" in report:
+        from edgekit.compare import format_compare
+
+        lines += [""] + format_compare(report["compare"])
     return "\n".join(lines)

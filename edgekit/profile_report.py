@@ -6,10 +6,12 @@
 
 The page needs no network: CSS is inline and every plot is an embedded base64 PNG; the same plots
 are written as PNG files beside it (``OUT_stages.png``, ``OUT_breakdown.png``, ``OUT_timeline.png``,
-``OUT_layers.png`` with a ``layers`` section). Plots: per-stage latency distributions (box plots),
-the stage breakdown (stacked bar of mean ms per window), the per-window timeline (stage ms per
-window index) and, with ``--layers``, the slowest layers. Tables: cold start, stage statistics,
-throughput, streams, resources, environment.
+``OUT_layers.png`` with a ``layers`` section, ``OUT_compare.png`` with a ``compare`` section). Plots:
+per-stage latency distributions (box plots), the stage breakdown (stacked bar of mean ms per window),
+the per-window timeline (stage ms per window index), with ``--layers`` the slowest layers, and with
+``--compare rgb-flow`` each pipeline's stages stacked (share of its time) beside its end-to-end
+milliseconds per source second (log scale). Tables: cold start, stage statistics, throughput,
+streams, the comparison, resources, environment.
 
 matplotlib (the ``dev`` extra, or ``pip install matplotlib``) is imported only when a report is
 written, with its non-interactive Agg backend; the runtime never imports it.
@@ -28,15 +30,18 @@ from edgekit.errors import ConfigError, MissingDependencyError, OutputError, che
 _STAGE_COLORS = {"decode": "#4e79a7", "kernels": "#f28e2b", "preprocess": "#59a14f", "inference": "#e15759",
                  "window": "#76b7b2", "latency": "#b07aa1"}
 _PARTS = ("decode", "kernels", "preprocess", "inference")  # they add up to "window"
-_TOP_LAYERS = 15
+_TOP_LAYERS = 15  # in the plot
+_TABLE_LAYERS = 10  # in the table (the JSON has every layer)
 
 _CSS = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1100px;
        color: #222; padding: 0 1em; }
-h1 { font-size: 1.5em; } h2 { font-size: 1.15em; margin-top: 2em; border-bottom: 1px solid #ddd; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.15em; margin-top: 1.4em; border-bottom: 1px solid #ddd; }
 table { border-collapse: collapse; margin: .5em 0; } td, th { padding: 2px 10px; border-bottom: 1px solid #eee; }
 th { text-align: left; background: #f6f6f6; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
 img { max-width: 100%; border: 1px solid #eee; } .note { color: #666; font-size: .9em; }
+.cols { display: flex; flex-wrap: wrap; gap: 0 2em; align-items: flex-start; }
+.cols > section { flex: 0 1 auto; min-width: 14em; } .cols .note { max-width: 15em; }
 """
 
 
@@ -59,10 +64,11 @@ def _pyplot():
     return plt
 
 
-def report_paths(out: str | os.PathLike, layers: bool = False) -> dict[str, Path]:
-    """{"html": OUT.html, "stages": OUT_stages.png, "breakdown": ..., "timeline": ..., ["layers": ...]}."""
+def report_paths(out: str | os.PathLike, layers: bool = False, compare: bool = False) -> dict[str, Path]:
+    """{"html": OUT.html, "stages": OUT_stages.png, "breakdown": ..., "timeline": ..., ["layers": ...],
+    ["compare": ...]}."""
     out = Path(out)
-    names = ["stages", "breakdown", "timeline"] + (["layers"] if layers else [])
+    names = ["stages", "breakdown", "timeline"] + (["layers"] if layers else []) + (["compare"] if compare else [])
     return {"html": out, **{name: out.with_name(f"{out.stem}_{name}.png") for name in names}}
 
 
@@ -81,7 +87,7 @@ def check_report_path(out: str | os.PathLike) -> None:
     if not os.access(folder, os.W_OK):
         raise OutputError(f"cannot write {os.fspath(out)}: permission denied (check the permissions of "
                           f"{os.fspath(folder)})")
-    for path in report_paths(out, layers=True).values():
+    for path in report_paths(out, layers=True, compare=True).values():
         check_output_name(path)
 
 
@@ -90,7 +96,7 @@ def check_report_path(out: str | os.PathLike) -> None:
 
 def _png(fig) -> bytes:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     return buffer.getvalue()
 
 
@@ -103,7 +109,7 @@ def _stage_series(report: dict) -> dict[str, list[float]]:
 
 def _plot_stages(plt, report: dict) -> bytes:
     series = {k: v for k, v in _stage_series(report).items() if v}
-    fig, ax = plt.subplots(figsize=(9, 4.2))
+    fig, ax = plt.subplots(figsize=(9, 3.4))
     ax.boxplot(list(series.values()), vert=False, whis=(1, 99), showfliers=True, showmeans=True,
                flierprops={"markersize": 3, "alpha": .5}, tick_labels=list(series))
     ax.set_xscale("symlog", linthresh=1)
@@ -124,7 +130,7 @@ def _render(plt, fig) -> bytes:
 
 def _plot_breakdown(plt, report: dict) -> bytes:
     stats = report["stages_ms"]
-    fig, ax = plt.subplots(figsize=(9, 2.6))
+    fig, ax = plt.subplots(figsize=(9, 1.9))
     left = 0.0
     for stage in _PARTS:
         mean = stats[stage]["mean"] or 0.0
@@ -139,7 +145,7 @@ def _plot_breakdown(plt, report: dict) -> bytes:
 def _plot_timeline(plt, report: dict) -> bytes:
     series = _stage_series(report)
     count = len(series.get("window", ()))
-    fig, ax = plt.subplots(figsize=(9, 4))
+    fig, ax = plt.subplots(figsize=(9, 3.3))
     index = list(range(count))
     bottom = [0.0] * count
     for stage in _PARTS:
@@ -151,7 +157,7 @@ def _plot_timeline(plt, report: dict) -> bytes:
     ax.set_xlabel("window (measured passes in order)")
     ax.set_ylabel("ms")
     ax.set_title("Per-window timeline")
-    ax.legend(ncol=5, fontsize=8)
+    ax.legend(ncol=5, fontsize=8, loc="upper center", bbox_to_anchor=(.5, -.16), frameon=False)  # off the bars
     ax.grid(axis="y", alpha=.3)
     return _render(plt, fig)
 
@@ -159,13 +165,87 @@ def _plot_timeline(plt, report: dict) -> bytes:
 def _plot_layers(plt, report: dict) -> bytes:
     section = report["layers"]
     rows = section["layers"][:_TOP_LAYERS][::-1]
-    fig, ax = plt.subplots(figsize=(9, 0.3 * len(rows) + 1.2))
+    fig, ax = plt.subplots(figsize=(9, 0.24 * len(rows) + 1.0))
     labels = [(r["name"] if len(r["name"]) <= 48 else "…" + r["name"][-47:]) + f" ({r['op_type']})" for r in rows]
     ax.barh(labels, [r["per_inference_us"] for r in rows], color="#e15759")
     ax.set_xlabel("µs per inference")
     ax.set_title(f"Slowest layers ({section['backend']}/{section['device']})")
     ax.tick_params(axis="y", labelsize=7)
     return _render(plt, fig)
+
+
+_PIPELINE_STAGES = (  # (stage key of the package, of the RGB + flow pipelines, legend, colour)
+    ("decode", "decode_rgb", "decode (package: demux + decode; RGB + flow: every frame to RGB)", "#4e79a7"),
+    ("kernels", "flow", "motion (package: side-data kernels; RGB + flow: optical flow)", "#f28e2b"),
+    ("preprocess", "preprocess", "preprocess", "#59a14f"),
+    ("inference", "network", "network", "#e15759"),
+)
+
+
+def _compare_rows(section: dict) -> list[tuple[str, list[float], float]]:
+    """(label, ms per source second per stage in _PIPELINE_STAGES order, end to end) per pipeline."""
+    pkg = section["package"]
+    rows = [("package (compressed domain)", [pkg["stages_ms_per_source_s"][s[0]] for s in _PIPELINE_STAGES],
+             pkg["end_to_end_ms_per_source_s"])]
+    for method, v in section["rgb_flow"].items():
+        label = f"RGB + {method}" + (" (flow extrapolated)" if v["flow_extrapolated"] else "")
+        rows.append((label, [v["stages_ms_per_source_s"][s[1]] for s in _PIPELINE_STAGES],
+                     v["end_to_end_ms_per_source_s"]))
+    return rows
+
+
+def _plot_compare(plt, report: dict) -> bytes:
+    section = report["compare"]
+    rows = _compare_rows(section)[::-1]  # the package on top
+    labels = [r[0] for r in rows]
+    fig, (shares, totals) = plt.subplots(1, 2, figsize=(10, 0.45 * len(rows) + 1.9), sharey=True,
+                                         gridspec_kw={"width_ratios": [1.1, 1]}, layout="constrained")
+    left = [0.0] * len(rows)
+    for i, (_, _, legend, color) in enumerate(_PIPELINE_STAGES):
+        widths = [100 * r[1][i] / sum(r[1]) if sum(r[1]) > 0 else 0.0 for r in rows]
+        shares.barh(labels, widths, left=left, color=color, label=legend)
+        left = [a + b for a, b in zip(left, widths)]
+    shares.set_xlim(0, 100)
+    shares.set_xlabel("% of the pipeline's time, by stage")
+    shares.set_title("Stages of each pipeline")
+    fig.legend(loc="outside lower center", ncol=2, fontsize=8, frameon=False)
+    ends = [r[2] for r in rows]
+    totals.barh(labels, ends, color=["#76b7b2" if r is rows[-1] else "#9c9c9c" for r in rows])
+    totals.set_xscale("log")
+    totals.set_xlim(min(ends) / 2, max(ends) * 12)
+    package_ms = rows[-1][2]
+    for y, value in enumerate(ends):
+        totals.text(value * 1.15, y, f"{value:,.1f} ms" + (f"  ({value / package_ms:,.0f}x)" if value != package_ms
+                                                            else ""), va="center", fontsize=8)
+    totals.set_xlabel("end-to-end ms per source second (log)")
+    totals.set_title(f"End to end, {section['frame_size'][1]}x{section['frame_size'][0]} source")
+    totals.grid(axis="x", alpha=.3)
+    return _render(plt, fig)
+
+
+def _threads(count: int) -> str:
+    return f"{count} thread" + ("" if count == 1 else "s")
+
+
+def _compare_html(section: dict) -> list[str]:
+    header = ["pipeline", *(s[2].split(" (")[0] for s in _PIPELINE_STAGES), "end to end", "per window",
+              "speed-up of the package"]
+    pkg = section["package"]
+    table = [["package (compressed domain)", *(float(pkg["stages_ms_per_source_s"][s[0]]) for s in _PIPELINE_STAGES),
+              float(pkg["end_to_end_ms_per_source_s"]), float(pkg["end_to_end_ms_per_window"]), "1x"]]
+    for method, v in section["rgb_flow"].items():
+        table.append([f"RGB + {method}" + (" (flow extrapolated)" if v["flow_extrapolated"] else ""),
+                      *(float(v["stages_ms_per_source_s"][s[1]]) for s in _PIPELINE_STAGES),
+                      float(v["end_to_end_ms_per_source_s"]), float(v["end_to_end_ms_per_window"]),
+                      f"{section['speedup'][method]:,.1f}x"])
+    network = section["baseline"]["network"]
+    method = section["method"]
+    return ["<h2>Compared with RGB + optical flow (ms per source second)</h2>", _table(header, table),
+            f'<p class="note">{html.escape(method["baseline"])}. {html.escape(method["tvl1"])}; Farneback and DIS '
+            f"{html.escape(method['farneback_dis'].removeprefix('timed '))}. Network: "
+            f"{html.escape(network['model'])}, {html.escape(network['precision'].upper())}, ONNX Runtime with "
+            f"{_threads(network['threads'])}, {html.escape(network['weights'])}. Speed-up: "
+            f"{html.escape(method['speedup'])}.</p>"]
 
 
 # -- HTML ---------------------------------------------------------------------------------------------
@@ -197,6 +277,26 @@ def _img(name: str, png: bytes, alt: str) -> str:
     return f'<p><img alt="{html.escape(alt)}" id="plot-{name}" src="data:image/png;base64,{data}"></p>'
 
 
+def _overhead_html(report: dict) -> list[str]:
+    overhead = report.get("profiling_overhead")
+    if not overhead or overhead["share_of_wall"] is None:
+        return []
+    return [f'<p class="note">profiling overhead: {overhead["instrumentation_ms"]:.2f} ms, '
+            f'{overhead["share_of_wall"]:.3%} of the measured wall time</p>']
+
+
+def _streams_html(streams: dict) -> list[str]:
+    parts = ["<h2>Streams</h2>",
+             _table(["stream", "passes", "frames", "windows", "frames/s", "real-time factor", "kept up"],
+                    [[s["stream"], s["passes"], s["frames"], s["windows"], float(s["frames_per_s"]),
+                      float(s["realtime_factor"]), "yes" if s["kept_up"] else "no"]
+                     for s in streams["per_stream"]])]
+    if "auto" in streams:
+        parts.append(f"<p>streams sustained at {streams['source_fps']:g} fps: "
+                     f"{streams['auto']['max_streams_kept_up']}</p>")
+    return parts
+
+
 def render_html(report: dict, plots: dict[str, bytes]) -> str:
     """The page: summary tables of ``report`` and the ``plots`` (name -> PNG bytes) embedded."""
     pkg, sel, src = report["package"], report["selection"], report["source"]
@@ -215,24 +315,17 @@ def render_html(report: dict, plots: dict[str, bytes]) -> str:
         f"{pkg['window_frames']} frames every {pkg['stride_frames']}; source "
         f"{html.escape(str(src.get('synthetic') or src.get('bundled') or src.get('path')))}: "
         f"{html.escape(str(src.get('codec')))} {src.get('width')}x{src.get('height')} @ {src.get('fps')} fps</p>",
-        "<h2>Cold start (ms)</h2>", _pairs(report["cold_start_ms"]),
+        '<div class="cols"><section>', "<h2>Cold start (ms)</h2>", _pairs(report["cold_start_ms"]),
+        "</section><section>", "<h2>Throughput</h2>", _pairs(report["throughput"]), *_overhead_html(report),
+        "</section><section>",
+        *_streams_html(report["streams"]), "</section></div>",
         "<h2>Per-stage latency (ms per window)</h2>",
         _table(["stage", *keys], stage_rows),
         f'<p class="note">{html.escape(report["method"]["outliers"])}. {html.escape(report["method"]["decode"])}.</p>',
         _img("stages", plots["stages"], "per-stage latency distributions"),
         _img("breakdown", plots["breakdown"], "stage breakdown"),
         _img("timeline", plots["timeline"], "per-window timeline"),
-        "<h2>Throughput</h2>", _pairs(report["throughput"]),
     ]
-    streams = report["streams"]
-    parts += ["<h2>Streams</h2>",
-              _table(["stream", "passes", "frames", "windows", "frames/s", "real-time factor", "kept up"],
-                     [[s["stream"], s["passes"], s["frames"], s["windows"], float(s["frames_per_s"]),
-                       float(s["realtime_factor"]), "yes" if s["kept_up"] else "no"]
-                      for s in streams["per_stream"]])]
-    if "auto" in streams:
-        parts.append(f"<p>streams sustained at {streams['source_fps']:g} fps: "
-                     f"{streams['auto']['max_streams_kept_up']}</p>")
     if "layers" in report:
         section = report["layers"]
         parts += ["<h2>Layers</h2>",
@@ -241,10 +334,13 @@ def render_html(report: dict, plots: dict[str, bytes]) -> str:
                   _table(["layer", "op type", "count", "total µs", "mean µs", "share"],
                          [[r["name"], r["op_type"], r["count"], float(r["total_us"]), float(r["mean_us"]),
                            f"{r['share']:.1%}" if r["share"] is not None else ""]
-                          for r in section["layers"][:_TOP_LAYERS]]),
+                          for r in section["layers"][:_TABLE_LAYERS]]),
                   _img("layers", plots["layers"], "slowest layers")]
-    parts += ["<h2>Resources</h2>", _pairs(report["resources"]),
-              "<h2>Environment</h2>",
+    if "compare" in report:
+        parts += _compare_html(report["compare"]) + [_img("compare", plots["compare"],
+                                                           "stages and end-to-end time of each pipeline")]
+    parts += ['<div class="cols"><section>', "<h2>Resources</h2>", _pairs(report["resources"]),
+              "</section><section>", "<h2>Environment</h2>",
               _pairs({"cpu": cpu["model"], "architecture": cpu["architecture"],
                       "cores": f"{cpu['usable_cores']} of {cpu['cores']} usable",
                       "isa": " ".join(k for k, v in cpu["isa"].items() if v) or "none of interest",
@@ -252,8 +348,8 @@ def render_html(report: dict, plots: dict[str, bytes]) -> str:
                       "onnxruntime providers": env.get("onnxruntime_providers") or [],
                       "selection": f"{sel['backend']}/{sel['device']}",
                       "options": sel.get("options") or {}}),
-              "<h2>Settings</h2>", _pairs(report["settings"]),
-              "</body></html>", ""]
+              "</section><section>", "<h2>Settings</h2>", _pairs(report["settings"]),
+              "</section></div>", "</body></html>", ""]
     return "\n".join(parts)
 
 
@@ -268,11 +364,13 @@ def write_report(report: dict, out: str | os.PathLike) -> dict[str, Path]:
     check_report_path(out)
     _stage_series(report)  # a clear error before matplotlib is loaded
     plt = _pyplot()
-    paths = report_paths(out, layers="layers" in report)
+    paths = report_paths(out, layers="layers" in report, compare="compare" in report)
     plots = {"stages": _plot_stages(plt, report), "breakdown": _plot_breakdown(plt, report),
              "timeline": _plot_timeline(plt, report)}
     if "layers" in report:
         plots["layers"] = _plot_layers(plt, report)
+    if "compare" in report:
+        plots["compare"] = _plot_compare(plt, report)
     page = render_html(report, plots)
     try:
         for name, png in plots.items():

@@ -69,7 +69,9 @@ class Window:
     frame (out of the decoder) to its prediction, ``wallclock``: when its first frame was captured,
     in seconds since the Unix epoch, where the source says (RTSP; see
     ``edgekit.bitstream.CompressedFrame``), else None, and ``logits``: the model's raw output
-    (float64 (C,); the log of the probabilities for a package whose graph outputs probabilities)."""
+    (float64 (C,); the log of the probabilities for a package whose graph outputs probabilities).
+    ``device_ms``: where the backend times its device (TensorRT: CUDA events), the inference split
+    into ``host_to_device``, ``compute`` and ``device_to_host`` milliseconds, else None."""
 
     prediction: Prediction
     scores: np.ndarray = field(repr=False)
@@ -77,6 +79,7 @@ class Window:
     latency_ms: float = 0.0
     wallclock: float | None = None
     logits: np.ndarray | None = field(default=None, repr=False, compare=False)
+    device_ms: dict | None = field(default=None, compare=False)
 
     @property
     def label(self) -> str:
@@ -297,6 +300,9 @@ class Recognizer:
         t1 = time.perf_counter()
         outputs = np.asarray(self.backend.run(inputs)[self._output][0], np.float64)
         t2 = time.perf_counter()
+        split = getattr(self.backend, "last_timings", None)  # TensorRT: this inference's CUDA-event split
+        device_ms = None if split is None else {"host_to_device": split.host_to_device_ms,
+                                                "compute": split.compute_ms, "device_to_host": split.device_to_host_ms}
         # a probabilities graph: its log is a logit vector (softmax(log p) = p), so one temperature serves both
         logits = outputs if self._softmax else np.log(np.clip(outputs, 1e-30, None))
         if self._softmax or self.temperature != 1.0:
@@ -306,7 +312,7 @@ class Recognizer:
         prediction = Prediction.from_scores(scores, self.labels, frames[0].pts, frames[-1].pts + 1 / fps, self.topk,
                                             self.threshold)
         return Window(prediction, scores, StageTimes(preprocess=(t1 - t0) * 1000, inference=(t2 - t1) * 1000),
-                      logits=logits)
+                      logits=logits, device_ms=device_ms)
 
     def prepare_inputs(self, frames, frame_hw: tuple[int, int], iframes, *,
                        tail: bool = False) -> dict[str, np.ndarray]:

@@ -55,7 +55,8 @@ PROFILE_EXAMPLES = """examples:
   edgekit profile my.edgepkg --source clip.mp4 --device intel-cpu --json
   edgekit profile --synthetic 1280x720@30 --streams 4         # 4 concurrent streams: did each keep up?
   edgekit profile --synthetic 1280x720@30 --streams auto      # how many 30 fps streams this device sustains
-  edgekit profile --source rtsp://camera/stream --seconds 30  # a live source: measure for 30 s"""
+  edgekit profile --source rtsp://camera/stream --seconds 30  # a live source: measure for 30 s
+  edgekit profile --source clip.mp4 --compare rgb-flow  # against RGB + optical flow (TV-L1, Farneback, DIS)"""
 
 BENCHMARK_EXAMPLES = """examples:
   edgekit benchmark models/edge-mvr                       # fp32 and int8 on the CPU, speed on the demo clip
@@ -160,6 +161,12 @@ def _profile_arguments(p: argparse.ArgumentParser) -> None:
                    "frame rate")
     p.add_argument("--layers", action="store_true", help="add the backend's per-layer profile of inference "
                    "(ONNX Runtime profiler, OpenVINO performance counters): the 15 slowest layers")
+    from edgekit.compare import COMPARISONS
+
+    p.add_argument("--compare", choices=COMPARISONS, help="also time, on the same source, the pipeline a user "
+                   "would otherwise build: every frame decoded to RGB, optical flow (TV-L1 on a few sampled frames, "
+                   "extrapolated; Farneback and DIS on all), a two-stream RGB + flow network of the same backbone; "
+                   "and the speed-up (needs the train extra)")
     p.add_argument("--report", metavar="OUT.html", help="also write a self-contained HTML report with plots, and "
                    "the plots as PNGs beside it (OUT_stages.png, ...); needs matplotlib")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -320,7 +327,7 @@ def profile(args: argparse.Namespace) -> int:
                          source=args.source, synthetic=args.synthetic,
                          synthetic_seconds=args.synthetic_seconds or SYNTHETIC_SECONDS, warmup=args.warmup,
                          runs=args.runs, seconds=args.seconds, streams=args.streams, layers=args.layers,
-                         per_window=args.report is not None)
+                         per_window=args.report is not None, compare=args.compare)
     if args.report is not None:
         from edgekit.profile_report import write_report
 
