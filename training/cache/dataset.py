@@ -218,6 +218,19 @@ class CachedClips:
                 out[part] = (motion[:2] if part == "mv" else motion[2:]).astype(np.float32)
         return out
 
+    def input_from_frames(self, i: int, spec: InputSpec, chosen: Sequence[int]) -> np.ndarray:
+        """One input of ``spec`` made of clip ``i``'s frames at display positions ``chosen`` (indices
+        into :func:`clip_frames`' order, one per segment or time step), prepared as :meth:`item`
+        prepares the frames the sampling rule chose: float32, (S, C, s, s) for BSCHW or (C, T, s, s)
+        for BCTHW. For test-time protocols (``training.protocols``) that choose several sets of frames
+        of one clip with the same rule; no augmentation."""
+        clip = self.clips[i]
+        kinds, where = clip_frames(clip)
+        row = MODALITIES[spec.modality]
+        norm = {**row.normalization, **self.spec["normalization"]}
+        steps = [row.step(self.frame_parts(clip, where[k], row.parts), kinds[k], norm) for k in chosen]
+        return preprocess.stack(spec, steps)[0]
+
     def arrays(self, i: int, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
         """Item ``i`` as float32 numpy arrays keyed by input name (the inputs of :meth:`item`)."""
         return self.item(i, rng)[0]
