@@ -225,10 +225,14 @@ class Augmenter:
             crop = (float(rng.uniform(0, 1 - side)), float(rng.uniform(0, 1 - side)), side, side)
         out = {}
         for spec in specs:
-            out[spec.name] = self._apply_one(np.asarray(arrays[spec.name], np.float32), spec, flips, crop, rng)
+            out[spec.name] = self.transform(np.asarray(arrays[spec.name], np.float32), spec, flips, crop, rng)
         return out, label
 
-    def _apply_one(self, x: np.ndarray, spec: InputSpec, flips: list[str], crop, rng) -> np.ndarray:
+    def transform(self, x: np.ndarray, spec: InputSpec, flips: list[str], crop, rng) -> np.ndarray:
+        """One input ``x`` (the layout of ``spec``) cropped (``crop``: top, left, height, width as
+        fractions, or ``preprocess.FULL``) and resized back, flipped (``flips``: "hflip", "vflip"), with motion
+        components scaled and negated to match, then noise and dropout as the options say (``rng``).
+        Shared by training and the test protocols' views (``training.protocols``)."""
         s = self.options
         groups = CHANNEL_GROUPS.get(spec.modality)
         if groups is None:  # a modality added to edgekit.modality without saying what its channels are

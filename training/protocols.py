@@ -333,7 +333,7 @@ class ClipViews:
                     if view.crop == preprocess.FULL and not view.hflip:
                         out.append(base)
                     else:  # training.augment's crop and flip (no draw: noise and dropout are off)
-                        out.append(self._geometry._apply_one(base, spec, ["hflip"] if view.hflip else [],
+                        out.append(self._geometry.transform(base, spec, ["hflip"] if view.hflip else [],
                                                              view.crop, None))
             by_input[spec.name] = np.stack(out)
         return by_input
