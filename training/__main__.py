@@ -17,7 +17,8 @@ EXAMPLES = """examples:
   python -m training synth --preset small --out data/synth-small
   python -m training train --config training/configs/edge-mvr.toml
   python -m training eval --checkpoint runs/edge-mvr/best.json
-  python -m training models --json"""
+  python -m training models --json
+  torchrun --standalone --nproc_per_node 2 -m training train --config edge-mvr   # data-parallel: 2 GPUs/processes"""
 
 
 def main(argv: list[str] | None = None) -> int:

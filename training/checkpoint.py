@@ -40,9 +40,13 @@ def save_checkpoint(stem: str | Path, model: torch.nn.Module, meta: dict,
                     extras: Mapping[str, tuple[torch.nn.Module, torch.optim.Optimizer | None]] | None = None) -> Path:
     """Write ``stem.safetensors`` + ``stem.json``; returns the JSON path. ``extras``: training-only
     modules by name with their optimizers (DMC-Net's discriminator), stored as ``extra.<name>.*``
-    and ``extra_optim.<name>.*`` tensors, read back by :func:`load_extras`."""
+    and ``extra_optim.<name>.*`` tensors, read back by :func:`load_extras`. A model wrapped in
+    DistributedDataParallel is stored as the model it wraps (no ``module.`` prefix), so a
+    data-parallel run's checkpoint loads in one process as any other."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(model, torch.nn.parallel.DistributedDataParallel):  # the bare model: no "module." prefix
+        model = model.module
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = dict(meta)
     if optimizer is not None:

@@ -20,6 +20,13 @@ it from ``last`` (refused if the config differs, unless ``--force-resume``) or `
 start a fresh run there (the old files are replaced as the new run writes its own; nothing is
 deleted beforehand).
 
+Under torchrun the same command trains with DistributedDataParallel, one process per GPU (nccl) or
+CPU share (gloo): ``train.batch_size`` stays the global batch (each of N processes takes 1/N of it,
+so the schedule and the learning rate do not change), the training split is shuffled and divided
+by a DistributedSampler, validation top-1 is summed over the processes (the value one process would
+get), rank 0 alone writes checkpoints, metrics and logs, and the checkpoint loads in one process as
+any other. The cache is built in parts by the processes (``training.distributed``).
+
 examples:
   python -m training train --config training/configs/edge-mvr.toml
   python -m training train --config edge-mvr                          # the same bundled config, by name
@@ -27,6 +34,7 @@ examples:
   python -m training train --config training/configs/edge-mvr.toml --resume
   python -m training train --config training/configs/edge-mvr.toml --overwrite --no-progress > train.log
   python -m training train --config dmc-full --set stage.init_from=runs/dmc-mse/best.json
+  torchrun --standalone --nproc_per_node 4 -m training train --config edge-mvr       # 4 GPUs (or CPU processes)
 """
 
 from __future__ import annotations
@@ -45,20 +53,24 @@ import numpy as np
 from edgekit._fileio import atomic_write
 from edgekit.errors import ConfigError
 from training.config import TrainConfig, differences, load_config
+from training.distributed import SINGLE, Distributed
 
-__all__ = ["TrainConfig", "add_arguments", "evaluate_loader", "load_config", "make_loader", "run", "train"]
+__all__ = ["TrainConfig", "accuracy", "add_arguments", "evaluate_loader", "load_config", "make_loader", "run", "train"]
 
 RUN_FILES = ("metrics.jsonl", "last.json")  # what makes a folder hold a previous run
 # keys that do not change what a run learns: a resumed run may change them freely
 RESUME_FREE_KEYS = ("data.workers", "train.threads", "train.device", "train.out")
 
 
-def resolve_device(name: str):
+def resolve_device(name: str, place: Distributed = SINGLE):
+    """The torch device of ``train.device`` ("auto": CUDA when present). In a data-parallel run
+    each process takes the GPU of its local rank, whatever CUDA index the config names."""
     import torch
 
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else torch.device(name)
+    if place.active and device.type == "cuda":
+        return torch.device("cuda", place.local_rank)
+    return device
 
 
 def seed_everything(seed: int) -> None:
@@ -69,13 +81,16 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def ensure_cache(cfg: TrainConfig, specs, progress: bool = True, rgb: bool = False) -> Path:
+def ensure_cache(cfg: TrainConfig, specs, progress: bool = True, rgb: bool = False,
+                 place: Distributed = SINGLE) -> Path:
     """Build, resume or find the cache of ``cfg.data.dataset`` holding the inputs ``specs`` need
     (and the decoded RGB of every frame if ``rgb``); returns its folder. Teacher flow is stored in
     the motion vectors' layout: accumulated to the I-frame for accumulated inputs, frame to frame
-    otherwise. Raises ConfigError for a missing dataset or inputs the cache cannot hold."""
-    from training.cache import CacheSpec, build_cache
+    otherwise. In a data-parallel run (``place``) the processes build its shards in parts.
+    Raises ConfigError for a missing dataset or inputs the cache cannot hold."""
+    from training.cache import CacheSpec
     from training.cache.build import flow_layout_for
+    from training.distributed import build_cache_in_parts
 
     sizes = {s.size for s in specs}
     reps = {s.representation for s in specs}
@@ -86,13 +101,19 @@ def ensure_cache(cfg: TrainConfig, specs, progress: bool = True, rgb: bool = Fal
         raise ConfigError(f"the cache stores square inputs; the model wants {h}x{w}")
     spec = CacheSpec(representation=rep, size=h, flow=cfg.data.flow, flow_layout=flow_layout_for(rep, cfg.data.flow),
                      rgb=rgb)
-    return build_cache(cfg.data.dataset, cfg.data.cache, spec, workers=cfg.data.workers, progress=progress)
+    return build_cache_in_parts(place, cfg.data.dataset, cfg.data.cache, spec, workers=cfg.data.workers,
+                                progress=progress)
 
 
-def make_loader(dataset, batch_size: int, shuffle: bool, seed: int, workers: int):
+def make_loader(dataset, batch_size: int, shuffle: bool, seed: int, workers: int, sampler=None):
+    """A DataLoader of ``dataset``; ``sampler`` (a data-parallel run's share of the items) replaces
+    the loader's own order, ``shuffle`` and ``seed`` then do nothing."""
     import torch
     from torch.utils.data import DataLoader
 
+    if sampler is not None:
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, drop_last=False,
+                          persistent_workers=False)
     g = torch.Generator()
     g.manual_seed(seed)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=g, num_workers=workers,
@@ -101,7 +122,11 @@ def make_loader(dataset, batch_size: int, shuffle: bool, seed: int, workers: int
 
 def evaluate_loader(model, loader, device, input_names, autocast, feeds=None) -> dict:
     """Top-1/top-5 and predictions of ``model`` over ``loader`` (test-mode sampling). ``feeds``:
-    input name -> the batch key that feeds it, where they differ (an RGB-fed teacher's ``gop_clip``)."""
+    input name -> the batch key that feeds it, where they differ (an RGB-fed teacher's ``gop_clip``).
+
+    Returns ``top1``/``top5`` (float32 means of the hits, as :func:`accuracy`; 0 for no clips), the
+    counts ``correct1``, ``correct5``, ``count`` (ints, for sums over processes), ``logits`` (N, K)
+    float32 and ``labels`` (N,) int64."""
     import torch
 
     feeds = feeds or {}
@@ -114,12 +139,29 @@ def evaluate_loader(model, loader, device, input_names, autocast, feeds=None) ->
                 logits = model(**inputs).float()
             logits_all.append(logits.cpu())
             labels.append(batch["label"])
+    if not logits_all:  # a process whose share of a small split is empty
+        return {"top1": 0.0, "top5": 0.0, "correct1": 0, "correct5": 0, "count": 0,
+                "logits": torch.zeros(0, 0), "labels": torch.zeros(0, dtype=torch.int64)}
     logits = torch.cat(logits_all)
     labels = torch.cat(labels)
     k = min(5, logits.shape[1])
     topk = logits.topk(k, dim=1).indices
-    return {"top1": float((topk[:, 0] == labels).float().mean()),
-            "top5": float((topk == labels[:, None]).any(1).float().mean()), "logits": logits, "labels": labels}
+    hits1, hits5 = topk[:, 0] == labels, (topk == labels[:, None]).any(1)
+    return {"top1": float(hits1.float().mean()), "top5": float(hits5.float().mean()), "correct1": int(hits1.sum()),
+            "correct5": int(hits5.sum()), "count": len(labels), "logits": logits, "labels": labels}
+
+
+def accuracy(correct: int, count: int) -> float:
+    """``correct / count`` exactly as :func:`evaluate_loader` reports it, the float32 mean of
+    ``count`` hits of which ``correct`` are 1 (a sum of ones is exact in any order), so accuracy
+    summed over processes equals the single-process value to the last bit; 0.0 for no clips."""
+    import torch
+
+    if count == 0:
+        return 0.0
+    hits = torch.zeros(count, dtype=torch.float32)
+    hits[:correct] = 1
+    return float(hits.mean())
 
 
 def check_output_folder(out: Path, resume: bool, overwrite: bool) -> None:
@@ -164,19 +206,36 @@ def _read_metrics(path: Path, last_epoch: int, last_record: dict | None) -> list
 
 def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, force_resume: bool = False,
           progress: bool = True, log: Callable[[str], None] | None = print) -> dict:
-    """Run the training described by ``cfg``; returns the summary (out, epochs, best_val_top1, last).
+    """Run the training described by ``cfg``; returns the summary (out, cache, epochs,
+    best_val_top1, last, processes).
 
     ``resume`` continues ``cfg.train.out/last``; it is refused if the checkpoint's config or dataset
     content differs from ``cfg``'s, unless ``force_resume``. ``overwrite`` starts a fresh run in a
     folder that holds one. ``progress`` shows progress bars; ``log`` gets one line per epoch.
-    Raises ConfigError for a bad config, a missing dataset, or an output folder that holds a run
-    when neither ``resume`` nor ``overwrite`` is given.
+    Launched by torchrun, this process joins the data-parallel run (``training.distributed``); only
+    rank 0 shows progress, logs and writes files, and every process returns the same summary.
+    Raises ConfigError for a bad config, a missing dataset, an output folder that holds a run when
+    neither ``resume`` nor ``overwrite`` is given, or a batch size the processes cannot share.
     """
+    from training.distributed import launch_environment, process_group
+
+    device_type = resolve_device(cfg.train.device, launch_environment()).type
+    with process_group(device_type) as place:
+        if not place.is_main:
+            progress, log = False, None
+        return _train(cfg, place, resume=resume, overwrite=overwrite, force_resume=force_resume,
+                      progress=progress, log=log)
+
+
+def _train(cfg: TrainConfig, place: Distributed, *, resume: bool, overwrite: bool, force_resume: bool,
+           progress: bool, log: Callable[[str], None] | None) -> dict:
+    """The body of :func:`train`, as process ``place`` of the run."""
     import contextlib
 
     import torch
     from tqdm import tqdm
 
+    from training import distributed
     from training.cache import CachedClips, Companion
     from training.checkpoint import init_from_checkpoint, load_checkpoint, load_extras, save_checkpoint
     from training.models import build_model, model_input_specs
@@ -212,16 +271,18 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, fo
             and cfg.data.flow == "none":
         raise ConfigError(f"objective {cfg.objective.name!r} with model {name!r} reads teacher flow: set data.flow "
                           "to gt (synthetic data), tvl1, farneback or dis")
-    cache = ensure_cache(cfg, specs, progress, rgb=any(c.part == "rgb" for c in companions))
+    bs = distributed.per_process_batch(t_cfg.batch_size, place)  # checked before the cache is built
+    cache = ensure_cache(cfg, specs, progress, rgb=any(c.part == "rgb" for c in companions), place=place)
     if resumed is not None and Path(resumed[0].get("cache", cache)).name != cache.name and not force_resume:
         raise ConfigError(f"--resume: the dataset changed since {out / 'last.json'} was written (its cache "
                           f"{resumed[0]['cache']}, now {cache}); pass --force-resume to continue on the new data")
 
-    out.mkdir(parents=True, exist_ok=True)
-    seed_everything(t_cfg.seed)
+    if place.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    seed_everything(t_cfg.seed)  # the same on every process: the same initial weights
     if t_cfg.threads:
         torch.set_num_threads(t_cfg.threads)
-    device = resolve_device(t_cfg.device)
+    device = resolve_device(t_cfg.device, place)
     train_ds = CachedClips.for_specs(cache, "train", specs, seed=t_cfg.seed, augment=cfg.augment,  # train-only
                                      companions=companions)
     try:
@@ -244,9 +305,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, fo
     if teacher_model is not None:
         teachers[TEACHER_KEY] = stages.make_teacher(teacher_model.to(device), teacher_feeds, teacher_classes,
                                                     classes, stage.teacher)
-    bs = t_cfg.batch_size
     workers = cfg.data.workers
-    val_loader = make_loader(val_ds, bs, False, 0, workers)
+    val_sampler = distributed.ShardSampler(len(val_ds), place) if place.active else None
+    val_loader = make_loader(val_ds, bs, False, 0, workers, sampler=val_sampler)
     groups = stages.parameter_groups(model, [*stage.lr_mult.items(), *needs.lr_mult], t_cfg.lr,
                                      config_patterns=list(stage.lr_mult))
 
@@ -263,8 +324,15 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, fo
         discriminator.to(device)
         d_mult = objective.discriminator_lr_mult
         d_optimizer = make_optimizer([{"params": list(discriminator.parameters()), "lr": t_cfg.lr * d_mult}])
+    train_sampler = None
+    if place.active:
+        from torch.utils.data.distributed import DistributedSampler
+
+        # every process takes the same number of steps (the last round is padded with repeated clips)
+        train_sampler = DistributedSampler(train_ds, num_replicas=place.world_size, rank=place.rank, shuffle=True,
+                                           seed=t_cfg.seed, drop_last=False)
     epochs = t_cfg.epochs
-    steps_per_epoch = math.ceil(len(train_ds) / bs)
+    steps_per_epoch = math.ceil((len(train_sampler) if train_sampler is not None else len(train_ds)) / bs)
     if t_cfg.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, t_cfg.max_steps_per_epoch)
     total_steps = max(epochs * steps_per_epoch, 1)
@@ -281,9 +349,12 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, fo
     meta_base = {"model": name, "model_cfg": model_kwargs, "classes": classes,
                  "input_specs": [s.to_dict() for s in specs], "config": cfg.to_dict(), "cache": str(cache),
                  "cache_spec": train_ds.spec}
+    if place.active:
+        meta_base["processes"] = place.world_size
     log_path = out / "metrics.jsonl"
     records: list[dict] = []
-    summary = {"out": str(out), "cache": str(cache), "epochs": 0, "best_val_top1": best, "last": None}
+    summary = {"out": str(out), "cache": str(cache), "epochs": 0, "best_val_top1": best, "last": None,
+               "processes": place.world_size}
     if resumed is not None:
         meta, state, optim_state = resumed
         model.load_state_dict(state)
@@ -307,10 +378,17 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, fo
 
     input_names = [s.name for s in specs]
     extras = {"discriminator": (discriminator, d_optimizer)} if discriminator is not None else None
+    # the objective's calls, through DistributedDataParallel when there are several processes
+    steps = distributed.objective_steps(place, model, objective, teachers, device)
+    if place.active:
+        torch.manual_seed(t_cfg.seed + place.rank)  # the same weights everywhere, each its own dropout draws
+    reduce_device = device if place.backend == "nccl" else None
     for epoch in range(start_epoch, epochs):
         t0 = time.perf_counter()
         train_ds.set_epoch(epoch)
-        loader = make_loader(train_ds, bs, True, t_cfg.seed * 1000 + epoch, workers)
+        if train_sampler is not None:
+            train_sampler.set_epoch(epoch)
+        loader = make_loader(train_ds, bs, True, t_cfg.seed * 1000 + epoch, workers, sampler=train_sampler)
         model.train()
         for norm in frozen_norms:  # frozen layers keep their running statistics
             norm.eval()
@@ -329,14 +407,14 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, fo
                 terms = {}
                 if discriminator is not None:  # D's step, the generator fixed (DMC-Net Sec. 3.3.2)
                     with autocast():
-                        judged = objective.discriminator_step(model, batch)
+                        judged = steps.discriminator(batch)
                     d_optimizer.zero_grad(set_to_none=True)
                     judged.loss.backward()
                     d_optimizer.step()
                     d_scheduler.step()
                     terms.update(judged.terms)
                 with autocast():
-                    loss, model_terms, logits = objective(model, batch, teachers)
+                    loss, model_terms, logits = steps.generator(batch)
                 terms.update(model_terms)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -352,20 +430,35 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, fo
                 seen += len(labels)
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
                 bar.update()
+        if place.active:  # the sums of every process, and every process evaluates rank 0's model
+            terms_order = sorted(term_sums)
+            loss_sum, correct, seen, *term_totals = distributed.all_reduce_sums(
+                place, [loss_sum, correct, seen, *(term_sums[t] for t in terms_order)], reduce_device)
+            term_sums = dict(zip(terms_order, term_totals))
+            distributed.broadcast_buffers(place, model)
         val = evaluate_loader(model, val_loader, device, input_names, autocast, input_feeds)
+        val_correct1, val_correct5, val_count = distributed.all_reduce_sums(
+            place, [val["correct1"], val["correct5"], val["count"]], reduce_device)
+        if place.active:
+            val_top1 = accuracy(int(val_correct1), int(val_count))
+            val_top5 = accuracy(int(val_correct5), int(val_count))
+        else:  # one process: the loader's own values, bit for bit as before
+            val_top1, val_top5 = val["top1"], val["top5"]
         record = {"epoch": epoch + 1, "step": step, "train_loss": loss_sum / max(seen, 1),
-                  "train_top1": correct / max(seen, 1), "val_top1": val["top1"], "val_top5": val["top5"],
+                  "train_top1": correct / max(seen, 1), "val_top1": val_top1, "val_top5": val_top5,
                   "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.perf_counter() - t0, 2),
                   **{f"loss_{term}": total / max(seen, 1) for term, total in term_sums.items()}}
-        is_best = val["top1"] > best
-        best = max(best, val["top1"])
+        is_best = val_top1 > best
+        best = max(best, val_top1)
         meta = {**meta_base, "epoch": epoch, "step": step, "metrics": record, "best_top1": best}
-        # best, then last, then metrics: whatever a crash interrupts, resuming from last redoes the rest
-        if is_best:
-            save_checkpoint(out / "best", model, meta)
-        save_checkpoint(out / "last", model, meta, optimizer, extras=extras)
         records.append(record)
-        atomic_write(log_path, "".join(json.dumps(r) + "\n" for r in records))
+        if place.is_main:  # the model itself, not its DDP wrapper: no "module." prefix
+            # best, then last, then metrics: whatever a crash interrupts, resuming from last redoes the rest
+            if is_best:
+                save_checkpoint(out / "best", model, meta)
+            save_checkpoint(out / "last", model, meta, optimizer, extras=extras)
+            atomic_write(log_path, "".join(json.dumps(r) + "\n" for r in records))
+        distributed.barrier(place)  # the others wait until rank 0 has written the epoch
         if log is not None:
             log(f"epoch {epoch + 1}/{epochs}: loss {record['train_loss']:.3f} train {record['train_top1']:.3f} "
                 f"val {record['val_top1']:.3f} ({record['seconds']:.0f} s)")
@@ -406,10 +499,13 @@ def run(args) -> int:
     else:
         def log(line: str) -> None:
             print(line, flush=True)
-    if args.config is None:
+    from training.distributed import launch_environment
+
+    is_main = launch_environment().is_main  # under torchrun, rank 0 alone prints
+    if args.config is None and is_main:
         log(_defaults_line(cfg, bool(args.set)))
     summary = train(cfg, resume=args.resume or args.force_resume, overwrite=args.overwrite,
                     force_resume=args.force_resume, progress=not (args.json or args.no_progress), log=log)
-    if args.json:
+    if args.json and is_main:
         print(json.dumps(summary))
     return 0

@@ -89,8 +89,10 @@ def run_command(parser: argparse.ArgumentParser, argv: list[str] | None = None) 
 
 
 def _user_error(parser: argparse.ArgumentParser, message: str) -> int:
-    """Print ``message`` as one line (a path may hold a newline) and return exit code 2."""
-    print(f"{parser.prog}: error: {' '.join(message.split()) or 'failed'}", file=sys.stderr)
+    """Print ``message`` as one line (a path may hold a newline) and return exit code 2. Under torchrun
+    only the first process prints: every process meets the same bad input, the user needs one line."""
+    if os.environ.get("WORLD_SIZE") is None or os.environ.get("RANK", "0") == "0":
+        print(f"{parser.prog}: error: {' '.join(message.split()) or 'failed'}", file=sys.stderr)
     return 2
 
 

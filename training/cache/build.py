@@ -22,6 +22,13 @@ served for data it was not built from. An interrupted build of the same data res
 
 Every file is written atomically (``edgekit._fileio``: temp name, fsync, rename). Read a cache
 through ``training.cache.index`` (``load_index``, ``is_complete``, ``cache_statistics``).
+
+A cache too big for one machine is built in parts (:class:`CachePart`): part ``r`` of ``N``
+extracts the shards ``i`` with ``i % N == r``, into the same folder (a shared file system) or into
+folders copied together afterwards. A shard's content depends only on its clips and the spec, so
+the parts together are byte for byte the cache one process builds, and the cache is complete once
+every shard's JSON is there. ``torchrun ... -m training cache`` splits the shards over its
+processes (``training.distributed.build_cache_in_parts``); ``--shard r/N`` runs one part.
 """
 
 from __future__ import annotations
@@ -85,6 +92,35 @@ class CacheSpec:
     def key(self) -> str:
         """A hash of the spec alone (the cache folder's name also covers the dataset: :func:`cache_key`)."""
         return hashlib.sha256(json.dumps(self.key_fields(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class CachePart:
+    """The shards one builder extracts: shard ``i`` when ``i % count == index`` (the default, 0 of
+    1, is every shard). Raises ConfigError unless ``0 <= index < count``."""
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self):
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise ConfigError(f"a cache part is r/N with 0 <= r < N, got {self.index}/{self.count}; "
+                              "e.g. --shard 0/4 ... --shard 3/4 on four machines")
+
+    @classmethod
+    def parse(cls, text: str) -> "CachePart":
+        """``"r/N"`` (``"2/8"``: the third of eight parts). Raises ConfigError for anything else."""
+        index, sep, count = text.partition("/")
+        try:
+            if not sep:
+                raise ValueError(text)
+            index_n, count_n = int(index), int(count)
+        except ValueError:
+            raise ConfigError(f"--shard expects r/N, part r of N counted from 0 (e.g. 0/4), got {text!r}") from None
+        return cls(index_n, count_n)
+
+    def owns(self, shard: int) -> bool:
+        return shard % self.count == self.index
 
 
 def flow_layout_for(representation: str, flow: str) -> str:
@@ -289,13 +325,16 @@ def _build_shard(args) -> tuple[int, int, list[str]]:
 
 def build_cache(dataset_root: str | Path, out: str | Path, spec: CacheSpec, *, splits=("train", "val", "test"),
                 layout: str = "auto", workers: int | None = None, shard_clips: int = 16,
-                progress: bool | None = None) -> Path:
+                progress: bool | None = None, part: CachePart = CachePart(), write_meta: bool = True) -> Path:
     """Build (or resume, or just find) the cache of ``splits`` of the dataset at ``dataset_root``.
 
     Returns the cache folder ``out/<cache_key(spec, dataset fingerprint)>``; a complete one is
     returned as it is. Clips that cannot be read are skipped and listed in their shard's JSON under
-    "failures". Raises ConfigError for a missing or empty dataset folder (or SourceError from the
-    dataset reader), and if the folder was started with another ``shard_clips``.
+    "failures". ``part``: extract only that part's shards (the folder is complete once every part
+    has run; check with ``is_complete``). ``write_meta``: write ``spec.json`` if it is missing
+    (False for all but one of several processes building one folder at once). Raises ConfigError
+    for a missing or empty dataset folder (or SourceError from the dataset reader), and if the
+    folder was started with another ``shard_clips``.
     """
     from tqdm import tqdm
 
@@ -312,16 +351,17 @@ def build_cache(dataset_root: str | Path, out: str | Path, spec: CacheSpec, *, s
     if old is not None and is_complete(folder):
         return folder
     folder.mkdir(parents=True, exist_ok=True)
-    if old is None:
+    if old is None and write_meta:
         meta = {"spec": asdict(spec), "key": key, "spec_key": spec.key(), "classes": classes, "dataset": str(root),
                 "dataset_fingerprint": fingerprint, "splits": list(splits), "shard_clips": shard_clips,
                 "clips": len(clips)}
         atomic_write(folder / "spec.json", json.dumps(meta, indent=1))
     shards = [clips[i:i + shard_clips] for i in range(0, len(clips), shard_clips)]
-    todo = [(str(folder), i, s, asdict(spec)) for i, s in enumerate(shards)
-            if not (folder / f"shard-{i:05d}.json").exists()]
+    mine = [(i, s) for i, s in enumerate(shards) if part.owns(i)]
+    todo = [(str(folder), i, s, asdict(spec)) for i, s in mine if not (folder / f"shard-{i:05d}.json").exists()]
     workers = workers or os.cpu_count() or 1
-    with tqdm(total=len(clips), initial=len(clips) - sum(len(t[2]) for t in todo), unit="clip",
+    total = sum(len(s) for _, s in mine)
+    with tqdm(total=total, initial=total - sum(len(t[2]) for t in todo), unit="clip",
               desc="cache", disable=progress is False) as bar:
         if workers <= 1:
             for t in todo:

@@ -9,11 +9,21 @@ labels, splits, and each video's size and modification time): change a setting, 
 dataset or edit a video and a new cache is built beside the old one; the same data finds its cache
 again, and an interrupted build resumes where it stopped.
 
+A dataset too big for one machine is extracted by many: under torchrun each process builds every
+N-th shard and rank 0 writes the index (spec.json); on machines without torchrun, ``--shard r/N``
+builds part r of N. Point every part at the same --out on a shared file system (or copy the
+OUT/<key>/ folders together, e.g. rsync -a) and the result is byte for byte the cache one process
+builds. The dataset must be at the same path with the same files (size, modification time) on
+every machine, as it is part of the key; a run without --shard then finds the cache complete (or
+builds the shards still missing).
+
 examples:
   python -m training cache data/synth-small --out data/cache
   python -m training cache data/synth-small --out data/cache --representation frame --size 96
   python -m training cache data/synth-small --out data/cache --flow gt          # synthetic ground truth
   python -m training cache ~/UCF-101 --out data/ucf-cache --flow tvl1 --workers 8
+  torchrun --standalone --nproc_per_node 4 -m training cache ~/kinetics --out data/k400-cache --workers 4
+  python -m training cache /shared/kinetics --out /shared/cache --shard 0/8 --json     # machine 0 of 8
 """
 
 from __future__ import annotations
@@ -21,8 +31,10 @@ from __future__ import annotations
 import json
 import time
 
-from training.cache.build import FLOW_LAYOUTS, FLOW_SOURCES, CacheSpec, build_cache, flow_layout_for
-from training.cache.index import cache_statistics
+from edgekit.errors import ConfigError
+from training.cache.build import FLOW_LAYOUTS, FLOW_SOURCES, CachePart, CacheSpec, build_cache, flow_layout_for
+from training.cache.index import cache_statistics, is_complete
+from training.distributed import build_cache_in_parts, launch_environment, process_group
 
 
 def add_arguments(p) -> None:
@@ -40,6 +52,9 @@ def add_arguments(p) -> None:
     p.add_argument("--splits", default="train,val,test", help="comma-separated splits (default train,val,test)")
     p.add_argument("--layout", default="auto", choices=["auto", "ucf101", "hmdb51", "kinetics", "folder"])
     p.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
+    p.add_argument("--shard", metavar="R/N", default=None,
+                   help="build only part R of N (shards i with i %% N == R), e.g. 0/4 on the first of four "
+                        "machines; under torchrun the processes split the shards without it")
     p.add_argument("--json", action="store_true", help="print one JSON object when done")
 
 
@@ -47,19 +62,35 @@ def run(args) -> int:
     layout = flow_layout_for(args.representation, args.flow) if args.flow_layout == "auto" else args.flow_layout
     spec = CacheSpec(representation=args.representation, size=args.size, flow=args.flow, max_frames=args.max_frames,
                      trace=args.trace, flow_layout=layout, rgb=args.rgb)
+    part = CachePart.parse(args.shard) if args.shard else CachePart()
+    options = {"splits": tuple(args.splits.split(",")), "layout": args.layout, "workers": args.workers}
     t0 = time.perf_counter()
-    folder = build_cache(args.dataset, args.out, spec, splits=tuple(args.splits.split(",")), layout=args.layout,
-                         workers=args.workers, progress=False if args.json else None)
+    if launch_environment().active:
+        if args.shard:
+            raise ConfigError("--shard splits the work over separate runs; under torchrun the processes split "
+                              "it already: drop --shard, or run without torchrun")
+        with process_group("cpu") as place:
+            folder = build_cache_in_parts(place, args.dataset, args.out, spec,
+                                          progress=False if args.json or not place.is_main else None, **options)
+            if not place.is_main:
+                return 0
+            part = CachePart(0, 1)  # every part is built: report the whole cache
+    else:
+        folder = build_cache(args.dataset, args.out, spec, part=part, progress=False if args.json else None,
+                             **options)
     seconds = time.perf_counter() - t0
     stats = cache_statistics(folder)
     size_mb = stats.size_bytes / 2**20
+    complete = is_complete(folder)
     out = {"cache": str(folder), "key": folder.name, "clips": stats.total_clips, "frames": stats.total_frames,
            "clips_per_split": dict(stats.clips), "failures": list(stats.failures), "seconds": round(seconds, 2),
-           "size_mb": round(size_mb, 1)}
+           "size_mb": round(size_mb, 1), "part": f"{part.index}/{part.count}", "complete": complete}
     if args.json:
         print(json.dumps(out))
     else:
-        print(f"cache {folder}: {stats.total_clips} clips, {stats.total_frames} frames, {size_mb:.1f} MB, "
+        state = "" if complete else f" so far (part {part.index}/{part.count} done; the cache is complete " \
+                                    "once every part has run)"
+        print(f"cache {folder}: {stats.total_clips} clips, {stats.total_frames} frames, {size_mb:.1f} MB{state}, "
               f"{seconds:.1f} s")
         for f in stats.failures:
             print(f"  skipped {f}")
