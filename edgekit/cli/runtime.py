@@ -71,7 +71,7 @@ TRANSCODE_CODECS = ("mpeg4", "h264")
 
 
 def add_commands(subparsers) -> None:
-    add_command(subparsers, "recognize", "Recognize actions in a video from its compressed-domain side data.",
+    add_command(subparsers, "recognize", "Recognize motion events in a video from its compressed-domain side data.",
                 RECOGNIZE_EXAMPLES, add_arguments=_recognize_arguments).set_defaults(run=recognize)
     add_command(subparsers, "demo", "Run the default model on the bundled sample clip: per-window predictions "
                 "and latency.", DEMO_EXAMPLES, add_arguments=_demo_arguments).set_defaults(run=demo)
@@ -284,7 +284,7 @@ def demo(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({**prediction.to_dict(), "package": str(recognizer.package.path), "truth": truth}))
         return 0
-    print(f"edgekit demo: {recognizer!r}; sample clip of {len(truth)} actions")
+    print(f"edgekit demo: {recognizer!r}; sample clip of {len(truth)} motion events")
     print("  truth: " + ", ".join(f"{t['start_s']:.1f}-{t['end_s']:.1f} s {t['label']}" for t in truth))
     _print_prediction(prediction, "prediction")
     return 0
