@@ -52,6 +52,8 @@ COMMANDS = {
                               "List the model zoo: inputs, parameters, GFLOPs, ONNX export check."),
     "assets": TrainingCommand("training.assets", "python -m training assets",
                               "Build the bundled default package and demo clip."),
+    "reproduce": TrainingCommand("training.reproduce", "python -m training reproduce",
+                                 "Train and measure the seed papers' comparisons in one command (table + orderings)."),
 }
 
 

@@ -50,8 +50,9 @@ class CoViAR(nn.Module):
 
 @register_model("coviar-i-r18", summary="CoViAR I-stream, ResNet-18 on I-frames", paper="CoViAR",
                 inputs=segment_inputs("iframe"))
-def coviar_i_r18(num_classes: int, segments: int = 3, size: int = 224, dropout: float = 0.5) -> nn.Module:
-    return stream_classifier("iframe", num_classes, segments, size, backbone="resnet18", dropout=dropout)
+def coviar_i_r18(num_classes: int, segments: int = 3, size: int = 224, dropout: float = 0.5,
+                 width: int = 64) -> nn.Module:
+    return stream_classifier("iframe", num_classes, segments, size, backbone="resnet18", width=width, dropout=dropout)
 
 
 @register_model("coviar-i-r50", summary="CoViAR I-stream, ResNet-50 on I-frames", paper="CoViAR",
@@ -62,14 +63,16 @@ def coviar_i_r50(num_classes: int, segments: int = 3, size: int = 224, dropout: 
 
 @register_model("coviar-mv-r18", summary="CoViAR MV-stream, ResNet-18 on 2-ch motion vectors", paper="CoViAR",
                 inputs=segment_inputs("mv"))
-def coviar_mv_r18(num_classes: int, segments: int = 3, size: int = 224, dropout: float = 0.5) -> nn.Module:
-    return stream_classifier("mv", num_classes, segments, size, backbone="resnet18", dropout=dropout)
+def coviar_mv_r18(num_classes: int, segments: int = 3, size: int = 224, dropout: float = 0.5,
+                  width: int = 64) -> nn.Module:
+    return stream_classifier("mv", num_classes, segments, size, backbone="resnet18", width=width, dropout=dropout)
 
 
 @register_model("coviar-r-r18", summary="CoViAR R-stream, ResNet-18 on residuals", paper="CoViAR",
                 inputs=segment_inputs("residual"))
-def coviar_r_r18(num_classes: int, segments: int = 3, size: int = 224, dropout: float = 0.5) -> nn.Module:
-    return stream_classifier("residual", num_classes, segments, size, backbone="resnet18", dropout=dropout)
+def coviar_r_r18(num_classes: int, segments: int = 3, size: int = 224, dropout: float = 0.5,
+                 width: int = 64) -> nn.Module:
+    return stream_classifier("residual", num_classes, segments, size, backbone="resnet18", width=width, dropout=dropout)
 
 
 @register_model("coviar", summary="CoViAR I(R50)+MV(R18)+R(R18), late fusion 2:1:1", paper="CoViAR",
