@@ -273,7 +273,9 @@ class Reproduction:
 def notes(checks: list[Check], rows: dict, test_clips: int, stages: dict, classes: int) -> list[str]:
     """What the numbers alone say about each ordering that does not hold: rows at chance level (and
     their stage's last training top-1), a gap within the sampling error of top-1 on ``test_clips``
-    clips, a fused row weighed down by a weak stream, an INT8 drop counted in clips."""
+    clips, a fused row weighed down by a weak stream, an INT8 drop counted in clips; and, for an
+    ordering that holds, the same caveats when its rows are at chance level or its gap is within the
+    sampling error (a "holds" that compares noise)."""
     out = []
     if not rows or test_clips == 0:
         return out
@@ -283,8 +285,9 @@ def notes(checks: list[Check], rows: dict, test_clips: int, stages: dict, classe
         return math.sqrt(max(p * (1 - p), 1e-9) / test_clips)
 
     for c in checks:
-        if c.status != "does not hold":
+        if c.status == "not run" or (c.status == "holds" and c.name == "int8-within-1"):
             continue
+        holds = c.status == "holds"
         involved = [r for r in c.rows if r in rows]
         said = []
         weak = [r for r in involved if rows[r]["top1_fp32"] < 2 * chance] if c.name != "int8-within-1" else []
@@ -305,7 +308,7 @@ def notes(checks: list[Check], rows: dict, test_clips: int, stages: dict, classe
                        "not learn within this budget")
             said.append(f"{scores} {'is' if len(ids) == 1 else 'are'} near chance level ({100 * chance:.1f} %): {why}, "
                         "so an ordering involving it compares noise")
-        if c.name.startswith("fused-") and rows[c.rows[0]].get("weights"):
+        if c.name.startswith("fused-") and rows[c.rows[0]].get("weights") and not holds:
             fused = rows[c.rows[0]]
             pairs = sorted(zip(fused["fuse"], fused["weights"]), key=lambda fw: rows[fw[0]]["top1_fp32"])
             low, w = pairs[0]
@@ -319,8 +322,10 @@ def notes(checks: list[Check], rows: dict, test_clips: int, stages: dict, classe
             a, b = rows[involved[0]]["top1_fp32"], max(rows[r]["top1_fp32"] for r in involved[1:])
             sd = 100 * math.sqrt(se(a) ** 2 + se(b) ** 2)
             gap = 100 * abs(a - b)
-            said.append(f"the gap, {gap:.1f} points ({round(gap * test_clips / 100)} clips), is "
-                        + (f"within two standard errors of a difference on {test_clips} clips ({2 * sd:.1f} points)"
-                           if gap <= 2 * sd else f"beyond two standard errors of a difference ({2 * sd:.1f} points)"))
-        out.append(f"{c.claim}: " + "; ".join(said) + ".")
+            if not holds or gap <= 2 * sd:
+                said.append(f"the gap, {gap:.1f} points ({round(gap * test_clips / 100)} clips), is "
+                            + (f"within two standard errors of a difference on {test_clips} clips ({2 * sd:.1f} points)"
+                               if gap <= 2 * sd else f"beyond two standard errors of a difference ({2 * sd:.1f} points)"))
+        if said:
+            out.append(f"{c.claim} ({c.status}): " + "; ".join(said) + ".")
     return out

@@ -125,7 +125,8 @@ def markdown(result: dict) -> str:
     for c in result["orderings"]:
         lines.append(f"- **{c['claim']}**: {c['status']}. {c['detail']}.")
     lines += ["", "Where an ordering does not hold, the numbers above are the result; nothing was tuned toward an "
-              "ordering. Reasons to weigh (from the numbers, not tested further here):", ""]
+              "ordering. Reasons to weigh, and caveats on orderings that hold only on noise (from the numbers, "
+              "not tested further here):", ""]
     lines += [f"- {note}" for note in result.get("notes", [])] or ["- (none recorded)"]
     lines += ["", "## What was reduced against the papers", ""]
     lines += [f"- {r}" for r in result["reductions"]]
