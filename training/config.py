@@ -317,8 +317,9 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 
 
 def bundled_configs() -> list[str]:
-    """Names of the configs shipped in ``training/configs`` (``edge-mvr``, ...)."""
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
+    """Names of the training configs shipped in ``training/configs`` (``edge-mvr``, ...); the
+    reproduction plans beside them (``reproduce-*.toml``, ``edgekit reproduce``) are not training configs."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.toml") if not p.stem.startswith("reproduce-"))
 
 
 def resolve_config_path(path: str | Path) -> Path:
