@@ -399,8 +399,8 @@ def profile(package=None, *, device: str | None = None, backend: str | None = No
     (:func:`layer_profile`, after the measured passes, on a separate session). ``per_window``: add
     ``per_window_ms``, every measured window's stage milliseconds in order (what the HTML report plots).
     ``compare="rgb-flow"``: add a ``compare`` section, the same source through the RGB + optical flow
-    pipeline a user would otherwise build, timed after the profile (:mod:`edgekit.compare`; needs the
-    ``train`` extra, one stream and a finite source).
+    pipeline a user would otherwise build, timed after the profile (:mod:`edgekit.compare`; the measuring
+    is :mod:`training.rgb_flow`, which needs the ``train`` extra; one stream and a finite source).
     Raises ConfigError for bad options, PackageError, SourceError and the Recognizer's errors, and
     MissingDependencyError for ``compare`` without the ``train`` extra."""
     from edgekit.recognizer import ASSETS, DEFAULT_PACKAGE

@@ -1,4 +1,5 @@
 """edgekit training: datasets, synthetic benchmark, flow teacher, models, losses, train/eval.
 
-Uses torch; the runtime package ``edgekit`` never imports anything from here.
+Uses torch. The runtime package ``edgekit`` imports from here only when a user asks for a training-side
+feature: the CLI's training commands, and ``edgekit profile --compare`` (:mod:`training.rgb_flow`).
 """
