@@ -58,7 +58,7 @@ def tiny_model(seed: int = 0):
     import warnings
 
     import torch
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import QuantFormat, QuantType
 
     net = _build_net(seed)
     buffer = io.BytesIO()
@@ -67,10 +67,20 @@ def tiny_model(seed: int = 0):
         torch.onnx.export(net, (torch.from_numpy(random_input(0)),), buffer, input_names=[INPUT_NAME],
                           output_names=["logits"], opset_version=17, do_constant_folding=True, dynamo=False)
     fp32 = buffer.getvalue()
+    int8 = quantize_bytes(fp32, first_seed=100, batches=4, quant_format=QuantFormat.QDQ,
+                          activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                          extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+    return net, fp32, int8
+
+
+def quantize_bytes(fp32: bytes, *, first_seed: int, batches: int, **options) -> bytes:
+    """``fp32`` quantized by ONNX Runtime's ``quantize_static`` (per channel, ``options`` as its
+    keywords), calibrated on ``batches`` random inputs seeded from ``first_seed``."""
+    from onnxruntime.quantization import CalibrationDataReader, quantize_static
 
     class Calibration(CalibrationDataReader):
         def __init__(self):
-            self.batches = iter([{INPUT_NAME: random_input(100 + i)} for i in range(4)])
+            self.batches = iter([{INPUT_NAME: random_input(first_seed + i)} for i in range(batches)])
 
         def get_next(self):
             return next(self.batches, None)
@@ -78,11 +88,8 @@ def tiny_model(seed: int = 0):
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         src.write_bytes(fp32)
-        quantize_static(str(src), str(dst), Calibration(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
-        int8 = dst.read_bytes()
-    return net, fp32, int8
+        quantize_static(str(src), str(dst), Calibration(), per_channel=True, **options)
+        return dst.read_bytes()
 
 
 def torch_logits(x: np.ndarray, seed: int = 0) -> np.ndarray:

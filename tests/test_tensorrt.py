@@ -24,7 +24,7 @@ from targets import list_profiles, load_profile
 from targets.profiles import request_warnings
 from targets.tensorrt import BuildConfig, EngineCache, EngineKey
 from targets.tensorrt_onnx import (SUPPORTED_OPS, check_for_tensorrt, fold_int32_dequantize, tensorrt_findings)
-from tests.onnx_models import INPUT_NAME, SHAPE, make_model_dir, random_input, tiny_model
+from tests.onnx_models import INPUT_NAME, SHAPE, make_model_dir, quantize_bytes, random_input, tiny_model
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -38,20 +38,7 @@ def run_ort(model: bytes, x: np.ndarray) -> np.ndarray:
 
 
 def _quantize(fp32: bytes, **options) -> bytes:
-    from onnxruntime.quantization import CalibrationDataReader, quantize_static
-
-    class Calibration(CalibrationDataReader):
-        def __init__(self):
-            self.batches = iter([{INPUT_NAME: random_input(200 + i)} for i in range(2)])
-
-        def get_next(self):
-            return next(self.batches, None)
-
-    with tempfile.TemporaryDirectory() as tmp:
-        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "q.onnx"
-        src.write_bytes(fp32)
-        quantize_static(str(src), str(dst), Calibration(), per_channel=True, **options)
-        return dst.read_bytes()
+    return quantize_bytes(fp32, first_seed=200, batches=2, **options)
 
 
 # ------------------------------------------------------------------------- the ONNX handed to TensorRT

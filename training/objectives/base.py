@@ -23,7 +23,7 @@ int64, the companions by name, and ``teacher.<input>`` for a teacher's inputs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
@@ -124,3 +124,18 @@ def check_same_shape(student: torch.Tensor, teacher: torch.Tensor, what: str) ->
     if student.shape != teacher.shape:
         raise ConfigError(f"the teacher's {what} {tuple(teacher.shape)} differ from the student's "
                           f"{tuple(student.shape)}; give the teacher the same width and input size")
+
+
+def per_stream_ce(model: nn.Module, streams: Mapping[str, torch.Tensor], label: torch.Tensor,
+                  label_smoothing: float, weight: Callable[[str], float] = lambda name: 1.0) -> ObjectiveResult:
+    """Each stream's logits supervised on its own: ``sum(weight(name) * CE(logits, label))``, a term per
+    stream (its unweighted CE), and the model's fused output (``model.fusion``) as the prediction (OFF's
+    levels, the cost volume's branches)."""
+    terms, loss = {}, None
+    for name, logits in streams.items():
+        ce = F.cross_entropy(logits.float(), label, label_smoothing=label_smoothing)
+        loss = weight(name) * ce if loss is None else loss + weight(name) * ce
+        terms[name] = value(ce)
+    with torch.no_grad():
+        fused = model.fusion(streams).float()
+    return ObjectiveResult(loss, terms, fused)

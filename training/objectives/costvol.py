@@ -14,10 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .base import ObjectiveNeeds, ObjectiveResult, Teacher, require, single_input, value
+from .base import ObjectiveNeeds, ObjectiveResult, Teacher, per_stream_ce, require, single_input
 from .registry import register_objective
 
 
@@ -33,14 +32,7 @@ class CostVolumeObjective:
                  teachers: Mapping[str, Teacher]) -> ObjectiveResult:
         require(model, "forward_streams", "costvol")
         streams = model.forward_streams(single_input(model, batch))
-        terms, loss = {}, None
-        for name, logits in streams.items():
-            ce = F.cross_entropy(logits.float(), batch["label"], label_smoothing=self.label_smoothing)
-            loss = ce if loss is None else loss + ce
-            terms[name] = value(ce)
-        with torch.no_grad():
-            fused = model.fusion(streams).float()
-        return ObjectiveResult(loss, terms, fused)
+        return per_stream_ce(model, streams, batch["label"], self.label_smoothing)
 
 
 @register_objective("costvol", summary="cost volume: CE per branch, per-branch learning rates, gradient clipping 20",

@@ -14,10 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .base import ObjectiveNeeds, ObjectiveResult, Teacher, require, single_input, value
+from .base import ObjectiveNeeds, ObjectiveResult, Teacher, per_stream_ce, require, single_input
 from .registry import register_objective
 
 
@@ -32,15 +31,8 @@ class OFFObjective:
                  teachers: Mapping[str, Teacher]) -> ObjectiveResult:
         require(model, "forward_streams", "off")
         streams = model.forward_streams(single_input(model, batch))
-        loss, terms = None, {}
-        for name, logits in streams.items():
-            ce = F.cross_entropy(logits.float(), batch["label"], label_smoothing=self.label_smoothing)
-            weight = self.weights.get(name, self.level_weight)
-            loss = weight * ce if loss is None else loss + weight * ce
-            terms[name] = value(ce)
-        with torch.no_grad():
-            fused = model.fusion(streams).float()
-        return ObjectiveResult(loss, terms, fused)
+        return per_stream_ce(model, streams, batch["label"], self.label_smoothing,
+                             lambda name: self.weights.get(name, self.level_weight))
 
 
 @register_objective("off", summary="OFF: CE on the backbone, the OFF output and every OFF level, each on its own",
