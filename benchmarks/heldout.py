@@ -5,9 +5,10 @@ code that shares nothing with the training renderer's appearance and motion gene
 sprites, other backdrops, eased trajectories, another sensor model, other encoder settings). No
 model is trained on it. This script generates its clips (``--clips-per-class`` per class, default 10:
 120 clips; deterministic by ``--seed``; reused from ``--workdir`` when already there) and runs
-``edgekit.Recognizer.default(kind)`` for each ``--kinds`` (default: mvr and mv) on every clip.
+``edgekit.Recognizer.default(kind)`` for each ``--kinds`` (default: mvr and mv), or each
+``--package`` given instead, on every clip.
 
-A prediction is the fused video label restricted to the 12 fixed classes (the defaults have 17
+A prediction is the fused video label restricted to the 12 fixed classes (the defaults have 15
 labels: the argmax over the 12 of the fused scores). Figures per kind: top-1 over the 12 classes,
 the per-class table, the confusions, slices by codec and backdrop, and ``none_share``: the share of
 clips whose fused top score is under the package's shipped threshold (what ``recognize`` would
@@ -18,6 +19,7 @@ Prints ONE JSON object on stdout; progress goes to stderr.
 Example (the committed docs/results/heldout-default.json):
     python benchmarks/heldout.py --workdir /tmp/edgekit-heldout > docs/results/heldout-default.json
     python benchmarks/heldout.py --clips-per-class 1 --kinds mv     # smoke test: 12 clips
+    python benchmarks/heldout.py --package models/edge-mvr-cpu.edgepkg   # a package of your own
 """
 
 from __future__ import annotations
@@ -104,14 +106,22 @@ def generate_clips(args, workdir: Path) -> tuple[list[dict], dict]:
                    "clips_reused": report.clips_skipped, "seconds": report.seconds}
 
 
+def package_path(kind: str) -> Path:
+    """The package a ``--kinds`` entry or ``--package`` names: a bundled default (mvr, mv) or a file."""
+    from edgekit.recognizer import DEFAULT_PACKAGES
+
+    return DEFAULT_PACKAGES[kind] if kind in DEFAULT_PACKAGES else Path(kind)
+
+
 def evaluate(kind: str, clips: list[dict], classes: tuple[str, ...]) -> tuple[dict, dict]:
-    """Run ``Recognizer.default(kind)`` on every clip: (figures, {clip: per-clip record})."""
+    """Run the package ``kind`` names (:func:`package_path`) on every clip: (figures, {clip: per-clip
+    record})."""
     import edgekit
 
-    recognizer = edgekit.Recognizer.default(kind, topk=17)
-    if len(recognizer.labels) > recognizer.topk:
-        recognizer.close()
-        recognizer = edgekit.Recognizer.default(kind, topk=len(recognizer.labels))
+    path = package_path(kind)
+    recognizer = edgekit.Recognizer(path, topk=1)
+    recognizer.close()
+    recognizer = edgekit.Recognizer(path, topk=len(recognizer.labels))
     manifest = recognizer.package.manifest
     missing = [c for c in classes if c not in recognizer.labels]
     if missing:
@@ -129,12 +139,9 @@ def evaluate(kind: str, clips: list[dict], classes: tuple[str, ...]) -> tuple[di
                 log(f"{kind}: {n}/{len(clips)} clips")
     seconds = time.perf_counter() - t0
     figures = accuracy_of(clips, predictions, classes)
-    from edgekit.recognizer import DEFAULT_PACKAGES
-
     figures.update(
         model=manifest.model, precision=manifest.precision, labels=len(recognizer.labels),
-        package=DEFAULT_PACKAGES[kind].name,
-        package_sha256=hashlib.sha256(DEFAULT_PACKAGES[kind].read_bytes()).hexdigest(),
+        package=path.name, package_sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
         threshold=recognizer.threshold,
         none_share=round(sum(r["none"] for r in records.values()) / len(clips), 4),
         top_label_outside_12=sum(r["top_label"] not in classes for r in records.values()),
@@ -151,6 +158,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="generator seed (default 0)")
     parser.add_argument("--frames", type=int, default=48, metavar="N", help="frames per clip (default 48)")
     parser.add_argument("--kinds", default=",".join(KINDS), help="defaults to run: mvr, mv (default: both)")
+    parser.add_argument("--package", action="append", default=[], metavar="PKG",
+                        help="an .edgepkg to run instead of the defaults (repeatable; keyed by its path)")
     parser.add_argument("--workers", type=int, default=2, metavar="N", help="generator processes (default 2)")
     parser.add_argument("--workdir", default=None, metavar="DIR",
                         help="where the clips are made and reused (default: a temporary folder)")
@@ -159,6 +168,11 @@ def main(argv=None) -> int:
     unknown = [k for k in kinds if k not in KINDS]
     if unknown or not kinds:
         parser.error(f"--kinds: unknown {unknown or kinds}; choose from {', '.join(KINDS)}")
+    if args.package:
+        missing = [p for p in args.package if not Path(p).is_file()]
+        if missing:
+            parser.error(f"--package: no such file {missing[0]}")
+        kinds = list(args.package)
     if args.clips_per_class < 1 or args.workers < 1:
         parser.error("--clips-per-class and --workers must be at least 1")
 

@@ -14,7 +14,7 @@ from edgekit.cli import main
 from media import moving_square_clip
 
 COMMANDS = ["train", "eval", "quantize", "export", "package", "recognize", "demo", "profile", "benchmark", "inspect",
-            "sample", "transcode", "calibrate", "synth", "cache", "models", "assets", "reproduce"]
+            "sample", "transcode", "calibrate", "synth", "cache", "models", "assets", "reproduce", "curves"]
 
 
 def edgekit(*args, timeout=120, input=None):

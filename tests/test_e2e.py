@@ -25,7 +25,8 @@ def package(tmp_path_factory):
     assert training_main(["synth", "--preset", "tiny", "--clips-per-class", "4", "--out", str(root / "synth"),
                           "--json"]) == 0
     sets = ["model.size=64", "train.epochs=2", "train.batch_size=16", "data.workers=0",
-            f"data.dataset='{root / 'synth'}'", f"data.cache='{root / 'cache'}'", f"train.out='{root / 'run'}'"]
+            f"data.dataset='{root / 'synth'}'", f"data.cache='{root / 'cache'}'", f"train.out='{root / 'run'}'",
+            "stage.init_from=''"]  # stage 2 of the default's recipe, from scratch here
     assert training_main(["train", "--config", "training/configs/edge-mvr.toml", "--json",
                           *[a for s in sets for a in ("--set", s)]]) == 0
     assert quantize_main(["--checkpoint", str(root / "run" / "best.json"), "--out", str(root / "model"),

@@ -247,6 +247,29 @@ def test_init_from_inflates_a_2d_network_into_the_2d3d_p_stream_and_renames_into
         init_from_checkpoint(_model("dmc-r18", width=8), tmp_path / "flow2d.json")
 
 
+def test_init_from_maps_the_classifier_rows_by_class_name(tmp_path):
+    source = _model("mvr-r18", width=8)
+    names = [f"c{i}" for i in range(17)]
+    save_checkpoint(tmp_path / "all17", source, {"model": "mvr-r18", "model_cfg": {"size": SIZE, "width": 8},
+                                                 "classes": names})
+    subset = [n for i, n in enumerate(names) if i not in (15, 16)] + ["new"]  # 15 known, 1 unknown
+    target = build_model("mvr-r18", len(subset), size=SIZE, width=8)
+    fresh = target.state_dict()["fc.weight"].clone()
+    report = init_from_checkpoint(target, tmp_path / "all17.json", classes=subset)
+    src, dst = source.state_dict(), target.state_dict()
+    assert "fc.weight" in report["loaded"] and "fc.bias" in report["loaded"]
+    assert torch.equal(dst["fc.weight"][:15], src["fc.weight"][:15])  # c0..c14 keep their rows
+    assert torch.equal(dst["fc.bias"][3], src["fc.bias"][3])
+    assert torch.equal(dst["fc.weight"][15], fresh[15])  # "new": its fresh initialisation
+    reordered = list(reversed(names))
+    target = build_model("mvr-r18", 17, size=SIZE, width=8)
+    init_from_checkpoint(target, tmp_path / "all17.json", classes=reordered)
+    assert torch.equal(target.state_dict()["fc.weight"][0], src["fc.weight"][16])
+    with pytest.raises(ConfigError, match="none of them by name"):
+        init_from_checkpoint(build_model("mvr-r18", 17, size=SIZE, width=8), tmp_path / "all17.json",
+                             classes=[f"x{i}" for i in range(17)])
+
+
 def test_flow_accumulates_to_the_i_frame_like_the_motion_vectors():
     from training.cache.build import accumulate_flow
 

@@ -228,6 +228,10 @@ def test_broad_motion_and_scene_draws_cover_the_promised_ranges():
     assert any(m["broad"]["exposure_step"] for m in every) and max(m["gain_end"] for m in every) > 1.3
     assert any(any(m["broad"]["camera_drift_px_per_frame"]) for m in plans["move_right"])
     assert max(m["camera_jitter_sigma_px"] for m in plans["move_right"]) > 0.2
+    shaken = [broad.plan_broad_scene("move_up", np.random.default_rng(i), small).metadata["camera_jitter_sigma_px"]
+              for i in range(200)]
+    assert 0.25 < np.mean(np.array(shaken) > 0) < 0.55  # SHAKE_SHARE of the clips, no more
+    assert min(x for x in shaken if x > 0) >= 0.1 * small.unit and max(shaken) <= 1.0 * small.unit
     for m in plans["static"]:  # nothing may move in a static clip
         assert m["camera_jitter_sigma_px"] == 0 and m["broad"]["distractor_max_speed_px_per_frame"] == 0
         assert not any(m["broad"]["camera_drift_px_per_frame"])
@@ -326,3 +330,41 @@ def test_broad_and_heldout_settings_are_validated(capsys, tmp_path):
         training_main(["synth", "--help"])
     helped = capsys.readouterr().out
     assert "--renderer heldout" in helped and "broad-small" in helped
+
+
+# -- class subsets -------------------------------------------------------------------------------------
+
+def test_class_subset_makes_the_full_runs_clips_for_those_classes(tmp_path):
+    full = resolve_config("tiny", seed=0, clips_per_class=2, frames=8)
+    motion = resolve_config("tiny", seed=0, clips_per_class=2, frames=8, classes="motion")
+    picked = resolve_config("tiny", seed=0, clips_per_class=2, frames=8, classes=" static, wave ")
+    assert motion.class_names == tuple(c for c in CLASS_NAMES if not c.endswith("_up_right"))
+    assert len(motion.class_names) == 15 and picked.class_names == ("wave", "static")  # label order
+    assert motion.to_dict()["classes"] == "motion" and "classes" not in full.to_dict()
+    by_name = {j.name: j for j in plan_jobs(full)}
+    subset_jobs = plan_jobs(picked)
+    assert [j.name for j in subset_jobs] == ["wave_00000", "wave_00001", "static_00000", "static_00001"]
+    assert all(j.index == by_name[j.name].index and j.split == by_name[j.name].split for j in subset_jobs)
+    generate(picked, tmp_path / "subset", workers=1, progress=False)
+    job = by_name["static_00001"]
+    write_clip(job, tmp_path / "full")
+    assert (tmp_path / "subset/videos/static/static_00001.mp4").read_bytes() == job.video_path(
+        tmp_path / "full").read_bytes()
+    assert (tmp_path / "subset/classInd.txt").read_text() == "1 wave\n2 static\n"
+    assert {s.label_name for s in open_dataset(tmp_path / "subset", split="train")} == {"wave", "static"}
+    assert json.loads((tmp_path / "subset/synth.json").read_text())["classes"] == ["wave", "static"]
+
+
+def test_class_subsets_are_validated(capsys, tmp_path):
+    with pytest.raises(ConfigError, match="unknown class"):
+        resolve_config("tiny", classes="move_left,jump")
+    with pytest.raises(ConfigError, match="at least 2 classes"):
+        resolve_config("tiny", classes="static")
+    with pytest.raises(ConfigError, match="unknown class.*red_up_right"):
+        resolve_config(None, renderer="heldout", classes="static,red_up_right")
+    with pytest.raises(ConfigError, match="12 fixed classes only"):
+        resolve_config(None, renderer="heldout", classes="motion")
+    assert resolve_config(None, renderer="heldout").class_names == FIXED_CLASS_NAMES
+    assert resolve_config(None, renderer="heldout", classes="fixed").class_names == FIXED_CLASS_NAMES
+    assert training_main(["synth", "--preset", "tiny", "--classes", "nope", "--out", str(tmp_path / "x")]) == 2
+    assert "unknown class(es) ['nope']" in capsys.readouterr().err

@@ -20,7 +20,7 @@ def test_defaults_then_file_then_overrides():
                                                                 "model.size=64", "train.lr=1e-3"])
     assert cfg.train.epochs == 3 and cfg.train.lr == 1e-3 and cfg.train.out == Path("runs/quick")
     assert cfg.model.name == "edge-mvr" and dict(cfg.model.kwargs) == {"segments": 3, "size": 64}
-    assert cfg.train.batch_size == 32 and cfg.data.dataset == Path("data/synth-small")  # from the file
+    assert cfg.train.batch_size == 32 and cfg.data.dataset == Path("data/synth-broad-motion")  # from the file
     assert cfg.train.threads == 0  # not in the file: the default
     assert load_config(None).train == TrainConfig().train
 
@@ -28,8 +28,9 @@ def test_defaults_then_file_then_overrides():
 def test_a_bundled_config_is_found_by_name_from_any_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert load_config("edge-mvr") == load_config(REPO / "training/configs/edge-mvr.toml")
-    assert load_config("edge-mvr.toml").train.epochs == 24
-    with pytest.raises(ConfigError, match=r"^no config file edge-mrv; bundled configs: .*\bedge-mv, edge-mvr, edge-mvr-i, "):
+    assert load_config("edge-mvr.toml").train.epochs == 30 and load_config("edge-mvr").augment.hflip == 0.5
+    assert load_config("edge-mvr").stage.init_from == "runs/edge-mvr-standard/best.json"
+    with pytest.raises(ConfigError, match=r"^no config file edge-mrv; bundled configs: .*\bedge-mv, edge-mv-standard, edge-mvr, edge-mvr-i, edge-mvr-standard, "):
         load_config("edge-mrv")
 
 

@@ -12,13 +12,14 @@ import sys
 from edgekit.cli.common import CommandParser, run_command
 from edgekit.cli.training import add_commands
 
-COMMANDS = ("synth", "cache", "models", "train", "eval", "assets", "reproduce")
+COMMANDS = ("synth", "cache", "models", "train", "eval", "assets", "reproduce", "curves")
 EXAMPLES = """examples:
   python -m training synth --preset small --out data/synth-small
   python -m training train --config training/configs/edge-mvr.toml
   python -m training eval --checkpoint runs/edge-mvr/best.json
   python -m training models --json
   python -m training reproduce --preset small                         # the seed papers' comparison table
+  python -m training curves runs/edge-mvr runs/edge-mv -o curves.png  # top-1 and loss per epoch, as a picture
   torchrun --standalone --nproc_per_node 2 -m training train --config edge-mvr   # data-parallel: 2 GPUs/processes"""
 
 

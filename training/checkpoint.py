@@ -122,10 +122,12 @@ def init_from_checkpoint(model: torch.nn.Module, path: str | Path, rename: Mappi
     ``classifier``). Every target parameter or buffer with a source of the same name is loaded: the
     same shape is copied; a 2D conv kernel into a 3D one is inflated by
     :func:`training.models.resnet2d3d.inflate_2d_weights` (centre time tap: a 2D ResNet-18 into
-    IP-TSN's 2D-3D one). Returns ``{"loaded": [...], "inflated": [...], "missing": [...],
+    IP-TSN's 2D-3D one). When ``classes`` differ from the checkpoint's, the classifier's rows are
+    copied by class name (a subset or a superset of its classes; a class it does not know keeps its
+    fresh initialisation). Returns ``{"loaded": [...], "inflated": [...], "missing": [...],
     "unused": [...]}`` (names). Raises ConfigError for a missing checkpoint, nothing loadable,
-    another shape that cannot be inflated, or ``classes`` other than the checkpoint's when the
-    classifier would be loaded."""
+    another shape that cannot be inflated, or ``classes`` of which the checkpoint knows none when
+    the classifier would be loaded."""
     from training.models.resnet2d3d import ResNet2D3D, inflate_2d_weights
 
     meta, source, _ = load_checkpoint(path)
@@ -152,8 +154,17 @@ def init_from_checkpoint(model: torch.nn.Module, path: str | Path, rename: Mappi
                     raise ConfigError(f"stage.init_from {path}: {err}") from None
                 loaded += [head + k for k in copied]
                 inflated += [head + k for k in grown]
+        source_classes = list(meta.get("classes") or [])
+        rows = _class_rows(source_classes, classes)
         for name, dest in target.items():
             if name in loaded or name not in renamed:
+                continue
+            if rows is not None and _is_classifier(name) and renamed[name].shape[:1] == (len(source_classes),) \
+                    and dest.shape[:1] == (len(classes),) and renamed[name].shape[1:] == dest.shape[1:]:
+                # another class list: the rows of the classes both know, by name; new classes keep their init
+                for new_row, old_row in rows:
+                    dest[new_row].copy_(renamed[name][old_row])
+                loaded.append(name)
                 continue
             if renamed[name].shape != dest.shape:
                 raise ConfigError(f"stage.init_from {path}: {name} is {tuple(renamed[name].shape)} there and "
@@ -165,10 +176,25 @@ def init_from_checkpoint(model: torch.nn.Module, path: str | Path, rename: Mappi
         raise ConfigError(f"stage.init_from {path}: no name of the checkpoint ({next(iter(renamed), '-')}, ...) is a "
                           f"name of this model ({next(iter(target), '-')}, ...); map them with stage.init_rename")
     if classes is not None and list(meta.get("classes", classes)) != list(classes) and \
-            any(n.endswith("fc.weight") for n in loaded):
-        raise ConfigError(f"stage.init_from {path} was trained on other classes than this dataset")
+            any(_is_classifier(n) for n in loaded) and not rows:
+        raise ConfigError(f"stage.init_from {path} was trained on other classes than this dataset, and none "
+                          "of them by name")
     return {"loaded": sorted(loaded), "inflated": sorted(inflated),
             "missing": sorted(set(target) - set(loaded)), "unused": sorted(set(renamed) - set(target))}
+
+
+def _is_classifier(name: str) -> bool:
+    """A classifier's parameter (its rows are classes): the final ``fc`` of every zoo model."""
+    return name.endswith(("fc.weight", "fc.bias"))
+
+
+def _class_rows(source: list[str], target: list[str] | None) -> list[tuple[int, int]] | None:
+    """(target row, source row) of the classes both lists name, when the lists differ; None when
+    they are the same (or either is unknown): the classifier is then copied whole."""
+    if not source or target is None or list(source) == list(target):
+        return None
+    where = {name: i for i, name in enumerate(source)}
+    return [(i, where[name]) for i, name in enumerate(target) if name in where]
 
 
 def build_from_checkpoint(path: str | Path):

@@ -7,7 +7,8 @@ train, eval, quantize                    :mod:`edgekit.cli.training` (the ``trai
 export, package inspect                  :mod:`edgekit.cli.package`
 recognize, demo, profile, benchmark,     :mod:`edgekit.cli.runtime`
 inspect, sample, transcode
-synth, cache, models, assets, reproduce  :mod:`edgekit.cli.training` (the ``train`` extra)
+synth, cache, models, assets, reproduce, :mod:`edgekit.cli.training` (the ``train`` extra)
+curves
 ======================================== =================================================
 
 Every command: ``--help`` with examples, ``--json`` where it prints results, exit 0 on success and
@@ -34,7 +35,7 @@ EXAMPLES = """examples:
   edgekit export models/edge-mvr --device cpu -o edge-mvr-cpu.edgepkg
   edgekit recognize clip.mp4 --package edge-mvr-cpu.edgepkg --device cpu
 
-train, eval, quantize, synth, cache, models, assets and reproduce need the train extra:
+train, eval, quantize, synth, cache, models, assets, reproduce and curves need the train extra:
   pip install torch==2.13.0 && pip install 'edgekit[train]'
 'edgekit COMMAND --help' shows each command's options and examples."""
 
@@ -52,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     package.add_commands(commands)
     runtime.add_commands(commands)
     calibrate.add_commands(commands)
-    training.add_commands(commands, ("synth", "cache", "models", "assets", "reproduce"))
+    training.add_commands(commands, ("synth", "cache", "models", "assets", "reproduce", "curves"))
     return parser
 
 

@@ -10,10 +10,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from edgekit.cli.common import (add_command, backend_help, device_help, number_in, positive_int, positive_seconds,
                                 seconds, whole_number)
 from edgekit.errors import ConfigError
+
+if TYPE_CHECKING:
+    from edgekit.recognizer import VideoPrediction
 
 RECOGNIZE_EXAMPLES = """examples:
   edgekit recognize clip.mp4                         # the bundled default model, on its own target
@@ -28,10 +34,18 @@ RECOGNIZE_EXAMPLES = """examples:
   ffmpeg -i in.mp4 -c:v libx264 -f h264 - | edgekit recognize - --json   # raw H.264 on stdin"""
 
 DEMO_EXAMPLES = """examples:
-  edgekit demo                       # recognize the bundled sample clip with the bundled default model
-  edgekit demo --json
-  edgekit demo --backend openvino
-  edgekit demo --threshold 0         # never 'none': the top label of every window"""
+  edgekit demo                       # both bundled defaults on the bundled sample clip, side by side
+  edgekit demo --model mv            # edge-mv alone: motion vectors only (loop filter and IDCT skipped)
+  edgekit demo --json                # {"truth": [...], "models": {"mvr": {...}, "mv": {...}}}
+  edgekit demo --model mvr --json    # one model: its prediction + "package" + "truth" in one object
+  edgekit demo --backend openvino --threads 1
+  edgekit demo --threshold 0         # never 'none': the top label of every window
+
+--json prints one object. With --model mvr or --model mv: the object of 'edgekit recognize --json'
+(source, label, score, top_label, threshold, topk, windows, latency_ms, frames, duration_s,
+damaged_frames, skipped_frames) plus "package" (the .edgepkg path) and "truth" (the clip's events:
+start_s, end_s, label). With --model both (the default): {"truth": [...], "models": {"mvr": {...},
+"mv": {...}}}, each model's object that same prediction plus "package"."""
 
 INSPECT_EXAMPLES = """examples:
   edgekit inspect clip.mp4                    # codec, size, frame types, GOPs, MV statistics
@@ -73,8 +87,9 @@ TRANSCODE_CODECS = ("mpeg4", "h264")
 def add_commands(subparsers) -> None:
     add_command(subparsers, "recognize", "Recognize motion events in a video from its compressed-domain side data.",
                 RECOGNIZE_EXAMPLES, add_arguments=_recognize_arguments).set_defaults(run=recognize)
-    add_command(subparsers, "demo", "Run the default model on the bundled sample clip: per-window predictions "
-                "and latency.", DEMO_EXAMPLES, add_arguments=_demo_arguments).set_defaults(run=demo)
+    add_command(subparsers, "demo", "Run the bundled default models (edge-mvr, edge-mv) on the bundled sample "
+                "clip: per-window predictions beside the truth, and what each costs.", DEMO_EXAMPLES,
+                add_arguments=_demo_arguments).set_defaults(run=demo)
     add_command(subparsers, "profile", "Profile a package on this device: cold start, per-stage latency "
                 "percentiles, throughput, concurrent streams, memory, CPU.", PROFILE_EXAMPLES,
                 add_arguments=_profile_arguments).set_defaults(run=profile)
@@ -135,9 +150,29 @@ def _recognize_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _demo_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", type=_demo_model, default="both", metavar="{" + ",".join(_demo_models()) + "}",
+                   help="which bundled default to run: mvr (edge-mvr: motion vectors + residual), mv (edge-mv: "
+                   "motion vectors only) or both, side by side (default both); --device, --backend, --threads "
+                   "and --threshold apply to each")
     _add_runtime_arguments(p)
     _add_threshold_argument(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _demo_models() -> tuple[str, ...]:
+    """The ``--model`` words of ``edgekit demo``: "both", then each bundled default's kind, as
+    ``edgekit.Recognizer.default(kind)`` takes it (``edgekit.recognizer.DEFAULT_PACKAGES``)."""
+    from edgekit.recognizer import DEFAULT_PACKAGES
+
+    return ("both", *DEFAULT_PACKAGES)
+
+
+def _demo_model(text: str) -> str:
+    """An argparse type for ``--model``; ConfigError (one line, exit 2) for a word it does not know."""
+    choices = _demo_models()
+    if text not in choices:
+        raise ConfigError(f"--model must be one of {', '.join(choices)}, got {text!r}")
+    return text
 
 
 def _profile_arguments(p: argparse.ArgumentParser) -> None:
@@ -225,14 +260,15 @@ def _transcode_arguments(p: argparse.ArgumentParser) -> None:
 # ------------------------------------------------------------------------------------------- recognize
 
 
-def open_recognizer(package: str | None, args: argparse.Namespace):
-    """``edgekit.Recognizer`` for ``package`` (None: the bundled default) with the user's ``--device``,
-    ``--backend`` and ``--threads``; one left out means the package's own choice."""
+def open_recognizer(package: str | None, args: argparse.Namespace, *, default: str = "mvr"):
+    """``edgekit.Recognizer`` for ``package`` (None: the bundled default of kind ``default``, as
+    ``Recognizer.default`` takes it) with the user's ``--device``, ``--backend`` and ``--threads``;
+    one left out means the package's own choice."""
     from edgekit.recognizer import Recognizer
 
     options = {"device": args.device, "backend": args.backend, "threads": args.threads,
                "threshold": getattr(args, "threshold", None)}
-    return Recognizer(package, **options) if package else Recognizer.default(**options)
+    return Recognizer(package, **options) if package else Recognizer.default(default, **options)
 
 
 def recognize(args: argparse.Namespace) -> int:
@@ -274,20 +310,113 @@ def _reconnect(args: argparse.Namespace):
     return None
 
 
+@dataclass(frozen=True)
+class DemoRun:
+    """One bundled default's run on the sample clip: ``kind`` ("mvr", "mv"), the model's name
+    (``edge-mvr``), one line saying what it reads and where it runs, its package path, and its
+    ``edgekit.recognizer.VideoPrediction`` (its own reading path: each Recognizer reads the clip)."""
+
+    kind: str
+    model: str
+    description: str
+    package: str
+    prediction: VideoPrediction
+
+
 def demo(args: argparse.Namespace) -> int:
-    from edgekit.recognizer import ASSETS
+    from edgekit.recognizer import ASSETS, DEFAULT_PACKAGES
 
     clip = ASSETS / "demo.mp4"
     truth = json.loads((ASSETS / "demo.json").read_text())["segments"]
-    with open_recognizer(None, args) as recognizer:
-        prediction = recognizer.recognize(clip)
+    kinds = tuple(DEFAULT_PACKAGES) if args.model == "both" else (args.model,)
+    runs = [_demo_run(kind, clip, args) for kind in kinds]
     if args.json:
-        print(json.dumps({**prediction.to_dict(), "package": str(recognizer.package.path), "truth": truth}))
+        models = {run.kind: {**run.prediction.to_dict(), "package": run.package} for run in runs}
+        # one model: the object 'edgekit demo --json' has always printed; both: one entry per model
+        print(json.dumps({**models[args.model], "truth": truth} if args.model != "both"
+                         else {"truth": truth, "models": models}))
         return 0
-    print(f"edgekit demo: {recognizer!r}; sample clip of {len(truth)} motion events")
-    print("  truth: " + ", ".join(f"{t['start_s']:.1f}-{t['end_s']:.1f} s {t['label']}" for t in truth))
-    _print_prediction(prediction, "prediction")
+    for line in _demo_lines(runs, truth):
+        print(line)
     return 0
+
+
+def _demo_run(kind: str, clip, args: argparse.Namespace) -> DemoRun:
+    with open_recognizer(None, args, default=kind) as recognizer:
+        prediction = recognizer.recognize(clip)
+        inputs = ", ".join(spec.name for spec in recognizer.specs)
+        description = (f"reads {inputs}: {recognizer.package.manifest.precision}, {recognizer.selection}, window "
+                       f"{recognizer.window_frames} frames every {recognizer.stride_frames}, "
+                       + (f"'none' under {recognizer.threshold:g}" if recognizer.threshold else "never 'none'"))
+        return DemoRun(kind, recognizer.package.manifest.model, description, str(recognizer.package.path),
+                       prediction)
+
+
+DEMO_WIDTH = 100  # columns the text output keeps within
+
+
+def _demo_lines(runs: list[DemoRun], truth: list[dict]) -> list[str]:
+    """The text of ``edgekit demo``: a header per model, the truth line, one table of windows (time
+    span | truth | each model's label and score) and one latency row per model."""
+    first = runs[0].prediction
+    lines = _wrap(f"edgekit demo: the bundled sample clip ({first.duration_s:.1f} s, {first.frames} frames, "
+                  f"{len(truth)} motion events) with " + " and ".join(run.model for run in runs), "", "  ")
+    model_width = max(len(run.model) for run in runs)
+    for run in runs:
+        lines += _wrap(f"{run.model:<{model_width}}  {run.description}", "  ", " " * (model_width + 4))
+    lines += _wrap("truth: " + ", ".join(f"{t['start_s']:.1f}-{t['end_s']:.1f} s {t['label']}" for t in truth),
+                   "  ", "         ")
+    spans = sorted({(round(w.start_s, 2), round(w.end_s, 2)) for run in runs for w in run.prediction.windows})
+    by_span = [{(round(w.start_s, 2), round(w.end_s, 2)): w for w in run.prediction.windows} for run in runs]
+    rows = [["time span", "truth", *(run.model for run in runs)]]
+    for start_s, end_s in spans:
+        cells = [_label_cell(windows[(start_s, end_s)]) if (start_s, end_s) in windows else "-"
+                 for windows in by_span]
+        rows.append([f"{start_s:.2f}-{end_s:.2f} s", _truth_of(start_s, end_s, truth), *cells])
+    rows.append(["whole clip", "", *(_label_cell(run.prediction) for run in runs)])
+    lines += _table(rows)
+    lines.append("  latency: the whole clip, each model reading it along its own decoding path")
+    latency_rows = [["model", "latency", "x real time", "decode/window", "preprocess/window", "inference/window"]]
+    for run in runs:
+        latency = run.prediction.latency_ms  # an edgekit.recognizer.StageTimes
+        windows = max(len(run.prediction.windows), 1)
+        latency_rows.append([run.model, f"{latency.total:.0f} ms",
+                             f"{run.prediction.duration_s * 1000 / max(latency.total, 1e-9):.0f}x",
+                             *(f"{getattr(latency, stage) / windows:.1f} ms"
+                               for stage in ("decode", "preprocess", "inference"))])
+    lines += _table(latency_rows, right_from=1)
+    return lines
+
+
+def _wrap(text: str, indent: str, continuation: str) -> list[str]:
+    """``text`` as lines of at most ``DEMO_WIDTH`` columns, the first indented by ``indent``."""
+    return textwrap.wrap(text, DEMO_WIDTH, initial_indent=indent, subsequent_indent=continuation,
+                         break_on_hyphens=False)
+
+
+def _label_cell(prediction) -> str:
+    """``move_right 0.97``; a window (or video) under the threshold: ``none (best: wave) 0.35``."""
+    from edgekit.fusion import NONE
+
+    label = f"{NONE} (best: {prediction.top_label})" if prediction.label == NONE else prediction.label
+    return f"{label} {prediction.score:.2f}"
+
+
+def _truth_of(start_s: float, end_s: float, truth: list[dict], tolerance_s: float = 0.05) -> str:
+    """The event a window lies inside (within ``tolerance_s``), else the events it overlaps, ``a/b``."""
+    for event in truth:
+        if event["start_s"] - tolerance_s <= start_s and end_s <= event["end_s"] + tolerance_s:
+            return event["label"]
+    overlapped = [event["label"] for event in truth if event["start_s"] < end_s and start_s < event["end_s"]]
+    return "/".join(overlapped) or "-"
+
+
+def _table(rows: list[list[str]], right_from: int | None = None) -> list[str]:
+    """Rows of cells as aligned lines, indented by 2, columns 2 apart; columns from ``right_from``
+    on are right-aligned (numbers)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  " + "  ".join(cell.rjust(width) if right_from is not None and i >= right_from else cell.ljust(width)
+                             for i, (cell, width) in enumerate(zip(row, widths))).rstrip() for row in rows]
 
 
 def _window_line(window) -> str:

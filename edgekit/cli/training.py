@@ -1,5 +1,5 @@
-"""Training-side commands: ``train``, ``eval``, ``quantize`` and the data/model helpers ``synth``,
-``cache``, ``models``, ``assets``.
+"""Training-side commands: ``train``, ``eval``, ``quantize``, the data/model helpers ``synth``,
+``cache``, ``models``, ``assets``, and ``curves`` (training metrics as a picture).
 
 Each command lives in its own module (``training.train``, ``quantize.__main__``, ...), which
 defines ``add_arguments(parser)`` and ``run(args) -> int``; ``python -m training <command>`` and
@@ -54,6 +54,8 @@ COMMANDS = {
                               "Build the bundled default package and demo clip."),
     "reproduce": TrainingCommand("training.reproduce", "python -m training reproduce",
                                  "Train and measure the seed papers' comparisons in one command (table + orderings)."),
+    "curves": TrainingCommand("training.curves", "python -m training curves",
+                              "Draw training runs' top-1 and loss per epoch (metrics.jsonl) as a PNG."),
 }
 
 

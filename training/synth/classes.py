@@ -56,5 +56,10 @@ CLASS_BY_NAME: dict[str, SynthClass] = {c.name: c for c in CLASSES}
 # the ones a domain-shift check scores; their definitions above never change.
 FIXED_CLASS_NAMES: tuple[str, ...] = ("move_left", "move_right", "move_up", "move_down", "rotate_cw", "rotate_ccw",
                                       "approach", "recede", "wave", "scene_left", "scene_right", "static")
+# The classes motion alone defines: every class but the two that differ only in colour. The default
+# models (motion events) are trained on these.
+MOTION_CLASS_NAMES: tuple[str, ...] = tuple(c.name for c in CLASSES if c.actor_colour == "any")
+# named class sets of ``synth --classes``
+CLASS_SETS: dict[str, tuple[str, ...]] = {"all": CLASS_NAMES, "motion": MOTION_CLASS_NAMES, "fixed": FIXED_CLASS_NAMES}
 if CLASS_NAMES[:len(FIXED_CLASS_NAMES)] != FIXED_CLASS_NAMES:
     raise RuntimeError("the 12 fixed classes must stay the first 12 classes, in this order")

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from edgekit.errors import ConfigError
+from training.synth.classes import CLASS_NAMES, CLASS_SETS, FIXED_CLASS_NAMES
 
 CODECS = ("mpeg4", "h264")
 MIXED_CODEC = "mixed"  # broad presets and the held-out renderer draw the encoder of every clip
@@ -78,6 +79,7 @@ class SynthConfig:
     frames: int
     fps: int
     renderer: str = "synth"
+    classes: str = "all"
 
     @property
     def variety(self) -> str:
@@ -95,10 +97,21 @@ class SynthConfig:
         values = asdict(self)
         if self.renderer == "synth":
             del values["renderer"]
+        if self.classes == "all":  # likewise for folders made before class subsets existed
+            del values["classes"]
         return values
 
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The classes this run makes, in label order: a named set of ``classes.CLASS_SETS``
+        ("fixed" for the held-out renderer, whose "all" is its 12 fixed classes) or the listed ones."""
+        names = CLASS_SETS.get(self.classes) or tuple(n.strip() for n in self.classes.split(","))
+        if self.renderer == "heldout" and self.classes == "all":
+            names = FIXED_CLASS_NAMES
+        return tuple(n for n in CLASS_NAMES if n in names)  # label order, whatever order they were listed in
 
-OVERRIDABLE = ("codec", "seed", "clips_per_class", "width_px", "height_px", "frames", "fps", "renderer")
+
+OVERRIDABLE = ("codec", "seed", "clips_per_class", "width_px", "height_px", "frames", "fps", "renderer", "classes")
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -163,6 +176,8 @@ def resolve_config(preset: str | None = "small", **overrides) -> SynthConfig:
     p = PRESETS[preset]
     per_clip = p.variety == "broad" or renderer != "synth"
     given = {k: v for k, v in overrides.items() if v is not None}
+    if isinstance(given.get("classes"), str):
+        given["classes"] = ",".join(n.strip() for n in given["classes"].split(",") if n.strip())
     if per_clip:
         drawn = [k for k in ("codec", "fps") if k in given and given[k] not in (MIXED_CODEC, PER_CLIP_FPS)]
         if drawn:
@@ -173,7 +188,7 @@ def resolve_config(preset: str | None = "small", **overrides) -> SynthConfig:
     else:
         config = SynthConfig(preset, "mpeg4", 0, p.clips_per_class, p.width_px, p.height_px, p.frames, p.fps)
     for f in fields(SynthConfig):
-        if f.name in given and f.name not in ("codec", "renderer") and not isinstance(given[f.name], int):
+        if f.name in given and f.name not in ("codec", "renderer", "classes") and not isinstance(given[f.name], int):
             raise ConfigError(f"{f.name} must be an integer, got {given[f.name]!r}")
     config = replace(config, **given)
 
@@ -195,4 +210,24 @@ def resolve_config(preset: str | None = "small", **overrides) -> SynthConfig:
         raise ConfigError(f"clips_per_class must be positive, got {config.clips_per_class}")
     if config.seed < 0:
         raise ConfigError(f"seed must be >= 0, got {config.seed}")
+    _check_classes(config)
     return config
+
+
+def _check_classes(config: SynthConfig) -> None:
+    if not isinstance(config.classes, str) or not config.classes.strip():
+        raise ConfigError(f"classes must be {', '.join(CLASS_SETS)} or a comma-separated list of class names, "
+                          f"got {config.classes!r}")
+    offered = FIXED_CLASS_NAMES if config.renderer == "heldout" else CLASS_NAMES
+    if config.classes not in CLASS_SETS:
+        listed = [n.strip() for n in config.classes.split(",")]
+        unknown = [n for n in listed if n not in offered]
+        if unknown:
+            raise ConfigError(f"unknown class(es) {unknown} for renderer {config.renderer!r}; choose from "
+                              f"{', '.join(offered)} (or a set: {', '.join(CLASS_SETS)})")
+    elif config.renderer == "heldout" and not set(CLASS_SETS[config.classes]) <= set(offered) \
+            and config.classes != "all":
+        raise ConfigError(f"the held-out renderer makes the 12 fixed classes only; classes {config.classes!r} "
+                          "is not a subset of them (use all or fixed)")
+    if len(config.class_names) < 2:
+        raise ConfigError(f"a benchmark needs at least 2 classes, got {list(config.class_names)}")

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from edgekit._fileio import atomic_output, atomic_write
 from edgekit.errors import ConfigError
-from training.synth.classes import CLASS_NAMES, FIXED_CLASS_NAMES
+from training.synth.classes import CLASS_NAMES
 from training.synth.config import FLOW_STRIDE_PX, SynthConfig
 from training.synth.encode import SETTINGS, ClipEncoding, encode_frames
 from training.synth.files import remove_partials
@@ -94,18 +94,22 @@ def clip_rng(seed: int, index: int) -> np.random.Generator:
 
 
 def class_names(config: SynthConfig) -> tuple[str, ...]:
-    """The classes a run makes: all of them, or the 12 fixed ones for the held-out renderer."""
-    return FIXED_CLASS_NAMES if config.renderer == "heldout" else CLASS_NAMES
+    """The classes a run makes (``config.classes``: all of them by default, the 12 fixed ones for
+    the held-out renderer)."""
+    return config.class_names
 
 
 def plan_jobs(config: SynthConfig) -> tuple[ClipJob, ...]:
     """All clips of a run in order: class by class, ``clips_per_class`` each. The held-out
-    renderer's clips are all in the test split: they are never trained on."""
+    renderer's clips are all in the test split: they are never trained on. A clip's index (its
+    seed) counts from the class's place among all classes, so a run of a subset of the classes
+    makes the very clips the full run makes for them."""
     n = config.clips_per_class
     heldout = config.renderer == "heldout"
     return tuple(
-        ClipJob(c * n + j, label, f"{label}_{j:05d}", "test" if heldout else split_of(j, n), config)
-        for c, label in enumerate(class_names(config))
+        ClipJob(CLASS_NAMES.index(label) * n + j, label, f"{label}_{j:05d}", "test" if heldout else split_of(j, n),
+                config)
+        for label in class_names(config)
         for j in range(n)
     )
 
@@ -170,7 +174,7 @@ def _is_complete(job: ClipJob, out_dir: Path) -> bool:
 def _manifest(config: SynthConfig) -> dict:
     generator = "training.synth.heldout" if config.renderer == "heldout" else "training.synth"
     return {"format_version": FORMAT_VERSION, "generator": generator, "flow_stride_px": FLOW_STRIDE_PX,
-            "classes": list(class_names(config)), **config.to_dict()}
+            **config.to_dict(), "classes": list(class_names(config))}  # the classes made, by name
 
 
 def _check_or_write_manifest(out_dir: Path, config: SynthConfig) -> None:
