@@ -66,17 +66,19 @@ def parse_args(argv=None):
     return args
 
 
-def split_clips(args) -> tuple[list[tuple[str, str]], dict]:
-    """(path, class) of the split: from --data, else made into --workdir (small preset, seed 0)."""
+def split_clips(args, labels) -> tuple[list[tuple[str, str]], dict]:
+    """(path, class) of the split: from --data, else made into --workdir (small preset, seed 0, the
+    classes of the package's ``labels`` that the benchmark has: the clips the full run makes for them)."""
     from edgekit.calibration import dataset_split, first_per_class
 
     if args.data:
         clips = dataset_split(args.data, args.split)
         return (first_per_class(clips, args.limit) if args.limit else clips), {"data": args.data}
-    from training.synth import resolve_config
+    from training.synth import CLASS_NAMES, resolve_config
     from training.synth.generate import plan_jobs, write_clip
 
-    config = resolve_config("small", seed=0)
+    known = [name for name in CLASS_NAMES if name in labels]
+    config = resolve_config("small", seed=0, classes="all" if len(known) == len(CLASS_NAMES) else ",".join(known))
     out = Path(args.workdir) / f"synth-small-seed0-{args.split}"
     jobs = [job for job in plan_jobs(config) if job.split == args.split]
     clips, made = [], 0
@@ -143,7 +145,7 @@ def main(argv=None) -> int:
     calibration = package.manifest.calibration
     temperature = calibration.temperature if calibration else 1.0
     threshold = calibration.threshold if calibration else 0.0
-    clips, source = split_clips(args)
+    clips, source = split_clips(args, package.labels)
     log(f"{len(clips)} {args.split} clips; writing {args.noise_clips} noise-only clips")
     noise = noise_clips(Path(args.workdir) / "noise", args.noise_clips, first_seed=TEST_NOISE_SEED)
     recognizer, rows = measure(package_path, clips, noise)

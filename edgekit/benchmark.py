@@ -2,7 +2,7 @@
 
 >>> from edgekit.benchmark import benchmark, format_text, gate_failures
 >>> report = benchmark(["models/edge-mvr", "my.edgepkg"], devices=["onnxruntime", "openvino"],
-...                    precisions=["fp32", "int8"], data="data/synth-small", floor=0.8, max_int8_drop=1.0)
+...                    precisions=["fp32", "int8"], data="data/synth-small-motion", floor=0.8, max_int8_drop=1.0)
 >>> print(format_text(report))
 >>> report["passed"]                     # False when a row failed or fell under a gate
 

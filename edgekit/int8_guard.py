@@ -2,10 +2,10 @@
 that keeps the most sensitive layers in FP32.
 
 >>> from edgekit.int8_guard import check_int8, fallback_int8
->>> report = check_int8("models/edge-mvr", "data/synth-small", max_drop_points=1.0)
+>>> report = check_int8("models/edge-mvr", "data/synth-small-motion", max_drop_points=1.0)
 >>> report.fp32_top1, report.int8_top1, report.drop_points, report.agreement, report.passed
 >>> report.raise_if_failed()          # AccuracyGuardError naming both top-1s and what to do next
->>> onnx_bytes, report = fallback_int8("models/edge-mvr", "data/synth-small", max_drop_points=1.0)
+>>> onnx_bytes, report = fallback_int8("models/edge-mvr", "data/synth-small-motion", max_drop_points=1.0)
 >>> [(layer.name, layer.sensitivity) for layer in report.kept_fp32]
 
 **Data.** ``data`` is a dataset folder in the UCF-101 layout (what ``edgekit synth`` writes; a clip's

@@ -46,7 +46,7 @@ def test_the_readme_example_runs_on_the_default_model():
     assert repr(rec).startswith("Recognizer('edge-mvr', int8, onnxruntime on cpu, window 48 frames every 24")
     assert repr(pred).startswith("VideoPrediction(") and f"{len(pred.windows)} windows" in repr(pred)
     assert repr(pred.windows[0]).startswith(f"Prediction({pred.windows[0].label} ")
-    assert "model='edge-mvr', int8, 17 labels" in repr(rec.package)
+    assert "model='edge-mvr', int8, 15 labels" in repr(rec.package)
 
 
 def test_options_are_explicit_keywords_with_clear_errors():

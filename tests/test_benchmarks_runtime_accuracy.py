@@ -42,7 +42,7 @@ def test_structure_settings_and_environment(report):
     settings = report["settings"]
     assert list(settings["variants"]) == VARIANTS
     assert (settings["preset"], settings["codec"], settings["seed"], settings["split"]) == ("small", "mpeg4", 0, "test")
-    assert settings["clips"] == CLIPS and settings["clips_in_split"] == 340 and settings["frames"] == 48
+    assert settings["clips"] == CLIPS and settings["clips_in_split"] == 300  # 20 clips of each of the default's 15 classes and settings["frames"] == 48
     assert "stratified" in settings["subset"]
     assert settings["window_frames"] == 48 and settings["stride_frames"] == 24
     assert report["generation"]["clips_generated"] + report["generation"]["clips_reused"] == CLIPS
@@ -101,7 +101,7 @@ def test_each_variant_printed_its_clips_as_json_lines(run):
     for variant in VARIANTS:
         lines = (workdir / f"{variant}-{CLIPS}.jsonl").read_text().splitlines()
         header, rows = json.loads(lines[0]), [json.loads(line) for line in lines[1:]]
-        assert header["variant"] == variant and len(header["labels"]) == 17
+        assert header["variant"] == variant and len(header["labels"]) == 15  # the default's motion classes
         assert [r["clip"] for r in rows] == [c["clip"] for c in report["per_clip"]]
         assert [r["pred"] for r in rows] == [c["pred"][variant] for c in report["per_clip"]]
         assert [r["score"] for r in rows] == [c["score"][variant] for c in report["per_clip"]]

@@ -45,13 +45,14 @@ def calibrated(uncalibrated, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
-    """The synthetic benchmark's tiny preset (17 classes, one val clip each), made for real."""
+    """The synthetic benchmark's tiny preset on the default's 15 motion classes (one val clip each),
+    made for real."""
     pytest.importorskip("cv2", reason="making the synthetic benchmark needs OpenCV (edgekit[train])")
     from training.synth import resolve_config
     from training.synth.generate import generate
 
     out = tmp_path_factory.mktemp("synth") / "tiny"
-    generate(resolve_config("tiny", seed=3), out, workers=1, progress=False)
+    generate(resolve_config("tiny", seed=3, classes="motion"), out, workers=1, progress=False)
     return out
 
 
@@ -203,7 +204,7 @@ def test_calibrate_writes_a_verifiable_package_with_the_same_onnx(uncalibrated, 
     assert (after.labels, after.inputs, after.outputs, after.precision) == (
         before.labels, before.inputs, before.outputs, before.precision)
     calibration = after.manifest.calibration
-    assert calibration.split == "val" and calibration.clips == 17  # one val clip of each of the 17 classes
+    assert calibration.split == "val" and calibration.clips == 15  # one val clip of each of the 15 classes
     assert calibration.rule == "max_false_event_rate=0.05" and 0 <= calibration.threshold <= 1
     assert calibration.nll_after <= calibration.nll_before + 1e-9 and calibration.temperature > 0
     assert set(calibration.false_event_rate) == {"static", "noise"}

@@ -109,3 +109,20 @@ def test_recognize_reads_a_raw_h264_stream_on_stdin_with_the_default_model(tmp_p
         out = json.loads(r.stdout)
         assert out["label"] == label and len(out["windows"]) == 3
         assert all(w["label"] == label for w in out["windows"])
+
+
+def test_training_assets_installs_both_defaults_and_renders_the_demo_clip(tmp_path):
+    from edgekit.recognizer import DEFAULT_PACKAGES
+    from training.__main__ import main as training_main
+
+    out = tmp_path / "assets"
+    assert training_main(["assets", "--out", str(out), "--package", str(DEFAULT_PACKAGES["mvr"]),
+                          "--package-mv", str(DEFAULT_PACKAGES["mv"]), "--classes", "move_right,wave"]) == 0
+    assert (out / "default.edgepkg").read_bytes() == DEFAULT_PACKAGES["mvr"].read_bytes()
+    assert (out / "default-mv.edgepkg").read_bytes() == DEFAULT_PACKAGES["mv"].read_bytes()
+    truth = json.loads((out / "demo.json").read_text())
+    assert [s["label"] for s in truth["segments"]] == ["move_right", "wave"] and (out / "demo.mp4").stat().st_size
+    broken = tmp_path / "broken.edgepkg"
+    broken.write_bytes(DEFAULT_PACKAGES["mv"].read_bytes()[:-100])
+    assert training_main(["assets", "--out", str(tmp_path / "x"), "--package-mv", str(broken)]) == 2
+    assert not (tmp_path / "x" / "default-mv.edgepkg").exists()

@@ -1,12 +1,14 @@
 """Build the runtime's bundled assets: the default package and the demo clip.
 
-``edgekit/assets/default.edgepkg`` is the default model's package (from ``edgekit export``);
+``edgekit/assets/default.edgepkg`` is the default model's package (``edge-mvr``, from ``edgekit export``
+then ``edgekit calibrate``), ``default-mv.edgepkg`` the motion-vector-only default's (``edge-mv``);
 ``edgekit/assets/demo.mp4`` is a ~10 s clip of several synthetic actions back to back (each a whole
 number of GOPs, rendered by the benchmark's own renderer at a seed outside every split), with
 ``demo.json`` giving the true action of each span.
 
 examples:
   python -m training assets --package edge-mvr.edgepkg
+  python -m training assets --package edge-mvr.edgepkg --package-mv edge-mv.edgepkg
   python -m training assets --package edge-mvr.edgepkg --classes move_left,rotate_cw,approach,scene_right,wave
 """
 
@@ -51,7 +53,8 @@ def make_demo_clip(out_dir: Path, classes=DEMO_CLASSES, size=(340, 256), frames=
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--package", help="the .edgepkg to install as the default model")
+    p.add_argument("--package", help="the .edgepkg to install as the default model (default.edgepkg)")
+    p.add_argument("--package-mv", help="the .edgepkg to install as the motion-vector-only default (default-mv.edgepkg)")
     p.add_argument("--out", default=str(ASSETS), help="assets folder (default: edgekit/assets)")
     p.add_argument("--classes", default=",".join(DEMO_CLASSES), help="demo actions, comma-separated")
 
@@ -61,11 +64,12 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     truth = make_demo_clip(out, tuple(args.classes.split(",")))
     print(f"wrote {out / 'demo.mp4'}: " + ", ".join(s["label"] for s in truth["segments"]))
-    if args.package:
-        from edgekit.package import load_package
+    for given, name in ((args.package, "default.edgepkg"), (getattr(args, "package_mv", None), "default-mv.edgepkg")):
+        if given:
+            from edgekit.package import load_package
 
-        load_package(args.package)  # verified before it becomes the default
-        with atomic_output(out / "default.edgepkg") as tmp:
-            shutil.copyfile(args.package, tmp)
-        print(f"installed {args.package} as {out / 'default.edgepkg'}")
+            load_package(given)  # verified before it becomes a default
+            with atomic_output(out / name) as tmp:
+                shutil.copyfile(given, tmp)
+            print(f"installed {given} as {out / name}")
     return 0

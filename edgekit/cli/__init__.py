@@ -28,10 +28,10 @@ EXAMPLES = """examples:
   edgekit demo                                             # the bundled model on the bundled sample clip
   edgekit recognize clip.mp4 --json                        # labels, scores, windows, latency
   edgekit profile --synthetic 640x480@25                   # latency per stage, throughput, memory on this device
-  edgekit synth --preset small --out data/synth-small      # the life cycle, from data to a device:
-  edgekit train --config edge-mvr                        # a bundled config, or a TOML path
-  edgekit eval --checkpoint runs/edge-mvr/best.json
-  edgekit quantize --checkpoint runs/edge-mvr/best.json --out models/edge-mvr
+  edgekit synth --preset small --classes motion --out data/synth-small-motion   # the life cycle, from data
+  edgekit train --config edge-mvr-standard               # a bundled config, or a TOML path
+  edgekit eval --checkpoint runs/edge-mvr-standard/best.json
+  edgekit quantize --checkpoint runs/edge-mvr-standard/best.json --out models/edge-mvr
   edgekit export models/edge-mvr --device cpu -o edge-mvr-cpu.edgepkg
   edgekit recognize clip.mp4 --package edge-mvr-cpu.edgepkg --device cpu
 

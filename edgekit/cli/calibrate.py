@@ -18,12 +18,12 @@ from edgekit.cli.common import add_command, backend_help, device_help, number_in
 from edgekit.errors import ConfigError
 
 EXAMPLES = """examples:
-  edgekit calibrate my.edgepkg --data data/synth-small -o my-calibrated.edgepkg
+  edgekit calibrate my.edgepkg --data data/synth-small-motion -o my-calibrated.edgepkg
       # temperature on the val split; the lowest threshold under which at most 5 % of the windows of
       # static and noise-only clips are reported as an event
-  edgekit calibrate my.edgepkg --data data/synth-small --max-false-event-rate 0.02 --noise-clips 80 -o out.edgepkg
-  edgekit calibrate my.edgepkg --data data/synth-small --threshold 0.6 -o out.edgepkg --json   # a fixed threshold
-  edgekit calibrate signed.edgepkg --data data/synth-small --sign key.pem -o out.edgepkg       # re-signed
+  edgekit calibrate my.edgepkg --data data/synth-small-motion --max-false-event-rate 0.02 --noise-clips 80 -o out.edgepkg
+  edgekit calibrate my.edgepkg --data data/synth-small-motion --threshold 0.6 -o out.edgepkg --json   # a fixed threshold
+  edgekit calibrate signed.edgepkg --data data/synth-small-motion --sign key.pem -o out.edgepkg       # re-signed
   edgekit recognize clip.mp4 --package out.edgepkg --threshold 0      # then: 0 turns "none" off
 
 The new package's manifest carries a 'calibration' section (temperature, threshold, the split and

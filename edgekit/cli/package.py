@@ -19,8 +19,8 @@ EXPORT_EXAMPLES = """examples:
   edgekit export models/edge-mvr --device intel-cpu -o edge-mvr-intel.edgepkg   # ONNX + OpenVINO IR
   edgekit export models/edge-mvr --device jetson-orin-nx -o edge-mvr-nx.edgepkg # engine built on the device
   edgekit export models/edge-mvr --device jetson-agx-orin --dla-core 0 --no-gpu-fallback -o dla0.edgepkg
-  edgekit export models/edge-mvr --device cpu --guard-data data/synth-small -o checked.edgepkg   # INT8 vs FP32
-  edgekit export models/edge-mvr --device cpu --guard-data data/synth-small --fallback -o mixed.edgepkg
+  edgekit export models/edge-mvr --device cpu --guard-data data/synth-small-motion -o checked.edgepkg   # INT8 vs FP32
+  edgekit export models/edge-mvr --device cpu --guard-data data/synth-small-motion --fallback -o mixed.edgepkg
   edgekit export models/edge-mvr --device cpu --backend openvino --no-ir --precision fp32 -o fp32.edgepkg --json
   edgekit export models/edge-mvr --device cpu --sign key.pem -o signed.edgepkg  # Ed25519, needs edgekit[sign]"""
 

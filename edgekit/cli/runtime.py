@@ -74,9 +74,9 @@ PROFILE_EXAMPLES = """examples:
 
 BENCHMARK_EXAMPLES = """examples:
   edgekit benchmark models/edge-mvr                       # fp32 and int8 on the CPU, speed on the demo clip
-  edgekit benchmark models/edge-mvr --devices onnxruntime,openvino --data data/synth-small --format markdown
-  edgekit benchmark my.edgepkg --data data/synth-small --floor 0.8 --json       # a CI gate: exit 3 if under 80 %
-  edgekit benchmark models/edge-mvr --data data/synth-small --max-int8-drop 1   # INT8 may lose at most 1 point
+  edgekit benchmark models/edge-mvr --devices onnxruntime,openvino --data data/synth-small-motion --format markdown
+  edgekit benchmark my.edgepkg --data data/synth-small-motion --floor 0.8 --json       # a CI gate: exit 3 if under 80 %
+  edgekit benchmark models/edge-mvr --data data/synth-small-motion --max-int8-drop 1   # INT8 may lose at most 1 point
 
 exit codes: 0 every row passed; 2 bad arguments; 3 a row failed, fell under --floor, or INT8 lost more
 than --max-int8-drop points against FP32 (the same model and device)."""
