@@ -6,7 +6,8 @@ size, top-1 and ms per clip for FP32 and INT8 through ONNX Runtime and OpenVINO.
 
 examples:
   python -m quantize --checkpoint runs/edge-mvr/best.json --out models/edge-mvr
-  python -m quantize --checkpoint runs/edge-mvr/best.json --calib data/cache --calib-clips 256 --out models/edge-mvr --json
+  python -m quantize --checkpoint runs/edge-mvr/best.json --calib data/cache --calib-clips 512 --out models/edge-mvr --json
+  python -m quantize --checkpoint runs/edge-mvr/best.json --calib-method percentile --calib-percentile 99.99 --out models/p
   edgekit export models/edge-mvr --device cpu -o edge-mvr.edgepkg
 """
 
@@ -16,15 +17,29 @@ import argparse
 import json
 import sys
 
+from quantize.int8 import CALIBRATION_METHODS, DEFAULT_CALIB_CLIPS, DEFAULT_METHOD, CalibrationSettings
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments of ``edgekit quantize`` / ``python -m quantize`` (no torch imported)."""
     p.add_argument("--checkpoint", required=True, help="training checkpoint JSON")
     p.add_argument("--out", required=True, help="model directory to write")
     p.add_argument("--calib", help="side-data cache for calibration/evaluation (default: the checkpoint's)")
-    p.add_argument("--calib-clips", type=int, default=128, metavar="N", help="calibration clips (default 128)")
-    p.add_argument("--method", choices=["minmax", "percentile", "entropy"], default="minmax",
-                   help="activation calibration (default minmax)")
+    p.add_argument("--calib-clips", type=_positive_int, default=DEFAULT_CALIB_CLIPS, metavar="N",
+                   help=f"training clips to calibrate activation ranges on (default {DEFAULT_CALIB_CLIPS})")
+    p.add_argument("--calib-method", "--method", dest="method", choices=list(CALIBRATION_METHODS),
+                   default=DEFAULT_METHOD, help=f"how a tensor's range is taken from them: minmax (the extremes "
+                   f"seen), percentile (a percentile of |x|), entropy (least KL divergence); default {DEFAULT_METHOD}"
+                   " (benchmarks/int8_calibration.py); --method is the old name")
+    p.add_argument("--calib-percentile", type=float, default=CalibrationSettings().percentile, metavar="P",
+                   help="with --calib-method percentile: the percentile of |x| kept (default %(default)s)")
     p.add_argument("--eval-split", default="test", help="split for the FP32/INT8 accuracy check (default test)")
     p.add_argument("--eval-clips", type=int, default=None, metavar="N", help="limit evaluation clips (default all)")
     p.add_argument("--latency-runs", type=int, default=50, metavar="N", help="timed runs per backend (default 50)")
@@ -37,9 +52,10 @@ def run(args: argparse.Namespace) -> int:
     from quantize.report import report_markdown
 
     say = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
+    settings = CalibrationSettings(method=args.method, percentile=args.calib_percentile)
     report = quantize_checkpoint(args.checkpoint, args.out, calib=args.calib, calib_clips=args.calib_clips,
-                                 method=args.method, eval_split=args.eval_split, eval_clips=args.eval_clips,
-                                 latency_runs=args.latency_runs, progress=say)
+                                 method=args.method, settings=settings, eval_split=args.eval_split,
+                                 eval_clips=args.eval_clips, latency_runs=args.latency_runs, progress=say)
     print(json.dumps(report) if args.json else report_markdown(report))
     return 0
 

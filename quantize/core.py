@@ -19,6 +19,7 @@ from edgekit.calibration import choose_threshold, false_event_rate, fit
 from edgekit.fusion import softmax
 from edgekit.manifest import Calibration
 from quantize.export import export_fp32, model_description
+from quantize.int8 import DEFAULT_CALIB_CLIPS, DEFAULT_METHOD, CalibrationSettings
 from quantize.report import build_report, report_markdown
 
 __all__ = ["calibrate_scores", "quantize_checkpoint", "report_markdown"]
@@ -57,10 +58,13 @@ def calibrate_scores(model_path: Path, samples: list[tuple[dict, int]], labels: 
                                          for name, s in negatives.items()})
 
 
-def quantize_checkpoint(checkpoint, out_dir, *, calib=None, calib_clips: int = 128, method: str = "minmax",
+def quantize_checkpoint(checkpoint, out_dir, *, calib=None, calib_clips: int = DEFAULT_CALIB_CLIPS,
+                        method: str = DEFAULT_METHOD, settings: CalibrationSettings | None = None,
                         eval_split: str = "test", eval_clips: int | None = None, latency_runs: int = 50,
                         backends=("cpu", "openvino"), progress=print) -> dict:
     """Write ``out_dir`` (model.json, fp32.onnx, int8.onnx, report.json, report.md); returns the report.
+    INT8 is calibrated on ``calib_clips`` training clips with ``settings`` (default: ``method`` with
+    :class:`quantize.int8.CalibrationSettings`' defaults). Raises ConfigError for a bad setting.
 
     The folder appears whole or not at all: it is written beside ``out_dir`` under a temporary name
     (every file fsync'ed) and renamed over it at the end."""
@@ -70,19 +74,21 @@ def quantize_checkpoint(checkpoint, out_dir, *, calib=None, calib_clips: int = 1
     from quantize.int8 import quantize_int8
     from training.cache import find_cache
 
+    settings = settings if settings is not None else CalibrationSettings(method=method)
     with atomic_folder(Path(out_dir)) as folder:
         fp32, int8 = folder / "fp32.onnx", folder / "int8.onnx"
         progress("exporting FP32 ONNX")
         meta, specs = export_fp32(checkpoint, fp32)
         cache = find_cache(calib or meta["cache"])
-        progress(f"calibrating INT8 on {calib_clips} training clips of {cache}")
-        post = quantize_int8(fp32, int8, CacheCalibrationReader(cache, specs, calib_clips), method)
+        progress(f"calibrating INT8 ({settings.method}) on {calib_clips} training clips of {cache}")
+        post = quantize_int8(fp32, int8, CacheCalibrationReader(cache, specs, calib_clips), settings=settings)
         progress(f"evaluating on the {eval_split} split")
         samples = list(cache_inputs(cache, specs, eval_split, eval_clips))
         results = evaluate_models({"fp32": fp32, "int8": int8}, samples, backends, latency_runs)
         report = build_report(
             checkpoint=checkpoint, meta=meta,
-            calibration={"clips": calib_clips, "method": method, "split": "train", "cache": str(cache)},
+            calibration={"clips": calib_clips, "method": settings.method, "split": "train", "cache": str(cache),
+                         "settings": settings.to_dict()},
             size_bytes={"fp32": fp32.stat().st_size, "int8": int8.stat().st_size},
             evaluation={"split": eval_split, "clips": len(samples)}, results=results,
             float_nodes=float_nodes(int8), post_pass=post, ort_int8_ops=ort_optimized_ops(int8))

@@ -31,7 +31,9 @@ def package(tmp_path_factory):
                           *[a for s in sets for a in ("--set", s)]]) == 0
     assert quantize_main(["--checkpoint", str(root / "run" / "best.json"), "--out", str(root / "model"),
                           "--calib-clips", "8", "--latency-runs", "3", "--json"]) == 0
-    assert edgekit_main(["export", str(root / "model"), "--device", "cpu", "-o", str(root / "m.edgepkg")]) == 0
+    # a two-epoch model is near chance: INT8 flips decide its top-1, so the accuracy guard is not what this tests
+    assert edgekit_main(["export", str(root / "model"), "--device", "cpu", "--max-int8-drop", "100",
+                         "-o", str(root / "m.edgepkg")]) == 0
     return root
 
 

@@ -22,7 +22,10 @@ static appearance = ResNet-18 layers with gradual temporal max-pooling (2D conv 
 apparent motion = displacement maps of consecutive frames -> half-width ResNet-18; appearance
 change = warped feature differences -> half-width ResNet-18; the three predictions are averaged.
 The clip is the compressed-domain ``gop_clip`` (I-frame and (R_acc + I)/2 pseudo frames), the only
-edgekit stream with consecutive frames of appearance; default T=8 (the paper's 8 frames).
+edgekit stream with consecutive frames of appearance; default T=8 (the paper's 8 frames). The paper
+reads decoded RGB frames: in the pseudo frames the content stays where the I-frame shows it (the
+displacement is in the motion vectors, which the clip leaves out, and R_acc adds only a few grey
+levels), so the cost volume finds little apparent motion between them.
 """
 
 from __future__ import annotations

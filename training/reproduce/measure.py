@@ -2,10 +2,12 @@
 top-1 of both through ONNX Runtime on the test split, ms per clip at 1 thread, GFLOPs, parameters.
 
 The steps are ``edgekit quantize``'s own (``training.models.export_onnx``, ``quantize.int8.
-quantize_int8`` calibrated on real training clips of the cache, ``quantize.evaluate.load_session``,
-``targets.timing.measure_latency``), composed here rather than through ``quantize_checkpoint`` for
-three reasons: a row may be one stream of a model (OFF's backbone alone, a cost-volume branch), which
-is exported through a wrapper whose ``forward`` returns that stream's logits; an RGB-fed teacher
+quantize_int8`` calibrated on real training clips of the cache with ``quantize``'s default settings,
+:data:`CALIBRATION`, chosen over every row by ``benchmarks/int8_calibration.py``; ``quantize.
+evaluate.load_session``, ``targets.timing.measure_latency``), composed here rather than through
+``quantize_checkpoint`` for three reasons: a row may be one stream of a model (OFF's backbone
+alone, a cost-volume branch), which is exported through a wrapper whose ``forward`` returns that
+stream's logits; an RGB-fed teacher
 (MFCD-Net's) must be calibrated and scored on decoded RGB, the input it was trained on, where
 ``quantize_checkpoint`` would feed it the compressed-domain clip; and the table needs the logits
 (for late fusion) and latency at one thread.
@@ -28,12 +30,16 @@ from pathlib import Path
 import numpy as np
 
 from edgekit._fileio import atomic_write
+from quantize.int8 import DEFAULT_METHOD, CalibrationSettings
+
+CALIBRATION = CalibrationSettings(method=DEFAULT_METHOD)  # how every row's activation ranges are calibrated
 
 
 @dataclass(frozen=True)
 class Measured:
     """What one trained row measured. ``top1_*`` in [0, 1] over ``test_clips``; ``ms_*``: median ms
-    per clip (batch 1) at one thread through ONNX Runtime; ``gflops``: multiply-accumulates / 1e9."""
+    per clip (batch 1) at one thread through ONNX Runtime; ``gflops``: multiply-accumulates / 1e9;
+    INT8 calibrated on ``calib_clips`` training clips by ``calib_method``."""
 
     top1_fp32: float
     top1_int8: float
@@ -43,6 +49,7 @@ class Measured:
     ms_int8: float
     test_clips: int
     calib_clips: int
+    calib_method: str
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -145,10 +152,18 @@ class _Reader:
         return None if item is None else item[0]
 
 
+def measuring_settings(calib_clips: int, latency_runs: int, eval_clips: int,
+                       calibration: CalibrationSettings = CALIBRATION) -> dict:
+    """Everything a row's figures depend on besides its checkpoint: a measured row whose stored
+    settings differ from these is measured again (the reproduction's resume rule)."""
+    return {"calib_clips": int(calib_clips), "calibration": calibration.to_dict(), "latency_runs": int(latency_runs),
+            "eval_clips": int(eval_clips)}
+
+
 def measure_checkpoint(checkpoint: Path, stream: str | None, out: Path, *, calib_clips: int, latency_runs: int,
-                       eval_clips: int = 0) -> Measured:
+                       eval_clips: int = 0, calibration: CalibrationSettings = CALIBRATION) -> Measured:
     """Export ``checkpoint`` (or its ``stream``) to ``out``/fp32.onnx, quantize it to int8.onnx on
-    ``calib_clips`` training clips, score both on the test split (``eval_clips``, 0: all) at one
+    ``calib_clips`` training clips with ``calibration``, score both on the test split (``eval_clips``, 0: all) at one
     thread, time ``latency_runs`` batch-1 runs of each; writes ``out``/logits-{fp32,int8}.npy,
     labels.npy and measured.json, returns the figures. Raises ConfigError for a missing cache or stream."""
     from edgekit.spec import InputSpec
@@ -172,7 +187,8 @@ def measure_checkpoint(checkpoint: Path, stream: str | None, out: Path, *, calib
     level = root.level
     root.setLevel(logging.ERROR)  # the quantizer logs a warning per BatchNorm vector it leaves per-tensor
     try:
-        quantize_int8(fp32, int8, _Reader(clip_inputs(cache, specs, "train", feeds, calib_clips)))
+        quantize_int8(fp32, int8, _Reader(clip_inputs(cache, specs, "train", feeds, calib_clips)),
+                      settings=calibration)
     finally:
         root.setLevel(level)
     samples = list(clip_inputs(cache, specs, "test", feeds, eval_clips))
@@ -187,7 +203,7 @@ def measure_checkpoint(checkpoint: Path, stream: str | None, out: Path, *, calib
     np.save(out / "labels.npy", labels, allow_pickle=False)
     measured = Measured(top1_fp32=top1["fp32"], top1_int8=top1["int8"], gflops=macs / 1e9, params=int(params),
                         ms_fp32=float(ms["fp32"]), ms_int8=float(ms["int8"]), test_clips=len(samples),
-                        calib_clips=calib_clips)
+                        calib_clips=calib_clips, calib_method=calibration.method)
     atomic_write(out / "measured.json", json.dumps(measured.to_dict(), indent=1))
     return measured
 

@@ -2,8 +2,11 @@
 
 Resumable at every level: the synthetic data generator skips finished clips; a stage whose run
 holds all its epochs is not retrained (one stopped part-way resumes from its ``last`` checkpoint);
-a row whose ``result.json`` exists is not measured again. ``overwrite`` retrains and re-measures
-everything in the output folder (the data and caches are kept: they are keyed by their content).
+a row whose ``result.json`` exists is not measured again unless its measuring settings (calibration
+clips and method, latency runs, test clips: ``measure.measuring_settings``) have changed since: it
+is then measured again from its checkpoint, without retraining (a fused row, whenever one of its
+rows was). ``overwrite`` retrains and re-measures everything in the output folder (the data and
+caches are kept: they are keyed by their content).
 """
 
 from __future__ import annotations
@@ -55,6 +58,22 @@ def _shown(path: Path) -> str:
         return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
     except ValueError:
         return str(path)
+
+
+def _settings_change(before: dict | None, now: dict) -> str:
+    """The measuring settings that differ, as ``key: old -> new`` (one line for the progress)."""
+    if not before:
+        return "none recorded"
+
+    def flat(d: dict, prefix: str = "") -> dict:
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+
+    old, new = flat(before), flat(now)
+    return ", ".join(f"{k}: {old.get(k)} -> {new.get(k)}" for k in sorted(old.keys() | new.keys())
+                     if old.get(k) != new.get(k))
 
 
 def _loadavg() -> list[float]:
@@ -160,14 +179,21 @@ class Reproduction:
 
     # -- rows ---------------------------------------------------------------------------------------
     def measure_row(self, index: int, row: Row, results: dict) -> dict:
-        from training.reproduce.measure import fuse_rows, measure_checkpoint
+        from training.reproduce.measure import fuse_rows, measure_checkpoint, measuring_settings
 
         folder = self.rows_dir / row.id
         head = f"[row {index}/{len(self.plan.rows)}] {row.id}"
         done = folder / "result.json"
+        settings = measuring_settings(self.plan.calib_clips, self.plan.latency_runs, self.plan.eval_clips)
+        if row.fuse:  # a fused row follows its rows: measured again whenever one of them was
+            settings = {**settings, "fused": {r: results[r].get("measured_at") for r in row.fuse}}
         if done.exists() and not self.overwrite:
-            self.say(f"{head}: done, not measured again")
-            return json.loads(done.read_text())
+            previous = json.loads(done.read_text())
+            if previous.get("measuring") == settings:
+                self.say(f"{head}: done, not measured again")
+                return previous
+            self.say(f"{head}: measured with other settings ({_settings_change(previous.get('measuring'), settings)}), "
+                     "measuring again (the checkpoint is kept)")
         t0 = time.perf_counter()
         base = {"id": row.id, "label": row.label, "paper": row.paper, "domain": row.domain}
         if row.fuse:
@@ -189,6 +215,8 @@ class Reproduction:
                       "train_minutes": self.state["stages"].get(row.stage, {}).get("seconds", 0.0) / 60,
                       "chain_minutes": self.chain_seconds(row.stage) / 60}
         result["int8_drop_points"] = 100 * (result["top1_fp32"] - result["top1_int8"])
+        result["measuring"] = settings
+        result["measured_at"] = time.time()
         self.state["measure_seconds"] += time.perf_counter() - t0
         self._save_state()
         atomic_write(done, json.dumps(result, indent=1))

@@ -1,0 +1,167 @@
+"""quantize.int8's calibration settings on a real ONNX model through real ONNX Runtime: what each
+method does to an activation range (an outlier clip kept by MinMax, clipped by Percentile and
+Entropy, damped by the moving average), histograms that span every clip even when a later one is
+larger, the uint8 diagnostic, bad settings refused in one line, and the quantize CLI's flags."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from edgekit.errors import ConfigError  # noqa: E402
+from quantize.graph import zero_point_violations  # noqa: E402
+from quantize.int8 import DEFAULT_CALIB_CLIPS, DEFAULT_METHOD, CalibrationSettings, quantize_int8  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+SHAPE = (1, 2, 16, 16)
+OUTLIER = 60.0  # one pixel of one calibration clip; the others are standard normal (|x| < 5)
+
+
+@pytest.fixture(scope="module")
+def fp32(tmp_path_factory):
+    from torch import nn
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(2, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4)).eval()
+    path = tmp_path_factory.mktemp("calib") / "fp32.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.zeros(SHAPE),), str(path), input_names=["mv"], output_names=["logits"],
+                          opset_version=17, dynamo=False)
+    return path
+
+
+def _clips(n: int, seed: int = 0, outlier_at: int | None = None, scale: float = 1.0) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    clips = [{"mv": (scale * rng.standard_normal(SHAPE)).astype(np.float32)} for _ in range(n)]
+    if outlier_at is not None:
+        clips[outlier_at]["mv"][0, 0, 3, 3] = OUTLIER
+    return clips
+
+
+class _Reader:
+    def __init__(self, items):
+        self._it = iter(items)
+
+    def get_next(self):
+        return next(self._it, None)
+
+
+def _input_scale(path) -> float:
+    """The scale of the QuantizeLinear that quantizes the graph input ``mv``."""
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    node = next(n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "mv")
+    return float(inits[node.input[1]])
+
+
+def _quantize(fp32, tmp_path, clips, **settings) -> float:
+    out = tmp_path / f"int8-{len(list(tmp_path.iterdir()))}.onnx"
+    quantize_int8(fp32, out, _Reader(clips), settings=CalibrationSettings(**settings))
+    return _input_scale(out)
+
+
+def test_percentile_clips_an_outlier_that_minmax_keeps(fp32, tmp_path):
+    clips = _clips(40, outlier_at=20)
+    minmax = _quantize(fp32, tmp_path, clips, method="minmax")
+    percentile = _quantize(fp32, tmp_path, clips, method="percentile", percentile=99.99)
+    assert minmax == pytest.approx(OUTLIER / 127, rel=1e-3)  # symmetric int8: the largest |x| maps to 127
+    assert percentile < OUTLIER / 127 / 5  # 1 of 40 * 512 values is past the 99.99th percentile of |x|
+    assert percentile > 2.0 / 127  # ... and the bulk of the normal values are kept
+
+
+def test_entropy_searches_ranges_below_the_extremes(fp32, tmp_path):
+    clips = _clips(40, outlier_at=20)
+    # with ORT's own defaults (128 bins, 128 quantized bins) Entropy has one candidate: MinMax's range
+    assert _quantize(fp32, tmp_path, clips, method="entropy") < OUTLIER / 127 / 2
+
+
+def test_moving_average_damps_a_single_outlier_clip(fp32, tmp_path):
+    clips = _clips(40, outlier_at=20)
+    assert _quantize(fp32, tmp_path, clips, method="minmax", moving_average=True) < OUTLIER / 127 / 2
+
+
+def test_histograms_span_every_clip_when_a_later_one_is_larger(fp32, tmp_path):
+    # the first 16-clip chunk is 100x smaller than the rest: a histogram sized on it would need ~200k bins
+    clips = _clips(16, seed=1, scale=0.01) + _clips(16, seed=2)
+    largest = max(float(np.abs(c["mv"]).max()) for c in clips)
+    scale = _quantize(fp32, tmp_path, clips, method="percentile", percentile=100.0)
+    assert scale == pytest.approx(largest / 127, rel=2e-3)  # the whole range, to one of 2048 bins
+
+
+def test_the_default_is_tensorrt_ready_and_the_uint8_diagnostic_is_not(fp32, tmp_path):
+    clips = _clips(40, outlier_at=3)  # 20480 values: the one outlier is past the 99.99th percentile
+    assert (DEFAULT_METHOD, CalibrationSettings().percentile, DEFAULT_CALIB_CLIPS) == ("percentile", 99.99, 256)
+    quantize_int8(fp32, tmp_path / "default.onnx", _Reader(clips))
+    assert zero_point_violations(onnx.load(str(tmp_path / "default.onnx"))) == []
+    assert _input_scale(tmp_path / "default.onnx") < OUTLIER / 127 / 5  # the default clips the outlier
+    diagnostic = CalibrationSettings(method="minmax", activations="uint8-asymmetric")
+    assert CalibrationSettings().tensorrt_compatible and not diagnostic.tensorrt_compatible
+    quantize_int8(fp32, tmp_path / "uint8.onnx", _Reader(clips), settings=diagnostic)
+    assert zero_point_violations(onnx.load(str(tmp_path / "uint8.onnx")))  # uint8 zero points: never shipped
+
+
+def test_every_method_keeps_int8_close_to_fp32(fp32, tmp_path):
+    from quantize.evaluate import load_session
+
+    test = _clips(20, seed=5)
+    with load_session(fp32, "cpu", threads=1) as backend:
+        reference = np.stack([backend.run(x)["logits"][0] for x in test])
+    for method in ("minmax", "percentile", "entropy"):
+        out = tmp_path / f"{method}.onnx"
+        quantize_int8(fp32, out, _Reader(_clips(32, seed=3)), settings=CalibrationSettings(method=method))
+        with load_session(out, "cpu", threads=1) as backend:
+            logits = np.stack([backend.run(x)["logits"][0] for x in test])
+        assert np.abs(logits - reference).max() < 0.1 * np.abs(reference).max(), method
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"method": "kl"}, "calibration method must be one of"),
+    ({"method": "percentile", "percentile": 101.0}, "percentile must be in (50, 100]"),
+    ({"method": "entropy", "moving_average": True}, "moving_average applies to the minmax method only"),
+    ({"activations": "int4"}, "activations must be one of"),
+    ({"method": "entropy", "histogram_bins": 100}, "need histogram_bins >= 2 * quantized_bins"),
+])
+def test_bad_settings_are_refused_with_what_to_do(settings, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        CalibrationSettings(**settings)
+
+
+def test_quantize_int8_refuses_an_unknown_method_before_reading_the_model(tmp_path):
+    with pytest.raises(ConfigError, match="calibration method must be one of"):
+        quantize_int8(tmp_path / "missing.onnx", tmp_path / "int8.onnx", _Reader([]), method="kl")
+
+
+def test_quantize_cli_names_the_calibration_flags_and_their_defaults():
+    from edgekit.cli.training import command_parser
+
+    parser = command_parser("quantize", prog="python -m quantize")
+    args = parser.parse_args(["--checkpoint", "c.json", "--out", "m"])
+    assert (args.method, args.calib_clips) == (DEFAULT_METHOD, DEFAULT_CALIB_CLIPS)
+    assert parser.parse_args(["--checkpoint", "c.json", "--out", "m", "--calib-method", "percentile"]).method \
+        == "percentile"
+    assert parser.parse_args(["--checkpoint", "c.json", "--out", "m", "--method", "entropy"]).method == "entropy"
+    usage = parser.format_help()
+    assert "--calib-method" in usage and "--calib-clips" in usage and "--calib-percentile" in usage
+
+
+def test_quantize_cli_refuses_a_bad_percentile_in_one_line(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "quantize", "--checkpoint", str(tmp_path / "c.json"), "--out",
+                        str(tmp_path / "m"), "--calib-method", "percentile", "--calib-percentile", "120"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "error: percentile must be in (50, 100]" in r.stderr
+    assert not (tmp_path / "m").exists()
