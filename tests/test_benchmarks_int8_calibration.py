@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import warnings
 
 import numpy as np
 import pytest
@@ -31,21 +30,16 @@ def bench():
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     """An FP32 ONNX classifier (4 classes) and inputs labelled by its own FP32 argmax."""
-    from torch import nn
+    from onnx_models import conv_classifier_onnx
 
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(2, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU(),
-                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4)).eval()
-    path = tmp_path_factory.mktemp("bench_int8_calibration") / "fp32.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, (torch.zeros(SHAPE),), str(path), input_names=["mv"], output_names=["logits"],
-                          opset_version=17, dynamo=False)
+    path = conv_classifier_onnx(tmp_path_factory.mktemp("bench_int8_calibration") / "fp32.onnx", SHAPE)
     rng = np.random.default_rng(0)
     calib = [{"mv": rng.standard_normal(SHAPE).astype(np.float32)} for _ in range(32)]
     test = [{"mv": rng.standard_normal(SHAPE).astype(np.float32)} for _ in range(40)]
-    with torch.no_grad():
-        labels = np.array([int(net(torch.from_numpy(x["mv"])).argmax()) for x in test])
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    labels = np.array([int(session.run(None, x)[0].argmax()) for x in test])  # the FP32 model's own classes
     return path, calib, test, labels
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import warnings
 
 import numpy as np
 import pytest
@@ -29,17 +28,9 @@ OUTLIER = 60.0  # one pixel of one calibration clip; the others are standard nor
 
 @pytest.fixture(scope="module")
 def fp32(tmp_path_factory):
-    from torch import nn
+    from onnx_models import conv_classifier_onnx
 
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(2, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU(),
-                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4)).eval()
-    path = tmp_path_factory.mktemp("calib") / "fp32.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, (torch.zeros(SHAPE),), str(path), input_names=["mv"], output_names=["logits"],
-                          opset_version=17, dynamo=False)
-    return path
+    return conv_classifier_onnx(tmp_path_factory.mktemp("calib") / "fp32.onnx", SHAPE)
 
 
 def _clips(n: int, seed: int = 0, outlier_at: int | None = None, scale: float = 1.0) -> list[dict]:
