@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import av
@@ -200,3 +204,52 @@ def test_toml_config_is_overridden_by_flags(tmp_path):
     path.write_text("[synth]\nspeed = 3\n")
     with pytest.raises(ConfigError, match="unknown key"):
         load_toml_overrides(path)
+
+
+def _processes_with(marker: str) -> list[int]:
+    """PIDs of this user's processes whose environment holds ``marker`` (a run's workers inherit it)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                if marker.encode() in Path(f"/proc/{entry}/environ").read_bytes():
+                    found.append(int(entry))
+            except OSError:  # gone, or not ours
+                pass
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc to find the worker processes")
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_a_stopped_run_leaves_no_worker_processes_and_keeps_finished_clips(how, tmp_path):
+    """A run stopped by SIGTERM shuts its pool down; one killed outright (SIGKILL: no cleanup at all)
+    has workers that notice their parent is gone. Either way no worker goes on rendering, and a rerun
+    keeps the clips already written."""
+    import signal
+    import uuid
+
+    marker = f"EDGEKIT_TEST_RUN={uuid.uuid4().hex}"
+    out = tmp_path / "synth"
+    env = {**os.environ, marker.split("=")[0]: marker.split("=")[1]}
+    proc = subprocess.Popen([sys.executable, "-m", "training", "synth", "--preset", "tiny", "--clips-per-class",
+                             "30", "--workers", "2", "--no-progress", "--out", str(out)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(out.glob("videos/*/*.mp4"))) < 3:
+        time.sleep(0.2)
+    assert proc.poll() is None, "the run ended before it could be stopped"
+    assert len(_processes_with(marker)) >= 3  # the run and its two workers
+    proc.send_signal(getattr(signal, how))
+    proc.wait(timeout=60)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and _processes_with(marker):
+        time.sleep(0.2)
+    assert _processes_with(marker) == []
+    assert proc.returncode == (130 if how == "SIGTERM" else -signal.SIGKILL)
+    made = sorted(out.glob("videos/*/*.mp4"))
+    assert len(made) >= 3
+    for video in made:  # every clip that got its name is whole: a rerun skips it (resume)
+        flow = out / "flow" / video.parent.name / (video.stem + ".npz")
+        assert load_ground_truth(flow).flow_px.shape[0] == 24
+        with av.open(str(video)) as container:
+            assert sum(1 for _ in container.decode(video=0)) == 24

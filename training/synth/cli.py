@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 
 from edgekit.errors import MissingDependencyError
 from training.synth.config import CODECS, PRESETS, RENDERERS, load_toml_overrides, parse_size, resolve_config
@@ -69,6 +71,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         from training.synth.generate import generate
@@ -87,7 +93,15 @@ def run(args: argparse.Namespace) -> int:
     settings.update({k: v for k, v in flags.items() if v is not None})
     config = resolve_config(preset, **settings)
 
-    report = generate(config, args.out, workers=args.workers, progress=not args.no_progress)
+    # SIGTERM (kill, a scheduler's time limit) stops like Ctrl-C: the clips not started are dropped,
+    # the workers' clips in progress finish, the pool is shut down (no orphaned workers)
+    previous = signal.signal(signal.SIGTERM, _interrupt) if threading.current_thread() is threading.main_thread() \
+        else None
+    try:
+        report = generate(config, args.out, workers=args.workers, progress=not args.no_progress)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     if args.json:
         print(json.dumps(report.to_dict()))
     else:

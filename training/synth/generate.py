@@ -195,16 +195,34 @@ def _check_or_write_manifest(out_dir: Path, config: SynthConfig) -> None:
     atomic_write(path, json.dumps(expected, indent=2) + "\n")
 
 
-def _init_worker() -> None:
+def _init_worker(parent_pid: int | None = None) -> None:
     import cv2
 
     cv2.setNumThreads(1)  # parallelism is over clips; threads inside one clip would only contend
+    if parent_pid is not None:
+        _exit_with_parent(parent_pid)
+
+
+def _exit_with_parent(parent_pid: int, every_s: float = 0.5) -> None:
+    """End this worker process when ``parent_pid`` is gone (killed without a chance to shut the pool
+    down, e.g. SIGKILL): a daemon thread compares ``os.getppid()`` every ``every_s`` seconds. Without
+    it, the orphaned workers of a killed run went on rendering for half an hour. A clip being written
+    is left as a temporary file, which the next run removes (``remove_partials``)."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(every_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _write_in_workers(jobs: list[ClipJob], out_dir: Path, workers: int) -> Iterator[dict]:
     """Yield the metadata of each clip as worker processes finish it (in any order)."""
     context = multiprocessing.get_context("spawn")  # no fork of a parent that may hold threads
-    executor = ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context, initializer=_init_worker)
+    executor = ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context, initializer=_init_worker,
+                                   initargs=(os.getpid(),))
     try:
         futures = [executor.submit(write_clip, job, str(out_dir)) for job in jobs]
         for future in as_completed(futures):
