@@ -74,11 +74,11 @@ def split_clips(args, labels) -> tuple[list[tuple[str, str]], dict]:
     if args.data:
         clips = dataset_split(args.data, args.split)
         return (first_per_class(clips, args.limit) if args.limit else clips), {"data": args.data}
-    from training.synth import CLASS_NAMES, resolve_config
+    from training.synth import resolve_config
+    from training.synth.classes import classes_setting
     from training.synth.generate import plan_jobs, write_clip
 
-    known = [name for name in CLASS_NAMES if name in labels]
-    config = resolve_config("small", seed=0, classes="all" if len(known) == len(CLASS_NAMES) else ",".join(known))
+    config = resolve_config("small", seed=0, classes=classes_setting(labels))
     out = Path(args.workdir) / f"synth-small-seed0-{args.split}"
     jobs = [job for job in plan_jobs(config) if job.split == args.split]
     clips, made = [], 0

@@ -117,11 +117,11 @@ def evaluate(kind: str, clips: list[dict], classes: tuple[str, ...]) -> tuple[di
     """Run the package ``kind`` names (:func:`package_path`) on every clip: (figures, {clip: per-clip
     record})."""
     import edgekit
+    from edgekit.package import load_package
 
     path = package_path(kind)
-    recognizer = edgekit.Recognizer(path, topk=1)
-    recognizer.close()
-    recognizer = edgekit.Recognizer(path, topk=len(recognizer.labels))
+    package = load_package(path)  # loaded (and verified) once: the Recognizer takes it as it is
+    recognizer = edgekit.Recognizer(package, topk=len(package.labels))
     manifest = recognizer.package.manifest
     missing = [c for c in classes if c not in recognizer.labels]
     if missing:

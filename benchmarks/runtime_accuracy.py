@@ -108,13 +108,11 @@ def synth_config(args):
     refused for other labels, so compare ``before`` only against a tree whose default it shares."""
     from edgekit.package import load_package
     from edgekit.recognizer import DEFAULT_PACKAGE
-    from training.synth.classes import CLASS_NAMES
+    from training.synth.classes import classes_setting
     from training.synth.config import resolve_config
 
-    labels = set(load_package(DEFAULT_PACKAGE).labels)
-    known = [name for name in CLASS_NAMES if name in labels]
-    classes = "all" if len(known) == len(CLASS_NAMES) else ",".join(known)
-    return resolve_config(args.preset, codec=args.codec, seed=args.seed, frames=args.frames, classes=classes)
+    return resolve_config(args.preset, codec=args.codec, seed=args.seed, frames=args.frames,
+                          classes=classes_setting(load_package(DEFAULT_PACKAGE).labels))
 
 
 def stratified(clips: list[dict], n: int | None) -> list[dict]:

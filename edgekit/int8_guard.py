@@ -61,6 +61,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit._onnxgraph import consumers, unique_name
 from edgekit.errors import AccuracyGuardError, ConfigError, MissingDependencyError, SourceError
 
 DEFAULT_MAX_DROP_POINTS = 1.0
@@ -413,7 +414,7 @@ class _FloatLayers:
                         continue
                     if dq.input[0] in inits:  # weights or bias: a float initializer of its own
                         array = self._float_constant(node, slot, dq, inits)
-                        new_name = _unique(taken, f"{dq.input[0]}_fp32")
+                        new_name = unique_name(taken, f"{dq.input[0]}_fp32")
                         graph.initializer.append(onnx.numpy_helper.from_array(array, new_name))
                         node.input[slot] = new_name
                     else:
@@ -481,8 +482,8 @@ def _float_source(name: str, producers, inits, taken: set, clones: list) -> str:
         return tensor
     onnx = _onnx()
     source = _float_source(op.input[0], producers, inits, taken, clones)
-    clone = onnx.helper.make_node(op.op_type, [source, *op.input[1:]], [_unique(taken, f"{tensor}_fp32")],
-                                  name=_unique(taken, f"{op.name or op.op_type}_fp32"))
+    clone = onnx.helper.make_node(op.op_type, [source, *op.input[1:]], [unique_name(taken, f"{tensor}_fp32")],
+                                  name=unique_name(taken, f"{op.name or op.op_type}_fp32"))
     clone.attribute.extend(op.attribute)
     clones.append(clone)
     return clone.output[0]
@@ -491,10 +492,7 @@ def _float_source(name: str, producers, inits, taken: set, clones: list) -> str:
 def _float_outputs(layers, graph) -> None:
     """Consumers of each layer's quantized output that are neither a layer nor a
     :data:`FLOAT_PATH_OPS` op (a residual Add, a Concat, ...) read its float output instead."""
-    users: dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            users.setdefault(name, []).append(node)
+    users = consumers(graph)
     keep_quantized = COMPUTE_OPS | FLOAT_PATH_OPS | {"QuantizeLinear", "DequantizeLinear"}
     for layer in layers:
         for q in [n for n in users.get(layer.output[0], []) if n.op_type == "QuantizeLinear"]:
@@ -504,14 +502,6 @@ def _float_outputs(layers, graph) -> None:
                         for slot, name in enumerate(user.input):
                             if name == dq.output[0]:
                                 user.input[slot] = layer.output[0]
-
-
-def _unique(taken: set, base: str) -> str:
-    name, i = base, 1
-    while name in taken:
-        name, i = f"{base}_{i}", i + 1
-    taken.add(name)
-    return name
 
 
 def _drop_dead_nodes(graph) -> None:

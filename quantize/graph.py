@@ -25,10 +25,12 @@ rule, checked by :func:`zero_point_violations`), and OpenVINO and TensorRT read 
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
+
+from edgekit._onnxgraph import consumers, unique_name
 
 # Ops ORT's CPU EP runs on quantized data by dropping the DQ before and the Q after them (its
 # DropQDQNodesRules) as long as the op has exactly that one Q. Data is input 0; other inputs constant.
@@ -39,24 +41,6 @@ def _onnx():
     import onnx
 
     return onnx
-
-
-def _consumers(graph) -> dict[str, list]:
-    """Tensor name -> consuming nodes, once per input slot (a node reading a tensor twice is listed twice)."""
-    users = defaultdict(list)
-    for node in graph.node:
-        for name in node.input:
-            if name:
-                users[name].append(node)
-    return users
-
-
-def _unique_name(taken: set[str], base: str) -> str:
-    name, i = base, 1
-    while name in taken:
-        name, i = f"{base}_{i}", i + 1
-    taken.add(name)
-    return name
 
 
 def _toposort(graph) -> None:
@@ -89,7 +73,7 @@ class _Rewriter:
         self.taken = set(self.inits) | {n for node in graph.node for n in [*node.input, *node.output, node.name]}
 
     def name(self, base: str) -> str:
-        return _unique_name(self.taken, base)
+        return unique_name(self.taken, base)
 
     def quantized_edges(self, q, users) -> list | None:
         """[(dq, consumer), ...] reached from Q ``q`` through its DQs, or None if ``q`` is not a
@@ -132,7 +116,7 @@ def _clone_pass_through_producers(rw: _Rewriter) -> int:
     onnx = _onnx()
     graph = rw.graph
     producers = {out: node for node in graph.node for out in node.output}
-    users = _consumers(graph)
+    users = consumers(graph)
     cloned = 0
     for op in [n for n in graph.node if n.op_type in PASS_THROUGH_OPS and not n.domain]:
         source = producers.get(op.input[0])
@@ -164,14 +148,14 @@ def unshare_quantized_tensors(model) -> int:
     graph = model.graph
     rw = _Rewriter(graph)
     added = _clone_pass_through_producers(rw)
-    users = _consumers(graph)
+    users = consumers(graph)
     for q in [n for n in graph.node if n.op_type == "QuantizeLinear"]:
         edges = rw.quantized_edges(q, users)
         for dq, user in (edges or [])[1:]:  # the first (DQ, consumer) edge keeps the original pair
             graph.node.extend(rw.new_pair(q, dq, q.input[0], user))
             added += 1
     if added:
-        live = _consumers(graph)
+        live = consumers(graph)
         for node in [n for n in graph.node if n.op_type == "DequantizeLinear"]:
             if node.output[0] not in live and node.output[0] not in rw.outputs and node.input[0] not in rw.inits:
                 graph.node.remove(node)  # its consumers all moved to new pairs

@@ -107,3 +107,15 @@ def joined_mid_gop(path, codec="h264", frames=48, gop=12, drop=5) -> tuple[bytes
     packets = raw_packets(path)
     before_keyframe = next((i for i, p in enumerate(packets) if p[2] and i >= drop), len(packets)) - drop
     return Path(path).read_bytes()[packets[drop][0]:], before_keyframe
+
+
+def synth_tiny(out: Path, clips_per_class: int) -> Path:
+    """The synthetic benchmark's tiny preset made into ``out`` by the real command (a subprocess,
+    two workers), ``clips_per_class`` clips of each of the 17 classes."""
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-m", "training", "synth", "--preset", "tiny", "--out", str(out),
+                    "--clips-per-class", str(clips_per_class), "--workers", "2", "--no-progress"],
+                   check=True, capture_output=True)
+    return out

@@ -132,19 +132,26 @@ def make_model_dir(path: Path, *, fp32: bool = True, int8: bool = True, seed: in
     return path
 
 
+def export_mv_onnx(net, path: Path, shape: tuple[int, ...]) -> Path:
+    """``net`` (in eval mode) as FP32 ONNX at ``path``: input ``mv`` of ``shape``, output ``logits``, opset 17."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net.eval(), (torch.zeros(shape),), str(path), input_names=["mv"], output_names=["logits"],
+                          opset_version=17, dynamo=False)
+    return path
+
+
 def conv_classifier_onnx(path: Path, shape: tuple[int, ...] = (1, 2, 16, 16), classes: int = 4) -> Path:
     """A small FP32 ONNX classifier (two convs with ReLUs, pooling, a linear layer; input ``mv`` of
     ``shape``, output ``logits``), seeded: the calibration tests' model, written to ``path``."""
-    import warnings
-
     import torch
     from torch import nn
 
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(shape[1], 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2, padding=1),
-                        nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, classes)).eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, (torch.zeros(shape),), str(path), input_names=["mv"], output_names=["logits"],
-                          opset_version=17, dynamo=False)
-    return path
+                        nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, classes))
+    return export_mv_onnx(net, path, shape)

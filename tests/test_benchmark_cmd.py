@@ -5,9 +5,6 @@ tiny synthetic dataset."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -24,10 +21,9 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    out = tmp_path_factory.mktemp("synth") / "tiny"
-    subprocess.run([sys.executable, "-m", "training", "synth", "--preset", "tiny", "--out", str(out),
-                    "--clips-per-class", "3", "--workers", "2", "--no-progress"], check=True, capture_output=True)
-    return out
+    from media import synth_tiny
+
+    return synth_tiny(tmp_path_factory.mktemp("synth") / "tiny", 3)
 
 
 def run(capsys, *args):

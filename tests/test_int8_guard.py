@@ -16,7 +16,6 @@ import json
 import shutil
 import subprocess
 import sys
-import warnings
 
 import numpy as np
 import pytest
@@ -56,20 +55,16 @@ def _net(num_classes: int):
 
 
 def _export(net, path) -> None:
-    import torch
+    from onnx_models import export_mv_onnx
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net.eval(), (torch.zeros(SHAPE),), str(path), input_names=["mv"], output_names=["logits"],
-                          opset_version=17, dynamo=False)
+    export_mv_onnx(net, path, SHAPE)
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    out = tmp_path_factory.mktemp("synth") / "tiny"
-    subprocess.run([sys.executable, "-m", "training", "synth", "--preset", "tiny", "--out", str(out),
-                    "--clips-per-class", "10", "--workers", "2", "--no-progress"], check=True, capture_output=True)
-    return out
+    from media import synth_tiny
+
+    return synth_tiny(tmp_path_factory.mktemp("synth") / "tiny", 10)
 
 
 @pytest.fixture(scope="module")

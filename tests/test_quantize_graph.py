@@ -13,7 +13,8 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from quantize.graph import _consumers, ort_optimized_ops, unshare_quantized_tensors, zero_point_violations  # noqa: E402
+from edgekit._onnxgraph import consumers  # noqa: E402
+from quantize.graph import ort_optimized_ops, unshare_quantized_tensors, zero_point_violations  # noqa: E402
 
 SHAPE = (1, 3, 5, 32, 32)
 
@@ -90,7 +91,7 @@ def models(tmp_path_factory):
 
 def _fan_out(model) -> int:
     """Largest number of nodes reached by one QuantizeLinear through its DQs."""
-    users = _consumers(model.graph)
+    users = consumers(model.graph)
     return max(sum(len(users[dq.output[0]]) for dq in users[q.output[0]])
                for q in model.graph.node if q.op_type == "QuantizeLinear")
 

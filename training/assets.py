@@ -64,7 +64,7 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     truth = make_demo_clip(out, tuple(args.classes.split(",")))
     print(f"wrote {out / 'demo.mp4'}: " + ", ".join(s["label"] for s in truth["segments"]))
-    for given, name in ((args.package, "default.edgepkg"), (getattr(args, "package_mv", None), "default-mv.edgepkg")):
+    for given, name in ((args.package, "default.edgepkg"), (args.package_mv, "default-mv.edgepkg")):
         if given:
             from edgekit.package import load_package
 

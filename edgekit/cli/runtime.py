@@ -366,8 +366,8 @@ def _demo_lines(runs: list[DemoRun], truth: list[dict]) -> list[str]:
         lines += _wrap(f"{run.model:<{model_width}}  {run.description}", "  ", " " * (model_width + 4))
     lines += _wrap("truth: " + ", ".join(f"{t['start_s']:.1f}-{t['end_s']:.1f} s {t['label']}" for t in truth),
                    "  ", "         ")
-    spans = sorted({(round(w.start_s, 2), round(w.end_s, 2)) for run in runs for w in run.prediction.windows})
     by_span = [{(round(w.start_s, 2), round(w.end_s, 2)): w for w in run.prediction.windows} for run in runs]
+    spans = sorted({span for windows in by_span for span in windows})
     rows = [["time span", "truth", *(run.model for run in runs)]]
     for start_s, end_s in spans:
         cells = [_label_cell(windows[(start_s, end_s)]) if (start_s, end_s) in windows else "-"
@@ -378,12 +378,9 @@ def _demo_lines(runs: list[DemoRun], truth: list[dict]) -> list[str]:
     lines.append("  latency: the whole clip, each model reading it along its own decoding path")
     latency_rows = [["model", "latency", "x real time", "decode/window", "preprocess/window", "inference/window"]]
     for run in runs:
-        latency = run.prediction.latency_ms  # an edgekit.recognizer.StageTimes
-        windows = max(len(run.prediction.windows), 1)
-        latency_rows.append([run.model, f"{latency.total:.0f} ms",
-                             f"{run.prediction.duration_s * 1000 / max(latency.total, 1e-9):.0f}x",
-                             *(f"{getattr(latency, stage) / windows:.1f} ms"
-                               for stage in ("decode", "preprocess", "inference"))])
+        total_ms, real_time, per_window = _latency_figures(run.prediction)
+        latency_rows.append([run.model, f"{total_ms:.0f} ms", f"{real_time:.0f}x",
+                             *(f"{ms:.1f} ms" for ms in per_window.values())])
     lines += _table(latency_rows, right_from=1)
     return lines
 
@@ -428,12 +425,19 @@ def _print_prediction(prediction, title: str) -> None:
           + ", ".join(f"{label} {score:.2f}" for label, score in prediction.topk[:3]))
     for window in prediction.windows:
         print("  " + _window_line(window))
-    latency = prediction.latency_ms  # an edgekit.recognizer.StageTimes
+    total_ms, real_time, per_window = _latency_figures(prediction)
+    print(f"  latency: total {total_ms:.0f} ms for {prediction.duration_s:.1f} s of video "
+          f"({real_time:.0f}x real time); per window: "
+          + ", ".join(f"{stage} {ms:.1f} ms" for stage, ms in per_window.items()))
+
+
+def _latency_figures(prediction) -> tuple[float, float, dict[str, float]]:
+    """A video prediction's latency: total ms, times real time, and ms per window of decode,
+    preprocess and inference (its ``latency_ms``, an ``edgekit.recognizer.StageTimes``)."""
+    latency = prediction.latency_ms
     windows = max(len(prediction.windows), 1)
     per_window = {stage: getattr(latency, stage) / windows for stage in ("decode", "preprocess", "inference")}
-    print(f"  latency: total {latency.total:.0f} ms for {prediction.duration_s:.1f} s of video "
-          f"({prediction.duration_s * 1000 / max(latency.total, 1e-9):.0f}x real time); per window: "
-          + ", ".join(f"{stage} {ms:.1f} ms" for stage, ms in per_window.items()))
+    return latency.total, prediction.duration_s * 1000 / max(latency.total, 1e-9), per_window
 
 
 # ---------------------------------------------------------------------------------------------- profile

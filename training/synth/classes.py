@@ -61,5 +61,12 @@ FIXED_CLASS_NAMES: tuple[str, ...] = ("move_left", "move_right", "move_up", "mov
 MOTION_CLASS_NAMES: tuple[str, ...] = tuple(c.name for c in CLASSES if c.actor_colour == "any")
 # named class sets of ``synth --classes``
 CLASS_SETS: dict[str, tuple[str, ...]] = {"all": CLASS_NAMES, "motion": MOTION_CLASS_NAMES, "fixed": FIXED_CLASS_NAMES}
+
+
+def classes_setting(labels) -> str:
+    """The ``synth`` classes setting that makes the benchmark's classes among ``labels`` (a model's
+    labels): "all" when it knows every class, else their names comma-separated, in label order."""
+    known = [name for name in CLASS_NAMES if name in set(labels)]
+    return "all" if len(known) == len(CLASS_NAMES) else ",".join(known)
 if CLASS_NAMES[:len(FIXED_CLASS_NAMES)] != FIXED_CLASS_NAMES:
     raise RuntimeError("the 12 fixed classes must stay the first 12 classes, in this order")
