@@ -26,7 +26,8 @@ memory stays out of the measured process's peak RSS.
 Beside the default model, in the same rounds (``--variants``):
 
   mv_only      a motion-vector-only package (``edge-mv``: the file decoded with the loop filter and
-               the IDCT skipped, no residual): ``--mv-package PKG``, or one built on the fly with
+               the IDCT skipped, no residual): the bundled ``Recognizer.default("mv")``, or
+               ``--mv-package PKG``; trees without a bundled one build one on the fly with
                random weights (speed does not depend on the weights; needs the ``train`` extra)
   offline_420  ``edgekit.bitstream.open(clip, rgb=None, residual_layout="420")``: every frame's motion
                vectors and full-size residual (Y full size, U/V half size), as cache builders read
@@ -331,13 +332,19 @@ def benchmark(args) -> dict:
 
         variants, mv_model = {}, None
         if "mv_only" in args.variants:
+            mv_recognizer = None
             if args.mv_package:
-                mv_path = args.mv_package
+                mv_recognizer = Recognizer(args.mv_package, **options)
             else:
-                log("building a random-init edge-mv package (speed only)")
+                try:  # the bundled motion-vector-only default, where this tree ships one
+                    mv_recognizer = Recognizer.default("mv", **options)
+                    mv_model = {"source": "bundled", "package": "Recognizer.default('mv')",
+                                "model": mv_recognizer.package.manifest.model, "classes": len(mv_recognizer.labels)}
+                except Exception as err:  # noqa: BLE001 - older trees: no such default
+                    log(f"no bundled edge-mv ({type(err).__name__}): building a random-init one (speed only)")
+            if mv_recognizer is None and not args.mv_package:
                 built = build_mv_package(workdir)
-                mv_path, mv_model = built["path"], built["model"]
-            mv_recognizer = Recognizer(mv_path, **options)
+                mv_recognizer, mv_model = Recognizer(built["path"], **options), built["model"]
             variants["mv_only"] = lambda path: timed_recognize(mv_recognizer, path)
         if "offline_420" in args.variants:
             variants["offline_420"] = timed_offline_420
@@ -429,7 +436,8 @@ def main(argv=None) -> int:
                         help="more commands timed in the same rounds: mv_only, offline_420, or 'none' "
                              "(default: mv_only,offline_420)")
     parser.add_argument("--mv-package", metavar="PKG",
-                        help="the motion-vector-only package for mv_only (default: a random-init edge-mv, built)")
+                        help="the motion-vector-only package for mv_only (default: the bundled Recognizer.default('mv'); "
+                             "a random-init edge-mv, built, in trees without one)")
     parser.add_argument("--encode-clips", nargs=2, metavar=("WORKDIR", "SPECS"), help=argparse.SUPPRESS)
     parser.add_argument("--build-mv-package", metavar="WORKDIR", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -168,7 +168,7 @@ class CausalPlan:
             if tail_due(total, ends[-1] if len(ends) else 0, self.length):
                 self.tail = (max(total - self.length, 0), min(self.length, total))
 
-    def surely_unused(self, p: int, margin: int = 1) -> bool:
+    def surely_unused(self, p: int, kinds=None, margin: int = 1) -> bool:
         """Whether no window will use the frame at display position ``p`` (0-based, in the first
         picture size) unless more than ``margin`` I-frames in a row stand where a window looks: a
         reader may then leave it undecoded when nothing is predicted from it. Used are: a frame
@@ -176,7 +176,14 @@ class CausalPlan:
         there), twice the run of a 3D input plus ``margin``, every frame of "gop" inputs and the first
         ``margin + 1`` frames. A stream that puts more I-frames in a row there (a scene cut on a
         keyframe) only costs that window the exact frame: the Recognizer takes the nearest one
-        read (``nearest_available``)."""
+        read (``nearest_available``).
+
+        ``kinds`` (optional): position -> frame type ("I", "P", "B") of the pictures the reader has
+        already seen (a mapping; missing or None: not known). A frame after a span's target is then
+        called used only if every frame from the target up to it is known to be one the input
+        cannot take (an I-frame for motion inputs), as the selection rule picks the first eligible
+        frame at or after the target: with frame types known, only the frames a window reads are
+        decoded."""
         if not self.specs:
             return p > margin
         if p <= margin:
@@ -191,8 +198,9 @@ class CausalPlan:
                 if rule.gop:
                     return False
                 if rule.tsn:
-                    if any(t <= q <= t + margin for t in rule.targets):
-                        return False
+                    for t in rule.targets:
+                        if t <= q <= t + margin and not _passed_over(kinds, start + t, p, rule.frames):
+                            return False
                 elif rule.start <= q <= rule.start + 2 * rule.T + margin:  # I-frames may sit between
                     return False
         return True
@@ -218,6 +226,18 @@ class CausalPlan:
             self.first_done = True
             used = True
         return used
+
+
+def _passed_over(kinds, first: int, p: int, frames: str) -> bool:
+    """Whether the selection rule surely stops before position ``p`` when it looks from ``first``:
+    some frame in [first, p) is known (``kinds``) to be eligible for an input of ``frames``."""
+    if kinds is None:
+        return False
+    for q in range(first, p):
+        kind = kinds.get(q)
+        if kind is not None and eligible(kind, frames):
+            return True
+    return False
 
 
 def nearest_available(kinds: Sequence[str], available: Sequence[bool], spec) -> np.ndarray:

@@ -309,7 +309,7 @@ def test_pictures_no_window_reads_are_not_even_decoded(square):
         stats = run.reader.stats
         original = sampling.CausalPlan.surely_unused
         try:
-            sampling.CausalPlan.surely_unused = lambda self, p, margin=1: False
+            sampling.CausalPlan.surely_unused = lambda self, p, kinds=None, margin=1: False
             run_all = rec.windows(square)
             everything = list(run_all)
         finally:
@@ -330,7 +330,7 @@ def test_undecoded_pictures_keep_their_place_and_the_rest_decode_the_same(tmp_pa
     moving_square_clip(path, codec, size=(160, 128), frames=36, motion=(2, 1), gop=12, bframes=2)
     options = dict(accumulate=True, trace="block", rgb=None, residual_size=(32, 32))
     full = _read(path, **options)
-    sparse = _read(path, **options, wants=lambda kind, size: True, unused=lambda position: True)
+    sparse = _read(path, **options, wants=lambda kind, size: True, unused=lambda position, kinds: True)
     assert [f.pts for f in sparse] == [f.pts for f in full] and [f.kind for f in sparse] == [f.kind for f in full]
     undecoded = [f for f in sparse if f.mv is None]
     assert undecoded and all(f.kind == "B" and f.residual is None for f in undecoded)
@@ -340,7 +340,7 @@ def test_undecoded_pictures_keep_their_place_and_the_rest_decode_the_same(tmp_pa
             np.testing.assert_array_equal(a.residual, b.residual)
     from edgekit.errors import ConfigError
     with pytest.raises(ConfigError):
-        bs.open(path, unused=lambda p: True)  # unused needs wants: nothing would count the frames
+        bs.open(path, unused=lambda p, kinds: True)  # unused needs wants: nothing would count the frames
 
 
 def test_the_plan_never_calls_unused_a_frame_a_window_reads():
@@ -362,3 +362,63 @@ def test_the_plan_never_calls_unused_a_frame_a_window_reads():
         oracle.expect(n if known else None)
         used = [plan.arrive(k, (96, 128)) for k in kinds]
         assert not any(used[p] and oracle.surely_unused(p) for p in range(n))
+        # the picture types of every frame before it known (a reader reads them from the headers)
+        assert not any(used[p] and oracle.surely_unused(p, dict(enumerate(kinds[:p]))) for p in range(n))
+
+
+def test_known_picture_types_leave_only_the_frames_windows_read():
+    """With the types of the pictures before it known, a B-frame right after a span's target is
+    called unused unless the target is an I-frame (the rule takes the first P/B frame at or after
+    it): fewer frames kept than without types, and every kept one but the first few is read."""
+    from edgekit.spec import InputSpec
+
+    spec = InputSpec("mv", "mv", (1, 3, 2, 8, 8))
+    kinds = ["I" if i % 12 == 0 else ("P" if i % 3 == 0 else "B") for i in range(240)]
+    plan = sampling.CausalPlan([spec], 48, 24)
+    used = [plan.arrive(k, (96, 128)) for k in kinds]
+    oracle = sampling.CausalPlan([spec], 48, 24)
+    blind = [p for p in range(240) if kinds[p] == "B" and not oracle.surely_unused(p)]
+    typed = [p for p in range(240) if kinds[p] == "B" and not oracle.surely_unused(p, dict(enumerate(kinds[:p])))]
+    assert set(typed) < set(blind)
+    assert all(used[p] for p in typed if p > 1)
+    # a target on an I-frame: the frame after it is still kept
+    target = 24 + 24  # window 1 (frames 24..71), span 2's centre, on an I-frame
+    assert kinds[target] == "I" and not oracle.surely_unused(target + 1, dict(enumerate(kinds[:target + 1])))
+
+
+@pytest.mark.parametrize("codec", ["h264", "mpeg4"])
+def test_picture_types_read_from_headers_equal_the_decoders(tmp_path, codec):
+    """The skipper's header parse (H.264 slice_type / nal_ref_idc, MPEG-4 vop_coding_type) gives,
+    packet by packet, the type and reference flag of the picture the decoder then returns."""
+    import av
+
+    path = tmp_path / f"k.{'mp4' if codec == 'h264' else 'avi'}"
+    moving_square_clip(path, codec, size=(160, 128), frames=40, motion=(2, 1), gop=12, bframes=2)
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        skipper = reader_module._Skipper.for_stream(stream, lambda p, kinds: False)
+        parsed, decoded = {}, {}
+        for packet in container.demux(stream):
+            if packet.size:
+                parsed[packet.pts] = skipper.parse(bytes(packet))
+            for frame in packet.decode():
+                decoded[frame.pts] = reader_module._KINDS[int(frame.pict_type)]
+    assert len(parsed) == len(decoded) == 40
+    assert {pts: kind for pts, (_, kind) in parsed.items()} == decoded
+    assert {pts for pts, (nonref, _) in parsed.items() if nonref} == {pts for pts, k in decoded.items() if k == "B"}
+    assert set(decoded.values()) == {"I", "P", "B"}
+
+
+def test_slice_type_parse_reads_exp_golomb_codes():
+    """first_mb_in_slice and slice_type as Exp-Golomb codes, emulation prevention removed; a
+    header too short to hold them is unknown."""
+    # NAL header 0x41 (ref, non-IDR), first_mb 0 ("1"), slice_type 5 ("00110"): P
+    assert reader_module._h264_slice_kind(bytes([0x41, 0b10011000, 0])) == "P"
+    assert reader_module._h264_slice_kind(bytes([0x01, 0b10011100, 0])) == "B"    # slice_type 6
+    assert reader_module._h264_slice_kind(bytes([0x41, 0b10001000, 0])) == "I"    # slice_type 7 ("0001000")
+    # first_mb 3 ("00100") then slice_type 0 ("1"): P
+    assert reader_module._h264_slice_kind(bytes([0x41, 0b00100100])) == "P"
+    assert reader_module._h264_slice_kind(bytes([0x41])) is None
+    assert reader_module._h264_slice_kind(bytes([0x41, 0, 0, 0])) is None
+    assert reader_module._h264_picture(iter([bytes([0x65, 0x88])])) == (False, "I")  # IDR
+    assert reader_module._h264_picture(iter([bytes([0x41, 0x98]), bytes([0x41, 0x88])])) == (False, None)  # P + I

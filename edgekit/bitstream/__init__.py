@@ -86,14 +86,16 @@ and shrinking it later costs more than decoding to RGB. Three options cut the wo
   data will be used; declined frames get ``residual=None``, and declined B-frames also ``mv=None``
   and ``intra=None``: no frame is predicted from a B-frame, so its vectors are not even read
   (two thirds of the frames with x264's default two B-frames).
-- ``unused(position) -> bool`` (with ``wants``, local files, H.264 and MPEG-4 Part 2): a picture
-  nothing is predicted from (H.264 slices with nal_ref_idc 0, MPEG-4 B-VOPs) at a display position
-  where it says True is not decoded at all; its frame still comes out, in its place, as a B-frame
-  with ``mv``, ``intra`` and ``residual`` None (``stats.undecoded_frames``). Positions are read
-  from timestamps at a constant frame rate; the first decoded picture whose position disagrees
-  turns skipping off. ``CausalPlan.surely_unused`` answers it for a model's windows. ``edgekit.sampling.CausalPlan``
-  answers it for a model's windows: the frame-selection rule is causal, decided when a frame
-  arrives.
+- ``unused(position, kinds) -> bool`` (with ``wants``, local files, H.264 and MPEG-4 Part 2): a
+  picture nothing is predicted from (H.264 slices with nal_ref_idc 0, MPEG-4 B-VOPs) at a display
+  position where it says True is not decoded at all; its frame still comes out, in its place, as a
+  B-frame with ``mv``, ``intra`` and ``residual`` None (``stats.undecoded_frames``). Positions are
+  read from timestamps at a constant frame rate; the first decoded picture whose position disagrees
+  turns skipping off. ``kinds`` maps the display positions of the packets read so far to their
+  picture type ("I", "P", "B"; None where unknown), read from the slice or VOP header without
+  decoding. ``edgekit.sampling.CausalPlan.surely_unused`` answers it for a model's windows (the
+  frame-selection rule is causal, decided when a frame arrives): with the picture types known, only
+  the B-frames some window reads are decoded.
 
 **Residual layouts** (all-frames, offline): ``residual_layout="444"`` gives (3, H, W) with chroma
 repeated 2x2; ``"420"`` gives a :class:`YUV420` (``y`` (H, W), ``u``/``v`` ((H+1)//2, (W+1)//2), views of

@@ -226,7 +226,7 @@ class Reader:
         if residual_step not in (None, 1, 2):
             raise ConfigError(f"residual_step must be None (automatic), 1 or 2, got {residual_step!r}")
         if unused is not None and (not callable(unused) or wants is None):
-            raise ConfigError("unused must be a callable (display position) -> bool, given with wants=")
+            raise ConfigError("unused must be a callable (display position, kinds) -> bool, given with wants=")
         self.trace, self.residual_size, self._wants = trace, residual_size, wants
         self.residual_step = residual_step
         self._unused = unused
@@ -628,7 +628,7 @@ class Reader:
 
     def _picture_source(self) -> Iterator:
         if self._prefetch:
-            self._prefetcher = _Prefetcher(self._frames())
+            self._prefetcher = _Prefetcher(self._frames(), prefetch_depth(self._info.width, self._info.height))
             return iter(self._prefetcher)
         return self._frames()
 
@@ -916,11 +916,11 @@ class Reader:
         self.stats.kinds[out.kind] += 1
         return out
 
-    def _full_residual(self, H: int, W: int) -> tuple[np.ndarray, bool]:
+    def _full_residual(self, H: int, W: int, make=np.empty) -> tuple[np.ndarray, bool]:
         """A buffer for a full-size int16 residual in the layout asked for, and whether it is 4:2:0."""
         if self.residual_layout == "420" and self.residual_size is None:
-            return np.empty(_reference.residual_len(H, W, True), np.int16), True
-        return np.empty((3, H, W), np.int16), False
+            return make(_reference.residual_len(H, W, True), np.int16), True
+        return make((3, H, W), np.int16), False
 
     def _finish(self, out: np.ndarray, H: int, W: int):
         """What a frame carries from a kernel's output: binned, 4:2:0 planes, or (3, H, W)."""
@@ -933,8 +933,7 @@ class Reader:
     def _zero_residual(self, H: int, W: int):
         if self.residual_size is not None:
             return np.zeros((3, *self.residual_size), np.float32)
-        buf, _ = self._full_residual(H, W)
-        buf[...] = 0
+        buf, _ = self._full_residual(H, W, np.zeros)  # zeroed pages from the OS: nothing written here
         return self._finish(buf, H, W)
 
     def _residual(self, cur: _Decoded, iframe, past, future):
@@ -1018,11 +1017,15 @@ class _Undecoded:
 class _Skipper:
     """Decides, packet by packet, which pictures are not decoded at all: non-reference pictures
     (nothing is predicted from them: H.264 slices with nal_ref_idc 0, MPEG-4 B-VOPs) at a display
-    position that ``unused(position)`` says no window will read. Positions come from timestamps
-    (constant frame rate, counted from the first keyframe); the first decoded picture whose position
-    disagrees with its order turns skipping off for good (variable frame rate, lost pictures), so a
-    wrong guess costs speed, never a wanted picture. Undecoded pictures are handed back in display
+    position that ``unused(position, kinds)`` says no window will read. Positions come from
+    timestamps (constant frame rate, counted from the first keyframe); the first decoded picture
+    whose position disagrees with its order turns skipping off for good (variable frame rate, lost
+    pictures), so a wrong guess costs speed, never a wanted picture. ``kinds`` maps the positions of
+    the packets seen so far to their picture type, read from the slice or VOP header (None where a
+    picture mixes slice types or cannot be read). Undecoded pictures are handed back in display
     order as :class:`_Undecoded` placeholders, before the first decoded picture that follows them."""
+
+    KEEP = 1024  # positions of picture types remembered behind the newest packet
 
     def __init__(self, stream, unused, parse):
         self.unused, self.parse = unused, parse
@@ -1033,6 +1036,8 @@ class _Skipper:
         self.pending: list[int] = []  # pts of undecoded pictures not yet handed back (a heap)
         self.emitted = 0     # pictures handed on (decoded and undecoded), in display order
         self.enabled = self.step is not None
+        self.kinds: dict[int, str | None] = {}  # display position -> picture type, of packets seen
+        self.newest = 0
 
     @classmethod
     def for_stream(cls, stream, unused) -> "_Skipper | None":
@@ -1041,10 +1046,10 @@ class _Skipper:
             extradata = ctx.extradata or b""
             if len(extradata) >= 7 and extradata[0] == 1:  # avcC: NAL units prefixed by their length
                 size = (extradata[4] & 3) + 1
-                return cls(stream, unused, lambda data: _h264_length_nonref(data, size))
-            return cls(stream, unused, _h264_annexb_nonref)
+                return cls(stream, unused, lambda data: _h264_picture(_length_prefixed_nals(data, size)))
+            return cls(stream, unused, lambda data: _h264_picture(_annexb_nals(data)))
         if ctx.name == "mpeg4":
-            return cls(stream, unused, _mpeg4_b_vop)
+            return cls(stream, unused, _mpeg4_vop)
         return None
 
     def position(self, pts: int) -> int:
@@ -1057,14 +1062,25 @@ class _Skipper:
             if not packet.is_keyframe:
                 return False
             self.origin = packet.pts
+        if packet.pts < self.origin:
+            return False
         try:
-            nonref = self.parse(bytes(packet))
+            nonref, kind = self.parse(bytes(packet))
         except (IndexError, ValueError):
             return False
-        if not nonref or packet.pts < self.origin or not self.unused(self.position(packet.pts)):
+        position = self.position(packet.pts)
+        self._remember(position, kind)
+        if not nonref or not self.unused(position, self.kinds):
             return False
         heapq.heappush(self.pending, packet.pts)
         return True
+
+    def _remember(self, position: int, kind: str | None) -> None:
+        self.kinds[position] = kind
+        if position > self.newest:
+            self.newest = position
+            if len(self.kinds) > 2 * self.KEEP:
+                self.kinds = {q: k for q, k in self.kinds.items() if q > position - self.KEEP}
 
     def before(self, frame) -> Iterator[_Undecoded]:
         """The undecoded pictures shown before ``frame`` (all of them when None: the end)."""
@@ -1078,37 +1094,81 @@ class _Skipper:
             self.emitted += 1
 
 
-def _h264_length_nonref(data: bytes, size: int) -> bool:
-    """Whether an avcC access unit's slices all have nal_ref_idc 0 (no picture is predicted from it)."""
-    i, slices = 0, 0
+def _length_prefixed_nals(data: bytes, size: int) -> Iterator[bytes]:
+    """The NAL units of an avcC access unit (each prefixed by its length in ``size`` bytes)."""
+    i = 0
     while i + size < len(data):
         n = int.from_bytes(data[i:i + size], "big")
-        header = data[i + size]
-        if header & 0x1F in (1, 5):  # a coded slice
-            if header & 0x60:
-                return False
-            slices += 1
+        yield data[i + size:i + size + n]
         i += size + n
-    return slices > 0
 
 
-def _h264_annexb_nonref(data: bytes) -> bool:
-    """The same for an Annex-B access unit (start codes)."""
-    slices, i = 0, data.find(b"\x00\x00\x01")
+def _annexb_nals(data: bytes) -> Iterator[bytes]:
+    """The NAL units of an Annex-B access unit (start codes), each from its header byte on."""
+    i = data.find(b"\x00\x00\x01")
     while i >= 0 and i + 3 < len(data):
-        header = data[i + 3]
-        if header & 0x1F in (1, 5):
-            if header & 0x60:
-                return False
+        j = data.find(b"\x00\x00\x01", i + 3)
+        yield data[i + 3:j if j >= 0 else len(data)]
+        i = j
+
+
+_H264_SLICE_KINDS = ("P", "B", "I", "P", "I")  # slice_type % 5: P, B, I, SP, SI
+
+
+def _h264_slice_kind(nal: bytes) -> str | None:
+    """The picture type of an H.264 slice NAL unit from its header (first_mb_in_slice and
+    slice_type, two Exp-Golomb codes), or None if they cannot be read."""
+    head = nal[1:12].replace(b"\x00\x00\x03", b"\x00\x00")  # emulation prevention, in these bytes
+    bits, nbits, pos = int.from_bytes(head, "big"), 8 * len(head), 0
+    values = []
+    for _ in range(2):
+        zeros = 0
+        while pos < nbits and not (bits >> (nbits - 1 - pos)) & 1:
+            zeros, pos = zeros + 1, pos + 1
+        if pos + zeros + 1 > nbits or zeros > 31:
+            return None
+        values.append(((bits >> (nbits - pos - zeros - 1)) & ((1 << (zeros + 1)) - 1)) - 1)
+        pos += zeros + 1
+    return _H264_SLICE_KINDS[values[1] % 5] if values[1] < 10 else None
+
+
+def _h264_picture(nals: Iterator[bytes]) -> tuple[bool, str | None]:
+    """(whether every slice of an access unit has nal_ref_idc 0, its picture type or None)."""
+    slices, ref, kinds = 0, False, set()
+    for nal in nals:
+        if not nal:
+            continue
+        header = nal[0]
+        if header & 0x1F in (1, 5):  # a coded slice (5: IDR, always intra)
             slices += 1
-        i = data.find(b"\x00\x00\x01", i + 3)
-    return slices > 0
+            ref |= bool(header & 0x60)
+            kinds.add("I" if header & 0x1F == 5 else _h264_slice_kind(nal))
+    kind = kinds.pop() if len(kinds) == 1 else None
+    return slices > 0 and not ref, kind
 
 
-def _mpeg4_b_vop(data: bytes) -> bool:
-    """Whether an MPEG-4 Part 2 packet is a B-VOP (never a reference)."""
+_MPEG4_VOP_KINDS = ("I", "P", "B", "P")  # vop_coding_type: I, P, B, S (sprite: predicted)
+
+
+def _mpeg4_vop(data: bytes) -> tuple[bool, str | None]:
+    """(whether an MPEG-4 Part 2 packet is a B-VOP, never a reference; its VOP type or None)."""
     i = data.find(b"\x00\x00\x01\xb6")
-    return i >= 0 and i + 4 < len(data) and data[i + 4] >> 6 == 2
+    if i < 0 or i + 4 >= len(data):
+        return False, None
+    kind = _MPEG4_VOP_KINDS[data[i + 4] >> 6]
+    return kind == "B", kind
+
+
+PREFETCH_BYTES = 48 << 20  # decoded pictures held ahead of the consumer, at most (4:2:0 bytes)
+
+
+def prefetch_depth(width: int, height: int) -> int:
+    """How many pictures the decode-ahead thread may hold: 48 MiB of 4:2:0 pictures, 4 to 64. A deep
+    queue keeps decoding while the model runs on a window (a whole stride of small pictures); 4
+    when the size is not known yet."""
+    if width <= 0 or height <= 0:
+        return 4
+    return max(4, min(64, PREFETCH_BYTES // (width * height * 3 // 2)))
 
 
 class _Prefetcher:
