@@ -55,6 +55,8 @@ RECIPES = (
     Recipe("percentile-99.999-256", 256, (("method", "percentile"), ("percentile", 99.999))),
     Recipe("percentile-99.99-64", 64, (("method", "percentile"), ("percentile", 99.99))),
     Recipe("percentile-99.99-512", 512, (("method", "percentile"), ("percentile", 99.99))),
+    Recipe("percentile-99.99-256-float-ends", 256, (("method", "percentile"), ("percentile", 99.99),
+                                                     ("float_ends", True))),
     Recipe("entropy-256", 256, (("method", "entropy"),)),
     Recipe("uint8-asym-minmax-256", 256, (("method", "minmax"), ("activations", "uint8-asymmetric"))),  # diagnostic
 )

@@ -131,6 +131,34 @@ def test_bad_settings_are_refused_with_what_to_do(settings, message):
         CalibrationSettings(**settings)
 
 
+def test_float_ends_keep_the_first_layer_and_the_classifier_in_float(fp32, tmp_path):
+    """The first conv (reading the input) and the final linear layer find no Q/DQ pair on their
+    weights; the conv between them is INT8; the logits stay close to FP32's."""
+    from quantize.evaluate import load_session
+    from quantize.int8 import end_layers
+
+    model = onnx.load(str(fp32))
+    weighted = [n.name for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
+    assert len(weighted) == 3 and end_layers(model) == [weighted[0], weighted[2]]
+    out = tmp_path / "mixed.onnx"
+    quantize_int8(fp32, out, _Reader(_clips(32, seed=3)), settings=CalibrationSettings(float_ends=True))
+    q = onnx.load(str(out))
+    dequantized = {n.output[0] for n in q.graph.node if n.op_type == "DequantizeLinear"}
+    inits = {t.name for t in q.graph.initializer}
+    by_name = {n.name: n for n in q.graph.node}
+    for name, quantized in ((weighted[0], False), (weighted[1], True), (weighted[2], False)):
+        node = by_name[name]
+        assert (node.input[1] in dequantized) is quantized, name  # weight through DequantizeLinear, or float
+        assert (node.input[1] in inits) is not quantized, name
+    assert not any(n.op_type == "QuantizeLinear" and n.input[0] == "mv" for n in q.graph.node)  # input stays float
+    assert len([n for n in q.graph.node if n.op_type == "DequantizeLinear"]) >= 2
+    test = _clips(10, seed=5)
+    with load_session(fp32, "cpu", threads=1) as a, load_session(out, "cpu", threads=1) as b:
+        ref = np.stack([a.run(x)["logits"][0] for x in test])
+        mixed = np.stack([b.run(x)["logits"][0] for x in test])
+    assert np.abs(mixed - ref).max() < 0.05 * np.abs(ref).max()
+
+
 def test_quantize_int8_refuses_an_unknown_method_before_reading_the_model(tmp_path):
     with pytest.raises(ConfigError, match="calibration method must be one of"):
         quantize_int8(tmp_path / "missing.onnx", tmp_path / "int8.onnx", _Reader([]), method="kl")
@@ -147,6 +175,8 @@ def test_quantize_cli_names_the_calibration_flags_and_their_defaults():
     assert parser.parse_args(["--checkpoint", "c.json", "--out", "m", "--method", "entropy"]).method == "entropy"
     usage = parser.format_help()
     assert "--calib-method" in usage and "--calib-clips" in usage and "--calib-percentile" in usage
+    assert "--calib-float-ends" in usage
+    assert parser.parse_args(["--checkpoint", "c.json", "--out", "m", "--calib-float-ends"]).calib_float_ends
 
 
 def test_quantize_cli_refuses_a_bad_percentile_in_one_line(tmp_path):
