@@ -12,7 +12,10 @@ Timing: one untimed warm-up of each command per clip, then --repeats rounds; eve
 alternating which goes first, so a slow phase of a shared machine hits both alike. Per clip: the
 median and the minimum of the wall seconds of each, fps from those, the ratio recognizer/decode_rgb
 (also per round, where both saw the same load), and the Recognizer's own milliseconds per stage
-(its ``latency_ms``) in the median run, per run and per window.
+(its ``latency_ms``) in the median run, per run and per window; ``cores_used``, the median of
+each command's process CPU seconds over its wall seconds (how much of the machine it kept busy);
+``reader``, what the Recognizer's reader did with the clip (pictures by type, packets decoded,
+pictures never decoded because no window reads them).
 
 Works against any edgekit tree on the path, including the older API of c38edf8 (``latency_ms`` a
 dict, no ``edgekit.Recognizer``): the tree measured is the one ``import edgekit`` finds, e.g.
@@ -142,17 +145,17 @@ def stage_ms(pred) -> dict:
 
 
 def timed_decode_rgb(path) -> dict:
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     frames = decode_rgb(path)
-    return {"seconds": time.perf_counter() - t0, "frames": frames}
+    return {"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0, "frames": frames}
 
 
 def timed_offline_420(path) -> dict:
     """Every frame's MVs and full-size 4:2:0 residual (the offline all-frames mode)."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     with bs.open(str(path), rgb=None, residual_layout="420") as reader:
         frames = sum(1 for _ in reader)
-    return {"seconds": time.perf_counter() - t0, "frames": frames}
+    return {"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0, "frames": frames}
 
 
 def build_mv_package(workdir: Path) -> dict:
@@ -223,11 +226,32 @@ def preprocess_alone_ms(recognizer, path, repeats: int = 50) -> dict:
 
 
 def timed_recognize(recognizer, path) -> dict:
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     pred = recognizer.recognize(str(path))
     seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "frames": pred.frames, "windows": len(pred.windows), "stage_ms": stage_ms(pred),
-            "label": pred.label}
+    return {"seconds": seconds, "cpu_seconds": time.process_time() - c0, "frames": pred.frames,
+            "windows": len(pred.windows), "stage_ms": stage_ms(pred), "label": pred.label}
+
+
+def cores_used(runs: list[dict]) -> float | None:
+    """Median over runs of process CPU seconds / wall seconds: how many cores a command kept busy."""
+    if not runs or "cpu_seconds" not in runs[0]:
+        return None
+    return round(statistics.median(r["cpu_seconds"] / r["seconds"] for r in runs), 3)
+
+
+def reader_counts(recognizer, path) -> dict | None:
+    """What the Recognizer's reader did with the clip (one untimed pass): pictures by type, packets
+    decoded and pictures never decoded (no window reads them). None on trees without reader stats."""
+    if not hasattr(recognizer, "windows"):
+        return None
+    run = recognizer.windows(str(path))
+    list(run)
+    stats = getattr(getattr(run, "reader", None), "stats", None)
+    if stats is None:
+        return None
+    return {"frames": stats.frames, "kinds": dict(stats.kinds), "packets_decoded": stats.packets,
+            "undecoded_frames": getattr(stats, "undecoded_frames", 0)}
 
 
 # -- summaries --------------------------------------------------------------------------------------
@@ -264,6 +288,7 @@ def summarize_size(frames: int, rgb_runs: list[dict], rec_runs: list[dict]) -> d
                                    "runs": [round(r["seconds"], 4) for r in rgb_runs]},
                     "recognizer": {"median": round(rec_median, 4), "min": round(rec_min, 4),
                                    "runs": [round(r["seconds"], 4) for r in rec_runs]}},
+        "cores_used": {"decode_rgb": cores_used(rgb_runs), "recognizer": cores_used(rec_runs)},
         "windows": windows,
         "stage_ms": {k: round(v, 3) for k, v in median["stage_ms"].items()},  # the median run's
         "stage_ms_per_window": {k: round(v / windows, 3) for k, v in median["stage_ms"].items()},
@@ -280,6 +305,7 @@ def summarize_variant(frames: int, rgb_runs: list[dict], runs: list[dict]) -> di
     out = {"fps": round(frames / median, 2), "fps_best": round(frames / min(r["seconds"] for r in runs), 2),
            "ratio": round(rgb_median / median, 3), "ratio_paired_median": round(statistics.median(paired), 3),
            "ratio_per_repeat": [round(x, 3) for x in paired],
+           "cores_used": cores_used(runs),
            "seconds": {"median": round(median, 4), "runs": [round(r["seconds"], 4) for r in runs]}}
     if "stage_ms" in runs[0]:
         m = median_run(runs)
@@ -373,8 +399,11 @@ def benchmark(args) -> dict:
                 results[size] = {"clip": {**clips[size]["spec"], "bytes": clips[size]["bytes"]},
                                  **summarize_size(warm_rgb["frames"], runs["decode_rgb"], runs["recognizer"]),
                                  "preprocess_ms_per_window_alone": preprocess_alone_ms(recognizer, path),
+                                 "reader": reader_counts(recognizer, path),
                                  "variants": {name: summarize_variant(warm_rgb["frames"], runs["decode_rgb"], runs[name])
                                               for name in variants}}
+                if "mv_only" in variants:
+                    results[size]["variants"]["mv_only"]["reader"] = reader_counts(mv_recognizer, path)
                 log(f"{size}: decode_rgb {results[size]['decode_rgb_fps']} fps, recognizer "
                     f"{results[size]['recognizer_fps']} fps, ratio {results[size]['ratio']}")
             backend_threads = getattr(recognizer.backend, "threads", None)

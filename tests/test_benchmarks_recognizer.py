@@ -3,6 +3,7 @@ figure; its stage-time adapter reads both the StageTimes of today and the dict o
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -80,6 +81,10 @@ def test_variants_are_timed_in_the_same_rounds(report):
     assert variants["mv_only"]["windows"] >= 1 and set(variants["mv_only"]["stage_ms"]) == STAGES
     assert report["settings"]["mv_only_model"]["model"] == "edge-mv"
     assert report["settings"]["mv_only_model"]["source"] == "bundled"  # the shipped edge-mv, trained
+    for v in variants.values():
+        assert 0 < v["cores_used"] <= os.cpu_count() + 0.5
+    counts = variants["mv_only"]["reader"]
+    assert counts["frames"] == sum(counts["kinds"].values()) and counts["packets_decoded"] >= 1
 
 
 def test_preprocessing_is_also_timed_alone(report):
