@@ -422,3 +422,20 @@ def test_slice_type_parse_reads_exp_golomb_codes():
     assert reader_module._h264_slice_kind(bytes([0x41, 0, 0, 0])) is None
     assert reader_module._h264_picture(iter([bytes([0x65, 0x88])])) == (False, "I")  # IDR
     assert reader_module._h264_picture(iter([bytes([0x41, 0x98]), bytes([0x41, 0x88])])) == (False, None)  # P + I
+
+
+def test_picture_type_parsers_take_any_bytes():
+    """Damaged or hostile packets: the header parsers return an answer (or None) for any bytes, never
+    raise and never loop (lengths of 0 or past the end, start codes at the end, truncated headers)."""
+    rng = np.random.default_rng(3)
+    samples = [b"", b"\x00", b"\x00\x00\x01", b"\x00\x00\x00\x00", b"\x00\x00\x01\xb6", b"\xff" * 9]
+    samples += [rng.integers(0, 256, int(rng.integers(0, 64)), dtype=np.uint8).tobytes() for _ in range(3000)]
+    samples += [b"\x00\x00\x00\x00" + s for s in samples[:200]] + [b"\x00\x00\x01" + s for s in samples[:200]]
+    for data in samples:
+        for size in (1, 2, 4):
+            nonref, kind = reader_module._h264_picture(reader_module._length_prefixed_nals(data, size))
+            assert isinstance(nonref, bool) and kind in (None, "I", "P", "B")
+        nonref, kind = reader_module._h264_picture(reader_module._annexb_nals(data))
+        assert isinstance(nonref, bool) and kind in (None, "I", "P", "B")
+        nonref, kind = reader_module._mpeg4_vop(data)
+        assert isinstance(nonref, bool) and kind in (None, "I", "P", "B")
