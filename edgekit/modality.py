@@ -10,6 +10,8 @@ modality    channels   frames          parts          one step
 =========== ========== =============== ============== ============================================
 iframe      3          I-frames        iframe         normalised RGB of the I-frame
 mv          2          P/B frames      mv             dx, dy in model-input pixels x ``mv_scale``
+mv_ref      2          P-frames        mv             the same, on reference pictures only (edge-mv):
+                                                      no B-frame is ever decoded for it
 residual    3          P/B frames      residual       YUV residual x ``residual_scale``
 mv_residual 5          P/B frames      mv, residual   (dx, dy, r0, r1, r2): DMC-Net/IP-TSN/edge
 gop_clip    3          a GOP           iframe,        MFCD-Net: I, then (R_acc + I) / 2 per frame
@@ -40,7 +42,8 @@ RESIDUAL_SCALE = 1.0 / 64.0
 FLOW_SCALE = 1.0 / 8.0
 
 PARTS = ("mv", "residual", "iframe", "flow")
-FRAMES = ("iframe", "motion", "gop")  # which frames a modality samples: I-frames, P/B frames, one GOP
+# which frames a modality samples: I-frames, P/B frames, P-frames (reference pictures), one GOP
+FRAMES = ("iframe", "motion", "reference", "gop")
 
 _RGB_NORM = {"rgb_mean": list(RGB_MEAN), "rgb_std": list(RGB_STD)}
 
@@ -67,8 +70,9 @@ def _only(part: str) -> Callable:
 class Modality:
     """One row of the table.
 
-    ``frames``: "motion" (P/B frames; I-frames carry no motion), "iframe" or "gop" (a GOP run,
-    I-frame first). ``parts``: the per-frame arrays a step is made of. ``normalization``: the
+    ``frames``: "motion" (P/B frames; I-frames carry no motion), "reference" (P-frames only: the
+    pictures a decoder must decode anyway, so a file's B-frames are never decoded), "iframe" or
+    "gop" (a GOP run, I-frame first). ``parts``: the per-frame arrays a step is made of. ``normalization``: the
     constants stored in specs and manifests. ``runtime``: False for teacher-only inputs (flow).
     """
 
@@ -99,6 +103,7 @@ class Modality:
 MODALITIES: dict[str, Modality] = {m.name: m for m in (
     Modality("iframe", 3, "iframe", ("iframe",), _RGB_NORM, True, _only("iframe")),
     Modality("mv", 2, "motion", ("mv",), {"mv_scale": MV_SCALE}, True, _only("mv")),
+    Modality("mv_ref", 2, "reference", ("mv",), {"mv_scale": MV_SCALE}, True, _only("mv")),
     Modality("residual", 3, "motion", ("residual",), {"residual_scale": RESIDUAL_SCALE}, True, _only("residual")),
     Modality("mv_residual", 5, "motion", ("mv", "residual"),
              {"mv_scale": MV_SCALE, "residual_scale": RESIDUAL_SCALE}, True, _concat),

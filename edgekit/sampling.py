@@ -39,8 +39,13 @@ def segment_positions(n: int, segments: int, *, train: bool, rng: np.random.Gene
 
 def eligible(kind: str, frames: str) -> bool:
     """Whether a frame of type ``kind`` may be sampled by an input of ``frames``: an I-frame for
-    "iframe" inputs, a P/B frame otherwise (I-frames carry no motion)."""
-    return (kind == "I") if frames == "iframe" else (kind != "I")
+    "iframe" inputs, a P-frame for "reference" inputs (B-frames are never reference pictures, so a
+    reader need not decode them), a P/B frame otherwise (I-frames carry no motion)."""
+    if frames == "iframe":
+        return kind == "I"
+    if frames == "reference":
+        return kind == "P"
+    return kind != "I"
 
 
 class _Rule:
@@ -100,7 +105,8 @@ def select_frames(kinds: Sequence[str], spec, *, train: bool, rng: np.random.Gen
 
     - layout BSCHW (TSN): the window is cut into ``segments`` equal spans; each span has a target,
       its centre when testing or a uniformly random frame of it when training. A span uses the
-      first frame at or after its target that is eligible (P/B for motion inputs, I for "iframe"),
+      first frame at or after its target that is eligible (P/B for motion inputs, P for "reference"
+      inputs, I for "iframe"),
       or its last frame if none is;
     - layout BCTHW, motion: the first ``segments`` P/B frames from a start frame (centred run when
       testing, random when training); a run cut short repeats its last frame;
@@ -183,7 +189,9 @@ class CausalPlan:
         called used only if every frame from the target up to it is known to be one the input
         cannot take (an I-frame for motion inputs), as the selection rule picks the first eligible
         frame at or after the target: with frame types known, only the frames a window reads are
-        decoded."""
+        decoded. A reader asks about pictures nothing is predicted from (B-frames) only: for
+        "reference" inputs the answer for a P-frame after an I-frame may be True although a window
+        reads it; no reader skips a P-frame."""
         if not self.specs:
             return p > margin
         if p <= margin:
@@ -198,8 +206,9 @@ class CausalPlan:
                 if rule.gop:
                     return False
                 if rule.tsn:
-                    for t in rule.targets:
-                        if t <= q <= t + margin and not _passed_over(kinds, start + t, p, rule.frames):
+                    for t, end in zip(rule.targets, rule.ends):
+                        if t <= q <= t + margin and not _passed_over(kinds, start + t, p, rule.frames) \
+                                and not _passed_by(kinds, p, rule.frames, q == end - 1):
                             return False
                 elif rule.start <= q <= rule.start + 2 * rule.T + margin:  # I-frames may sit between
                     return False
@@ -238,6 +247,14 @@ def _passed_over(kinds, first: int, p: int, frames: str) -> bool:
         if kind is not None and eligible(kind, frames):
             return True
     return False
+
+
+def _passed_by(kinds, p: int, frames: str, span_end: bool) -> bool:
+    """Whether the selection rule surely does not take the frame at ``p`` itself: its type is known
+    (``kinds``) and not eligible for ``frames``, and it is not its span's last frame (the fallback
+    when a span has no eligible frame)."""
+    kind = None if kinds is None else kinds.get(p)
+    return kind is not None and not eligible(kind, frames) and not span_end
 
 
 def nearest_available(kinds: Sequence[str], available: Sequence[bool], spec) -> np.ndarray:

@@ -155,3 +155,48 @@ def conv_classifier_onnx(path: Path, shape: tuple[int, ...] = (1, 2, 16, 16), cl
     net = nn.Sequential(nn.Conv2d(shape[1], 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2, padding=1),
                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, classes))
     return export_mv_onnx(net, path, shape)
+
+
+def mv_tsn_onnx(segments: int, labels: int, size: int, input_name: str = "motion") -> bytes:
+    """A seeded TSN over motion vectors as FP32 ONNX bytes: per segment conv -> conv -> pool -> linear,
+    then the segment mean; input ``input_name`` (1, segments, 2, size, size), output ``logits``."""
+    import torch
+    from torch import nn
+
+    class MVNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(2, 8, 3, padding=1)
+            self.conv2 = nn.Conv2d(8, 16, 3, stride=2, padding=1)
+            self.fc = nn.Linear(16, labels)
+
+        def forward(self, motion):
+            x = motion.reshape(segments, 2, size, size)
+            x = torch.relu(self.conv2(torch.relu(self.conv1(x))))
+            x = nn.functional.adaptive_avg_pool2d(x, 1).flatten(1)
+            return (self.fc(x) * 8.0).reshape(1, segments, labels).mean(dim=1)
+
+    torch.manual_seed(7)
+    buffer = io.BytesIO()
+    torch.onnx.export(MVNet().eval(), (torch.zeros(1, segments, 2, size, size),), buffer, input_names=[input_name],
+                      output_names=["logits"], opset_version=17, dynamo=False)
+    return buffer.getvalue()
+
+
+def mv_tsn_package(root: Path, *, representation: str = "accumulated", modality: str = "mv", size: int = 32,
+                   window: tuple[int, int] = (16, 8)) -> Path:
+    """A real FP32 package of :func:`mv_tsn_onnx` on 3 segments of ``modality`` ("mv": P/B frames,
+    "mv_ref": P-frames only), labels left/right/up/down, windows of ``window`` (frames, stride)."""
+    from edgekit.package import write_package
+    from edgekit.spec import InputSpec
+
+    labels = ["left", "right", "up", "down"]
+    spec = InputSpec("motion", modality, (1, 3, 2, size, size), representation=representation)
+    model_dir = Path(root) / f"model-{modality}-{representation}"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / "fp32.onnx").write_bytes(mv_tsn_onnx(3, len(labels), size))
+    (model_dir / "model.json").write_text(json.dumps({
+        "model": f"{modality}-tiny-{representation}", "labels": labels, "inputs": [spec.to_dict()],
+        "outputs": ["logits"], "preprocessing": {"window_frames": window[0], "stride_frames": window[1]},
+        "fusion": {"softmax": True}}))
+    return write_package(model_dir, Path(root) / f"{modality}-{representation}.edgepkg", precision="fp32")

@@ -22,6 +22,7 @@ SIZE = 32
 SPECS = (
     InputSpec("segments", "mv_residual", (1, 3, 5, SIZE, SIZE)),                  # TSN, DMC-Net / edge
     InputSpec("motion", "mv", (1, 2, 2, SIZE, SIZE)),
+    InputSpec("references", "mv_ref", (1, 3, 2, SIZE, SIZE)),                    # edge-mv-ref: P-frames only
     InputSpec("iframes", "iframe", (1, 2, 3, SIZE, SIZE)),                        # CoViAR I-stream
     InputSpec("clip", "mv_residual", (1, 5, 6, SIZE, SIZE), layout="BCTHW"),      # IP-TSN P-stream
     InputSpec("gop", "gop_clip", (1, 3, 6, SIZE, SIZE), layout="BCTHW"),          # MFCD-Net
@@ -52,8 +53,8 @@ def _onnx_with_every_modality() -> bytes:
             super().__init__()
             self.fc = nn.Linear(sum(s.shape[2] if s.layout == "BSCHW" else s.shape[1] for s in SPECS), len(LABELS))
 
-        def forward(self, segments, motion, iframes, clip, gop):
-            feats = [x.mean(dim=(1, 3, 4)) for x in (segments, motion, iframes)]
+        def forward(self, segments, motion, references, iframes, clip, gop):
+            feats = [x.mean(dim=(1, 3, 4)) for x in (segments, motion, references, iframes)]
             feats += [x.mean(dim=(2, 3, 4)) for x in (clip, gop)]
             return self.fc(torch.cat(feats, dim=1))
 

@@ -163,44 +163,11 @@ def test_raw_side_data_bytes_and_structured_rows_are_rows_too(clips):
 SIZE = 32
 
 
-def _mv_model_onnx(segments: int, labels: int) -> bytes:
-    import torch
-    from torch import nn
-
-    class MVNet(nn.Module):  # TSN over motion vectors: per segment conv -> pool -> linear, then the mean
-        def __init__(self):
-            super().__init__()
-            self.conv1 = nn.Conv2d(2, 8, 3, padding=1)
-            self.conv2 = nn.Conv2d(8, 16, 3, stride=2, padding=1)
-            self.fc = nn.Linear(16, labels)
-
-        def forward(self, motion):
-            x = motion.reshape(segments, 2, SIZE, SIZE)
-            x = torch.relu(self.conv2(torch.relu(self.conv1(x))))
-            x = nn.functional.adaptive_avg_pool2d(x, 1).flatten(1)
-            return (self.fc(x) * 8.0).reshape(1, segments, labels).mean(dim=1)
-
-    torch.manual_seed(7)
-    buffer = io.BytesIO()
-    torch.onnx.export(MVNet().eval(), (torch.zeros(1, segments, 2, SIZE, SIZE),), buffer, input_names=["motion"],
-                      output_names=["logits"], opset_version=17, dynamo=False)
-    return buffer.getvalue()
-
-
 def make_mv_package(root: Path, representation: str) -> Path:
-    """A real motion-vector-only package: a small torch CNN exported to ONNX, packaged for the CPU."""
-    from edgekit.package import write_package
-    from edgekit.spec import InputSpec
+    """A real motion-vector-only package (onnx_models.mv_tsn_package), packaged for the CPU."""
+    from onnx_models import mv_tsn_package
 
-    labels = ["left", "right", "up", "down"]
-    spec = InputSpec("motion", "mv", (1, 3, 2, SIZE, SIZE), representation=representation)
-    model_dir = root / f"model-{representation}"
-    model_dir.mkdir(parents=True, exist_ok=True)
-    (model_dir / "fp32.onnx").write_bytes(_mv_model_onnx(3, len(labels)))
-    (model_dir / "model.json").write_text(json.dumps({
-        "model": f"mv-tiny-{representation}", "labels": labels, "inputs": [spec.to_dict()], "outputs": ["logits"],
-        "preprocessing": {"window_frames": 16, "stride_frames": 8}, "fusion": {"softmax": True}}))
-    return write_package(model_dir, root / f"mv-{representation}.edgepkg", precision="fp32")
+    return mv_tsn_package(root, representation=representation, size=SIZE)
 
 
 @pytest.fixture(scope="module")

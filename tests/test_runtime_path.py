@@ -439,3 +439,64 @@ def test_picture_type_parsers_take_any_bytes():
         assert isinstance(nonref, bool) and kind in (None, "I", "P", "B")
         nonref, kind = reader_module._mpeg4_vop(data)
         assert isinstance(nonref, bool) and kind in (None, "I", "P", "B")
+
+
+def test_reference_inputs_take_p_frames_and_leave_every_b_frame_undecoded():
+    """A "reference" input (modality mv_ref: edge-mv) samples P-frames only; with the picture types
+    known, every B-frame but a span's last frame is called unused, and the plan never calls a frame
+    a window reads unused."""
+    from edgekit.spec import InputSpec
+
+    assert sampling.eligible("P", "reference") and not sampling.eligible("B", "reference")
+    assert not sampling.eligible("I", "reference")
+    spec = InputSpec("mv_ref", "mv_ref", (1, 3, 2, 8, 8))
+    assert spec.frames == "reference"
+    kinds = ["I" if i % 12 == 0 else ("P" if i % 3 == 0 else "B") for i in range(240)]
+    chosen = sampling.select_frames(kinds[:48], spec, train=False)
+    assert all(kinds[i] == "P" for i in chosen)
+    plan, oracle = sampling.CausalPlan([spec], 48, 24), sampling.CausalPlan([spec], 48, 24)
+    used = [plan.arrive(k, (96, 128)) for k in kinds]
+    kept_b = [p for p in range(240) if kinds[p] == "B" and not oracle.surely_unused(p, dict(enumerate(kinds[:p + 1])))]
+    assert kept_b == [1]  # only the first frames, kept before any window is planned
+    assert not any(used[p] for p in range(240) if kinds[p] == "B")  # no window reads a B-frame
+    assert sum(used) >= 240 // 12  # and the windows do read their P-frames (about one per 8 frames)
+
+
+def test_a_reference_frame_model_decodes_no_b_frame(square, tmp_path):
+    """A package whose input is mv_ref (P-frames only, as edge-mv-ref): on an x264 clip with two
+    B-frames per anchor its reader decodes the reference pictures and no B-frame (but the first
+    frames', kept before any window is planned, and a span's last frame where no P-frame stands
+    between its centre and its end), and its windows equal those of decoding every picture; a
+    package on mv (P/B frames) decodes the B-frames its windows read."""
+    from onnx_models import mv_tsn_package
+
+    kinds = [f.kind for f in _read(square, rgb=None, residual=False)]
+    counts, read_b = {}, {}
+    for modality in ("mv_ref", "mv"):
+        with edgekit.Recognizer(mv_tsn_package(tmp_path, modality=modality), threads=1) as rec:
+            plan = sampling.CausalPlan(rec._planned_specs, rec.window_frames, rec.stride_frames)
+            plan.expect(len(kinds))
+            used = [plan.arrive(k, (240, 320)) for k in kinds]
+            read_b[modality] = {p for p, k in enumerate(kinds) if k == "B" and used[p]}
+            run = rec.windows(square)
+            skipped = list(run)
+            stats = run.reader.stats
+            original = sampling.CausalPlan.surely_unused
+            try:
+                sampling.CausalPlan.surely_unused = lambda self, p, kinds=None, margin=1: False
+                run_all = rec.windows(square)
+                everything = list(run_all)
+            finally:
+                sampling.CausalPlan.surely_unused = original
+        assert len(skipped) == len(everything) >= 5
+        for a, b in zip(skipped, everything):
+            np.testing.assert_array_equal(a.scores, b.scores)
+        counts[modality] = (stats.packets, stats.kinds)
+    packets, by_kind = counts["mv_ref"]
+    references = by_kind["I"] + by_kind["P"]
+    assert by_kind["B"] >= 30 and kinds[1] == "B"
+    # decoded: the references, the B-frames the rule reads (only where a span holds no P-frame from
+    # its centre to its end: a span's last frame is the fallback) and frame 1 (kept before planning)
+    assert packets == references + len(read_b["mv_ref"] | {1})
+    assert len(read_b["mv_ref"]) <= 4 < len(read_b["mv"])
+    assert counts["mv"][0] == references + len(read_b["mv"] | {1})  # the P/B rule reads B-frames

@@ -90,6 +90,7 @@ class ChannelGroups:
 CHANNEL_GROUPS: dict[str, ChannelGroups] = {
     "iframe": ChannelGroups(),
     "mv": ChannelGroups(vector=(0, 1), noisy=True),
+    "mv_ref": ChannelGroups(vector=(0, 1), noisy=True),
     "residual": ChannelGroups(residual=(0, 1, 2)),
     "mv_residual": ChannelGroups(vector=(0, 1), residual=(2, 3, 4), noisy=True),
     "gop_clip": ChannelGroups(),

@@ -45,6 +45,14 @@ def edge_mv(num_classes: int, segments: int = 3, size: int = 112, width: int = 2
                              dropout=dropout, stem=stem)
 
 
+@register_model("edge-mv-ref", summary="edge-mv sampling P-frames only (modality mv_ref): a file's B-frames are "
+                "never decoded", paper="edgekit", inputs=segment_inputs("mv_ref"))
+def edge_mv_ref(num_classes: int, segments: int = 3, size: int = 112, width: int = 24, stem: str = "patch4",
+                dropout: float = 0.2) -> nn.Module:
+    return stream_classifier("mv_ref", num_classes, segments, size, backbone="resnet18", width=width,
+                             dropout=dropout, stem=stem)
+
+
 class EdgeTwoStream(nn.Module):
     """``edge-mvr`` plus a quarter-width I-frame stream, late fusion of logits.
 

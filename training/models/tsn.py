@@ -71,6 +71,14 @@ class MotionVectorTSN(SegmentClassifier):
         return self.forward_segments(mv)
 
 
+class ReferenceMotionVectorTSN(SegmentClassifier):
+    """The same on the motion vectors of P-frames only (modality ``mv_ref``: edge-mv)."""
+
+    def forward(self, mv_ref: torch.Tensor) -> torch.Tensor:
+        """mv_ref (B, S, 2, H, W) -> logits (B, K)."""
+        return self.forward_segments(mv_ref)
+
+
 class ResidualTSN(SegmentClassifier):
     """2D CNN on the 3-channel residual of each segment (CoViAR R-stream)."""
 
@@ -98,6 +106,7 @@ class FlowTSN(SegmentClassifier):
 STREAM_CLASSIFIERS: dict[str, type[SegmentClassifier]] = {
     "iframe": IFrameTSN,
     "mv": MotionVectorTSN,
+    "mv_ref": ReferenceMotionVectorTSN,
     "residual": ResidualTSN,
     "mv_residual": MVResidualTSN,
     "flow": FlowTSN,
