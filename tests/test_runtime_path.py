@@ -301,25 +301,29 @@ def test_inference_takes_half_the_cores_unless_told():
 def test_pictures_no_window_reads_are_not_even_decoded(square):
     """Non-reference B-frames at positions the plan says no window reads are never decoded; the
     Recognizer's windows are bit-identical to decoding everything."""
-    from edgekit import sampling
-
     with edgekit.Recognizer.default(window_frames=24, stride_frames=12) as rec:
-        run = rec.windows(square)
-        skipped = list(run)
-        stats = run.reader.stats
-        original = sampling.CausalPlan.surely_unused
-        try:
-            sampling.CausalPlan.surely_unused = lambda self, p, kinds=None, margin=1: False
-            run_all = rec.windows(square)
-            everything = list(run_all)
-        finally:
-            sampling.CausalPlan.surely_unused = original
-    assert stats.undecoded_frames > 10 and run_all.reader.stats.undecoded_frames == 0
-    assert stats.frames == run_all.reader.stats.frames == 60
-    assert stats.packets + stats.undecoded_frames == run_all.reader.stats.packets
-    assert len(skipped) == len(everything)
+        stats, all_stats = _skipping_equals_decoding_everything(rec, square)
+    assert stats.undecoded_frames > 10 and all_stats.undecoded_frames == 0
+    assert stats.frames == all_stats.frames == 60
+    assert stats.packets + stats.undecoded_frames == all_stats.packets
+
+
+def _skipping_equals_decoding_everything(rec, path):
+    """Runs ``rec`` over ``path`` as planned, then with the plan calling no frame unused (every
+    picture decoded); asserts the windows are bit-identical; returns both readers' stats."""
+    run = rec.windows(path)
+    skipped = list(run)
+    original = sampling.CausalPlan.surely_unused
+    try:
+        sampling.CausalPlan.surely_unused = lambda self, p, kinds=None, margin=1: False
+        run_all = rec.windows(path)
+        everything = list(run_all)
+    finally:
+        sampling.CausalPlan.surely_unused = original
+    assert len(skipped) == len(everything) >= 1
     for a, b in zip(skipped, everything):
         np.testing.assert_array_equal(a.scores, b.scores)
+    return run.reader.stats, run_all.reader.stats
 
 
 @pytest.mark.parametrize("codec", ["h264", "mpeg4"])
@@ -478,19 +482,7 @@ def test_a_reference_frame_model_decodes_no_b_frame(square, tmp_path):
             plan.expect(len(kinds))
             used = [plan.arrive(k, (240, 320)) for k in kinds]
             read_b[modality] = {p for p, k in enumerate(kinds) if k == "B" and used[p]}
-            run = rec.windows(square)
-            skipped = list(run)
-            stats = run.reader.stats
-            original = sampling.CausalPlan.surely_unused
-            try:
-                sampling.CausalPlan.surely_unused = lambda self, p, kinds=None, margin=1: False
-                run_all = rec.windows(square)
-                everything = list(run_all)
-            finally:
-                sampling.CausalPlan.surely_unused = original
-        assert len(skipped) == len(everything) >= 5
-        for a, b in zip(skipped, everything):
-            np.testing.assert_array_equal(a.scores, b.scores)
+            stats, _ = _skipping_equals_decoding_everything(rec, square)
         counts[modality] = (stats.packets, stats.kinds)
     packets, by_kind = counts["mv_ref"]
     references = by_kind["I"] + by_kind["P"]
