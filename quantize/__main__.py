@@ -43,8 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --calib-method percentile: the percentile of |x| kept (default %(default)s)")
     p.add_argument("--calib-float-ends", action="store_true",
                    help="keep the first layer (reading MVs, residuals or pixels) and the classifier in float; "
-                        "TensorRT runs them in FP16. Over the 20 reproduction rows: 17 within 1 point of FP32 "
-                        "instead of 16, 14 %% fewer flipped clips (benchmarks/int8_calibration.py); INT8 2.03x "
+                        "TensorRT runs them in FP16. Over the 20 reproduction rows: 18 within 1 point of FP32 "
+                        "instead of 16, 15 %% fewer flipped clips (benchmarks/int8_calibration.py); INT8 2.03x "
                         "FP32 on edge-mvr (its 4x4 patch stem is small), less where the first layer is large")
     p.add_argument("--eval-split", default="test", help="split for the FP32/INT8 accuracy check (default test)")
     p.add_argument("--eval-clips", type=int, default=None, metavar="N", help="limit evaluation clips (default all)")

@@ -216,32 +216,31 @@ _PASS_THROUGH = ("Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Ide
 
 
 def end_layers(model) -> list[str]:
-    """Names of the weighted layers (Conv, Gemm, MatMul) at the model's ends: the first one on each
-    path from a graph input and the last one on each path to a graph output, looking through ops that
-    only move values (reshapes, transposes, slices, concatenation) and, at the output end, through
-    additions and averages of logits. Kept in float by ``CalibrationSettings.float_ends``: the layer
-    that reads raw motion vectors, residuals or pixels and the classifier are the ones whose INT8
-    rounding flips the most decisions in a small network; TensorRT runs them in FP16."""
+    """Names of the weighted layers (Conv, Gemm, MatMul) at the model's ends: the first ones that
+    read a graph input (directly or through ops that only move values: reshapes, transposes,
+    slices, and concatenations of such views) and the last one on each path to a graph output
+    (looking back through those ops and through additions and averages of logits). A layer that
+    reads a concatenation of the input with computed features (a dense block) is not a first layer.
+    Kept in float by ``CalibrationSettings.float_ends``: the layer that reads raw motion vectors,
+    residuals or pixels and the classifier are the ones whose INT8 rounding flips the most
+    decisions in a small network; TensorRT runs them in FP16."""
     graph = model.graph
-    consumers: dict[str, list] = {}
-    producer = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-        for name in node.output:
-            producer[name] = node
+    constants = {t.name for t in graph.initializer}
+    constants |= {out for node in graph.node if node.op_type == "Constant" for out in node.output}
+    producer = {out: node for node in graph.node for out in node.output}
+    raw = {value.name for value in graph.input if value.name not in constants}  # views of the inputs
     names: list[str] = []
-
-    def forward(tensor: str, seen: set) -> None:
-        for node in consumers.get(tensor, []):
-            if id(node) in seen:
-                continue
-            seen.add(id(node))
-            if node.op_type in _WEIGHTED:
+    for node in graph.node:  # ONNX graphs are topologically sorted
+        data = [t for t in node.input if t and t not in constants]
+        if node.op_type in _WEIGHTED:
+            if data and data[0] in raw:
                 names.append(node.name)
-            elif node.op_type in _PASS_THROUGH:
-                for out in node.output:
-                    forward(out, seen)
+        elif node.op_type in _PASS_THROUGH and data:
+            # Concat moves every input; the other ops move their first (data) input, the rest are
+            # shapes, indices or pads
+            moved = data if node.op_type == "Concat" else data[:1]
+            if all(t in raw for t in moved):
+                raw.update(node.output)
 
     def backward(tensor: str, seen: set) -> None:
         node = producer.get(tensor)
@@ -254,14 +253,9 @@ def end_layers(model) -> list[str]:
             for name in node.input:
                 backward(name, seen)
 
-    initializers = {t.name for t in graph.initializer}
-    for value in graph.input:
-        if value.name not in initializers:
-            forward(value.name, set())
     for value in graph.output:
         backward(value.name, set())
-    unnamed = [n for n in names if not n]
-    if unnamed:
+    if any(not n for n in names):
         raise ValueError("float_ends needs named nodes: the exported graph has an unnamed weighted layer")
     return list(dict.fromkeys(names))
 

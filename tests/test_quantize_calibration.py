@@ -159,6 +159,34 @@ def test_float_ends_keep_the_first_layer_and_the_classifier_in_float(fp32, tmp_p
     assert np.abs(mixed - ref).max() < 0.05 * np.abs(ref).max()
 
 
+def test_end_layers_skip_a_dense_block_that_rereads_the_input(tmp_path):
+    """A conv reading a concatenation of the input with computed features (DMC-Net's generator) is
+    not a first layer; a conv reading a reshaped or concatenated view of the input alone is."""
+    import torch
+    from torch import nn
+
+    from onnx_models import export_mv_onnx
+    from quantize.int8 import end_layers
+
+    class Dense(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Conv2d(2, 4, 3, padding=1), nn.Conv2d(6, 4, 3, padding=1)
+            self.c = nn.Conv2d(4, 4, 1)
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, mv):
+            x = mv.reshape(2, 2, 8, 8)  # segments into the batch: a view of the input
+            h = torch.relu(self.a(torch.cat([x[:, :1], x[:, 1:]], dim=1)))
+            h = torch.relu(self.c(torch.relu(self.b(torch.cat([x, h], dim=1)))))
+            return self.fc(h.mean(dim=(2, 3))).mean(dim=0, keepdim=True)
+
+    model = onnx.load(str(export_mv_onnx(Dense(), tmp_path / "dense.onnx", (1, 2, 2, 8, 8))))
+    weighted = [n.name for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
+    assert len(weighted) == 4
+    assert end_layers(model) == [weighted[0], weighted[3]]
+
+
 def test_quantize_int8_refuses_an_unknown_method_before_reading_the_model(tmp_path):
     with pytest.raises(ConfigError, match="calibration method must be one of"):
         quantize_int8(tmp_path / "missing.onnx", tmp_path / "int8.onnx", _Reader([]), method="kl")
