@@ -44,7 +44,7 @@ class Recipe:
     def calibration(self):
         from quantize.int8 import CalibrationSettings
 
-        return CalibrationSettings(**dict(self.settings))
+        return CalibrationSettings(**{"float_ends": False, **dict(self.settings)})  # every layer, unless said
 
 
 RECIPES = (

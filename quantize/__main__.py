@@ -8,7 +8,7 @@ examples:
   python -m quantize --checkpoint runs/edge-mvr/best.json --out models/edge-mvr
   python -m quantize --checkpoint runs/edge-mvr/best.json --calib data/cache --calib-clips 512 --out models/edge-mvr --json
   python -m quantize --checkpoint runs/edge-mvr/best.json --calib-method percentile --calib-percentile 99.99 --out models/p
-  python -m quantize --checkpoint runs/edge-mvr/best.json --calib-float-ends --out models/edge-mvr-mixed
+  python -m quantize --checkpoint runs/edge-mvr/best.json --calib-ends int8 --out models/edge-mvr-all-int8
   edgekit export models/edge-mvr --device cpu -o edge-mvr.edgepkg
 """
 
@@ -41,11 +41,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    " (benchmarks/int8_calibration.py); --method is the old name")
     p.add_argument("--calib-percentile", type=float, default=CalibrationSettings().percentile, metavar="P",
                    help="with --calib-method percentile: the percentile of |x| kept (default %(default)s)")
-    p.add_argument("--calib-float-ends", action="store_true",
-                   help="keep the first layer (reading MVs, residuals or pixels) and the classifier in float; "
-                        "TensorRT runs them in FP16. Over the 20 reproduction rows: 18 within 1 point of FP32 "
-                        "instead of 16, 15 %% fewer flipped clips (benchmarks/int8_calibration.py); INT8 2.03x "
-                        "FP32 on edge-mvr (its 4x4 patch stem is small), less where the first layer is large")
+    p.add_argument("--calib-ends", choices=("float", "int8"), default="float",
+                   help="the first layer (reading MVs, residuals or pixels) and the classifier: kept in float "
+                        "(default; TensorRT runs them in FP16) or INT8 like the rest. Over the 20 reproduction "
+                        "rows, float: 18 within 1 point of FP32 against 16, 15 %% fewer flipped clips "
+                        "(benchmarks/int8_calibration.py); INT8 2.03x FP32 on edge-mvr either way")
     p.add_argument("--eval-split", default="test", help="split for the FP32/INT8 accuracy check (default test)")
     p.add_argument("--eval-clips", type=int, default=None, metavar="N", help="limit evaluation clips (default all)")
     p.add_argument("--latency-runs", type=int, default=50, metavar="N", help="timed runs per backend (default 50)")
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
     say = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
     settings = CalibrationSettings(method=args.method, percentile=args.calib_percentile,
-                                   float_ends=args.calib_float_ends)
+                                   float_ends=args.calib_ends == "float")
     report = quantize_checkpoint(args.checkpoint, args.out, calib=args.calib, calib_clips=args.calib_clips,
                                  method=args.method, settings=settings, eval_split=args.eval_split,
                                  eval_clips=args.eval_clips, latency_runs=args.latency_runs, progress=say)

@@ -60,8 +60,10 @@ def _input_scale(path) -> float:
 
 
 def _quantize(fp32, tmp_path, clips, **settings) -> float:
+    """The input's INT8 scale under ``settings``, every layer quantized (the input's range is the
+    one these tests watch; by default the first layer and its input stay in float)."""
     out = tmp_path / f"int8-{len(list(tmp_path.iterdir()))}.onnx"
-    quantize_int8(fp32, out, _Reader(clips), settings=CalibrationSettings(**settings))
+    quantize_int8(fp32, out, _Reader(clips), settings=CalibrationSettings(**{"float_ends": False, **settings}))
     return _input_scale(out)
 
 
@@ -97,8 +99,11 @@ def test_the_default_is_tensorrt_ready_and_the_uint8_diagnostic_is_not(fp32, tmp
     clips = _clips(40, outlier_at=3)  # 20480 values: the one outlier is past the 99.99th percentile
     assert (DEFAULT_METHOD, CalibrationSettings().percentile, DEFAULT_CALIB_CLIPS) == ("percentile", 99.99, 256)
     quantize_int8(fp32, tmp_path / "default.onnx", _Reader(clips))
-    assert zero_point_violations(onnx.load(str(tmp_path / "default.onnx"))) == []
-    assert _input_scale(tmp_path / "default.onnx") < OUTLIER / 127 / 5  # the default clips the outlier
+    default = onnx.load(str(tmp_path / "default.onnx"))
+    assert zero_point_violations(default) == [] and CalibrationSettings().float_ends
+    # the first layer and its input stay in float; quantized, the default range clips the outlier
+    assert not any(n.op_type == "QuantizeLinear" and n.input[0] == "mv" for n in default.graph.node)
+    assert _quantize(fp32, tmp_path, clips) < OUTLIER / 127 / 5
     diagnostic = CalibrationSettings(method="minmax", activations="uint8-asymmetric")
     assert CalibrationSettings().tensorrt_compatible and not diagnostic.tensorrt_compatible
     quantize_int8(fp32, tmp_path / "uint8.onnx", _Reader(clips), settings=diagnostic)
@@ -141,7 +146,7 @@ def test_float_ends_keep_the_first_layer_and_the_classifier_in_float(fp32, tmp_p
     weighted = [n.name for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
     assert len(weighted) == 3 and end_layers(model) == [weighted[0], weighted[2]]
     out = tmp_path / "mixed.onnx"
-    quantize_int8(fp32, out, _Reader(_clips(32, seed=3)), settings=CalibrationSettings(float_ends=True))
+    quantize_int8(fp32, out, _Reader(_clips(32, seed=3)), settings=CalibrationSettings())  # the default
     q = onnx.load(str(out))
     dequantized = {n.output[0] for n in q.graph.node if n.op_type == "DequantizeLinear"}
     inits = {t.name for t in q.graph.initializer}
@@ -203,8 +208,8 @@ def test_quantize_cli_names_the_calibration_flags_and_their_defaults():
     assert parser.parse_args(["--checkpoint", "c.json", "--out", "m", "--method", "entropy"]).method == "entropy"
     usage = parser.format_help()
     assert "--calib-method" in usage and "--calib-clips" in usage and "--calib-percentile" in usage
-    assert "--calib-float-ends" in usage
-    assert parser.parse_args(["--checkpoint", "c.json", "--out", "m", "--calib-float-ends"]).calib_float_ends
+    assert "--calib-ends" in usage and args.calib_ends == "float"
+    assert parser.parse_args(["--checkpoint", "c.json", "--out", "m", "--calib-ends", "int8"]).calib_ends == "int8"
 
 
 def test_quantize_cli_refuses_a_bad_percentile_in_one_line(tmp_path):

@@ -69,7 +69,7 @@ def models(tmp_path_factory):
     """(folder, FP32 path, plain ORT QDQ path, quantize_int8 path, what quantize_int8 returned)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-    from quantize.int8 import quantize_int8
+    from quantize.int8 import CalibrationSettings, quantize_int8
 
     folder = tmp_path_factory.mktemp("qgraph")
     buffer = io.BytesIO()
@@ -85,7 +85,8 @@ def models(tmp_path_factory):
                     activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                     extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
     int8 = folder / "int8.onnx"
-    post = quantize_int8(fp32, int8, reader(_inputs(8, 1)))
+    # every layer INT8, as the plain ORT model beside it (by default the end layers stay float)
+    post = quantize_int8(fp32, int8, reader(_inputs(8, 1)), settings=CalibrationSettings(float_ends=False))
     return folder, fp32, plain, int8, post
 
 
