@@ -77,6 +77,15 @@ def accuracy_of(clips: list[dict], predictions: dict[str, str], classes: tuple[s
             "confusions": [{"label": a, "predicted": b, "clips": n} for (a, b), n in wrong.most_common()]}
 
 
+def quality_band(clip: dict) -> str:
+    """The clip's codec and how coarsely it was quantised: MPEG-4 qscale 2-6 or 7-12 (of 2-31),
+    x264 CRF up to 26 or above (the held-out renderer's settings span both)."""
+    encoder = clip["encoder"]
+    if clip["codec"] == "mpeg4":
+        return "mpeg4 qscale " + ("2-6" if encoder["qscale"] <= 6 else "7+")
+    return "h264 crf " + ("<=26" if encoder.get("crf", 0) <= 26 else ">26")
+
+
 def sliced(clips: list[dict], predictions: dict[str, str], key) -> dict:
     """Top-1 per value of ``key(clip)``: {value: {"correct", "clips", "top1"}}."""
     groups: dict[str, list[dict]] = defaultdict(list)
@@ -147,6 +156,8 @@ def evaluate(kind: str, clips: list[dict], classes: tuple[str, ...]) -> tuple[di
         top_label_outside_12=sum(r["top_label"] not in classes for r in records.values()),
         by_codec=sliced(clips, predictions, lambda c: c["codec"]),
         by_backdrop=sliced(clips, predictions, lambda c: c["heldout"]["backdrop"]),
+        by_codec_gop=sliced(clips, predictions, lambda c: f"{c['codec']} gop {c['encoder']['gop']:03d}"),
+        by_codec_quality=sliced(clips, predictions, quality_band),
         seconds=round(seconds, 2))
     return figures, records
 

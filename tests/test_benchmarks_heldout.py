@@ -53,6 +53,10 @@ def test_figures_follow_from_the_listed_predictions(run):
         assert sum(x["clips"] for x in result["confusions"]) == 12 - right
         assert sum(x["clips"] for x in result["by_codec"].values()) == 12
         assert sum(x["correct"] for x in result["by_backdrop"].values()) == right
+        for slicing in ("by_codec_gop", "by_codec_quality"):  # every clip in exactly one slice
+            assert sum(x["clips"] for x in result[slicing].values()) == 12
+            assert sum(x["correct"] for x in result[slicing].values()) == right
+        assert all(k.split()[0] in ("h264", "mpeg4") for k in result["by_codec_quality"])
         assert all(0 < c["score"][kind] <= 1 for c in clips)
 
 
