@@ -144,18 +144,26 @@ def stage_ms(pred) -> dict:
     return {stage: float(values[stage]) for stage in STAGES}
 
 
-def timed_decode_rgb(path) -> dict:
+def clocked(fn, *args):
+    """(fn(*args), wall seconds, process CPU seconds)."""
     t0, c0 = time.perf_counter(), time.process_time()
-    frames = decode_rgb(path)
-    return {"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0, "frames": frames}
+    result = fn(*args)
+    return result, time.perf_counter() - t0, time.process_time() - c0
+
+
+def timed_decode_rgb(path) -> dict:
+    frames, seconds, cpu = clocked(decode_rgb, path)
+    return {"seconds": seconds, "cpu_seconds": cpu, "frames": frames}
 
 
 def timed_offline_420(path) -> dict:
     """Every frame's MVs and full-size 4:2:0 residual (the offline all-frames mode)."""
-    t0, c0 = time.perf_counter(), time.process_time()
-    with bs.open(str(path), rgb=None, residual_layout="420") as reader:
-        frames = sum(1 for _ in reader)
-    return {"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0, "frames": frames}
+    def read_all():
+        with bs.open(str(path), rgb=None, residual_layout="420") as reader:
+            return sum(1 for _ in reader)
+
+    frames, seconds, cpu = clocked(read_all)
+    return {"seconds": seconds, "cpu_seconds": cpu, "frames": frames}
 
 
 def build_mv_package(workdir: Path) -> dict:
@@ -226,10 +234,8 @@ def preprocess_alone_ms(recognizer, path, repeats: int = 50) -> dict:
 
 
 def timed_recognize(recognizer, path) -> dict:
-    t0, c0 = time.perf_counter(), time.process_time()
-    pred = recognizer.recognize(str(path))
-    seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "cpu_seconds": time.process_time() - c0, "frames": pred.frames,
+    pred, seconds, cpu = clocked(recognizer.recognize, str(path))
+    return {"seconds": seconds, "cpu_seconds": cpu, "frames": pred.frames,
             "windows": len(pred.windows), "stage_ms": stage_ms(pred), "label": pred.label}
 
 
@@ -368,7 +374,7 @@ def benchmark(args) -> dict:
                                 "model": mv_recognizer.package.manifest.model, "classes": len(mv_recognizer.labels)}
                 except Exception as err:  # noqa: BLE001 - older trees: no such default
                     log(f"no bundled edge-mv ({type(err).__name__}): building a random-init one (speed only)")
-            if mv_recognizer is None and not args.mv_package:
+            if mv_recognizer is None:
                 built = build_mv_package(workdir)
                 mv_recognizer, mv_model = Recognizer(built["path"], **options), built["model"]
             variants["mv_only"] = lambda path: timed_recognize(mv_recognizer, path)

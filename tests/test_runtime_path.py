@@ -370,6 +370,11 @@ def test_the_plan_never_calls_unused_a_frame_a_window_reads():
         assert not any(used[p] and oracle.surely_unused(p, dict(enumerate(kinds[:p]))) for p in range(n))
 
 
+def _gop12_kinds(n: int) -> list[str]:
+    """Frame types of ``n`` frames in display order: GOPs of 12, two B-frames per P-frame."""
+    return ["I" if i % 12 == 0 else ("P" if i % 3 == 0 else "B") for i in range(n)]
+
+
 def test_known_picture_types_leave_only_the_frames_windows_read():
     """With the types of the pictures before it known, a B-frame right after a span's target is
     called unused unless the target is an I-frame (the rule takes the first P/B frame at or after
@@ -377,7 +382,7 @@ def test_known_picture_types_leave_only_the_frames_windows_read():
     from edgekit.spec import InputSpec
 
     spec = InputSpec("mv", "mv", (1, 3, 2, 8, 8))
-    kinds = ["I" if i % 12 == 0 else ("P" if i % 3 == 0 else "B") for i in range(240)]
+    kinds = _gop12_kinds(240)
     plan = sampling.CausalPlan([spec], 48, 24)
     used = [plan.arrive(k, (96, 128)) for k in kinds]
     oracle = sampling.CausalPlan([spec], 48, 24)
@@ -455,7 +460,7 @@ def test_reference_inputs_take_p_frames_and_leave_every_b_frame_undecoded():
     assert not sampling.eligible("I", "reference")
     spec = InputSpec("mv_ref", "mv_ref", (1, 3, 2, 8, 8))
     assert spec.frames == "reference"
-    kinds = ["I" if i % 12 == 0 else ("P" if i % 3 == 0 else "B") for i in range(240)]
+    kinds = _gop12_kinds(240)
     chosen = sampling.select_frames(kinds[:48], spec, train=False)
     assert all(kinds[i] == "P" for i in chosen)
     plan, oracle = sampling.CausalPlan([spec], 48, 24), sampling.CausalPlan([spec], 48, 24)

@@ -28,12 +28,18 @@ from .registry import register_model
 from .tsn import stream_classifier
 
 
+def _edge_network(stream: str, num_classes: int, segments: int, size: int, width: int, stem: str,
+                  dropout: float) -> nn.Module:
+    """The edge defaults' one network (a ResNet-18 TSN classifier) on ``stream``."""
+    return stream_classifier(stream, num_classes, segments, size, backbone="resnet18", width=width,
+                             dropout=dropout, stem=stem)
+
+
 @register_model("edge-mvr", summary="Edge default: ResNet-18 at 3/8 width, patch stem, on MV+R, 3x112x112",
                 paper="edgekit", inputs=segment_inputs("mv_residual"))
 def edge_mvr(num_classes: int, segments: int = 3, size: int = 112, width: int = 24, stem: str = "patch4",
              dropout: float = 0.2) -> nn.Module:
-    return stream_classifier("mv_residual", num_classes, segments, size, backbone="resnet18", width=width,
-                             dropout=dropout, stem=stem)
+    return _edge_network("mv_residual", num_classes, segments, size, width, stem, dropout)
 
 
 @register_model("edge-mv", summary="Edge motion-only: edge-mvr's network on motion vectors alone (decodable with "
@@ -41,16 +47,14 @@ def edge_mvr(num_classes: int, segments: int = 3, size: int = 112, width: int = 
                 paper="edgekit", inputs=segment_inputs("mv"))
 def edge_mv(num_classes: int, segments: int = 3, size: int = 112, width: int = 24, stem: str = "patch4",
             dropout: float = 0.2) -> nn.Module:
-    return stream_classifier("mv", num_classes, segments, size, backbone="resnet18", width=width,
-                             dropout=dropout, stem=stem)
+    return _edge_network("mv", num_classes, segments, size, width, stem, dropout)
 
 
 @register_model("edge-mv-ref", summary="edge-mv sampling P-frames only (modality mv_ref): a file's B-frames are "
                 "never decoded", paper="edgekit", inputs=segment_inputs("mv_ref"))
 def edge_mv_ref(num_classes: int, segments: int = 3, size: int = 112, width: int = 24, stem: str = "patch4",
                 dropout: float = 0.2) -> nn.Module:
-    return stream_classifier("mv_ref", num_classes, segments, size, backbone="resnet18", width=width,
-                             dropout=dropout, stem=stem)
+    return _edge_network("mv_ref", num_classes, segments, size, width, stem, dropout)
 
 
 class EdgeTwoStream(nn.Module):

@@ -72,7 +72,7 @@ class MotionVectorTSN(SegmentClassifier):
 
 
 class ReferenceMotionVectorTSN(SegmentClassifier):
-    """The same on the motion vectors of P-frames only (modality ``mv_ref``: edge-mv)."""
+    """The same on the motion vectors of P-frames only (modality ``mv_ref``: edge-mv-ref)."""
 
     def forward(self, mv_ref: torch.Tensor) -> torch.Tensor:
         """mv_ref (B, S, 2, H, W) -> logits (B, K)."""
