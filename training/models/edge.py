@@ -17,6 +17,11 @@ Why this shape:
   Gemm; no depthwise convs (whose per-tensor INT8 ranges are fragile), no ReLU6 clipping, no
   hard-swish. Every op is in TensorRT's, OpenVINO's and ONNX Runtime's INT8 paths.
 - Trains from scratch on CPU in minutes on the synthetic benchmark.
+- ``temporal_shift=True`` (TSM, Lin et al. 2019): every residual block first shifts 1/8 of its
+  channels from the next segment and 1/8 from the previous one, so the network can compare its
+  segments (a wave's back and forth, a bounce) instead of averaging 3 independent views. No
+  parameter and no multiply-add is added (a checkpoint without the shift loads into it); the ONNX
+  graph gains Slice/Pad/Concat per block, which every target runs, and INT8 stays over 2x FP32.
 """
 
 from __future__ import annotations
@@ -29,32 +34,33 @@ from .tsn import stream_classifier
 
 
 def _edge_network(stream: str, num_classes: int, segments: int, size: int, width: int, stem: str,
-                  dropout: float) -> nn.Module:
-    """The edge defaults' one network (a ResNet-18 TSN classifier) on ``stream``."""
+                  dropout: float, temporal_shift: bool = False) -> nn.Module:
+    """The edge defaults' one network (a ResNet-18 TSN classifier) on ``stream``; ``temporal_shift``:
+    TSM's shift between segments in every residual block (no parameter, no multiply-add)."""
     return stream_classifier(stream, num_classes, segments, size, backbone="resnet18", width=width,
-                             dropout=dropout, stem=stem)
+                             dropout=dropout, stem=stem, temporal_shift=temporal_shift)
 
 
 @register_model("edge-mvr", summary="Edge default: ResNet-18 at 3/8 width, patch stem, on MV+R, 3x112x112",
                 paper="edgekit", inputs=segment_inputs("mv_residual"))
 def edge_mvr(num_classes: int, segments: int = 3, size: int = 112, width: int = 24, stem: str = "patch4",
-             dropout: float = 0.2) -> nn.Module:
-    return _edge_network("mv_residual", num_classes, segments, size, width, stem, dropout)
+             dropout: float = 0.2, temporal_shift: bool = False) -> nn.Module:
+    return _edge_network("mv_residual", num_classes, segments, size, width, stem, dropout, temporal_shift)
 
 
 @register_model("edge-mv", summary="Edge motion-only: edge-mvr's network on motion vectors alone (decodable with "
                 "the loop filter and IDCT skipped, or from encoder-side vectors)",
                 paper="edgekit", inputs=segment_inputs("mv"))
 def edge_mv(num_classes: int, segments: int = 3, size: int = 112, width: int = 24, stem: str = "patch4",
-            dropout: float = 0.2) -> nn.Module:
-    return _edge_network("mv", num_classes, segments, size, width, stem, dropout)
+            dropout: float = 0.2, temporal_shift: bool = False) -> nn.Module:
+    return _edge_network("mv", num_classes, segments, size, width, stem, dropout, temporal_shift)
 
 
 @register_model("edge-mv-ref", summary="edge-mv sampling P-frames only (modality mv_ref): a file's B-frames are "
                 "never decoded", paper="edgekit", inputs=segment_inputs("mv_ref"))
 def edge_mv_ref(num_classes: int, segments: int = 3, size: int = 112, width: int = 24, stem: str = "patch4",
-                dropout: float = 0.2) -> nn.Module:
-    return _edge_network("mv_ref", num_classes, segments, size, width, stem, dropout)
+                dropout: float = 0.2, temporal_shift: bool = False) -> nn.Module:
+    return _edge_network("mv_ref", num_classes, segments, size, width, stem, dropout, temporal_shift)
 
 
 class EdgeTwoStream(nn.Module):

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -26,6 +27,38 @@ def conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False)
 
 
+class TemporalShift(nn.Module):
+    """Temporal shift (TSM, Lin et al., ICCV 2019): of a block's input, 1/``fold_div`` of the
+    channels is taken from the next segment and 1/``fold_div`` from the previous one (zeros past
+    either end), the rest stays. Segments are folded into the batch, ``(B*S, C, H, W)``, as TSN
+    folds them; the shift is what lets a 2D network compare segments (a wave's back-and-forth, a
+    bounce) at no multiply-add and no parameter. It exports to ONNX as slices, a pad and a concat."""
+
+    def __init__(self, segments: int, fold_div: int = 8):
+        super().__init__()
+        if segments < 2 or fold_div < 2:
+            raise ValueError(f"a temporal shift needs at least 2 segments and fold_div >= 2, got {segments}, "
+                             f"{fold_div}")
+        self.segments, self.fold_div = segments, fold_div
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        fold = c // self.fold_div
+        x = x.reshape(n // self.segments, self.segments, c, h, w)
+        ahead = F.pad(x[:, 1:, :fold], (0, 0, 0, 0, 0, 0, 0, 1))  # segment t sees t + 1's channels
+        behind = F.pad(x[:, :-1, fold:2 * fold], (0, 0, 0, 0, 0, 0, 1, 0))  # and t - 1's
+        return torch.cat((ahead, behind, x[:, :, 2 * fold:]), dim=2).reshape(n, c, h, w)
+
+
+def enable_temporal_shift(backbone: "ResNet", segments: int, fold_div: int = 8) -> None:
+    """Put a :class:`TemporalShift` at the start of every residual block's branch (TSM's "residual
+    shift": the shortcut keeps each segment's own features). Adds no parameter, so a checkpoint of
+    the same network without the shift loads into it."""
+    for module in backbone.modules():
+        if isinstance(module, (BasicBlock, Bottleneck)):
+            module.shift = TemporalShift(segments, fold_div)
+
+
 class BasicBlock(nn.Module):
     """Two 3x3 convs with an identity (or 1x1 projection) shortcut. ResNet-18/34."""
 
@@ -33,6 +66,7 @@ class BasicBlock(nn.Module):
 
     def __init__(self, in_channels: int, channels: int, stride: int = 1, downsample: nn.Module | None = None):
         super().__init__()
+        self.shift: nn.Module | None = None  # enable_temporal_shift
         self.conv1 = conv3x3(in_channels, channels, stride)
         self.bn1 = nn.BatchNorm2d(channels)
         self.relu = nn.ReLU(inplace=True)
@@ -42,7 +76,7 @@ class BasicBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn1(self.conv1(x if self.shift is None else self.shift(x))))
         out = self.bn2(self.conv2(out))
         return self.relu(out + identity)
 
@@ -54,6 +88,7 @@ class Bottleneck(nn.Module):
 
     def __init__(self, in_channels: int, channels: int, stride: int = 1, downsample: nn.Module | None = None):
         super().__init__()
+        self.shift: nn.Module | None = None  # enable_temporal_shift
         self.conv1 = conv1x1(in_channels, channels)
         self.bn1 = nn.BatchNorm2d(channels)
         self.conv2 = conv3x3(channels, channels, stride)
@@ -65,7 +100,7 @@ class Bottleneck(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn1(self.conv1(x if self.shift is None else self.shift(x))))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
         return self.relu(out + identity)

@@ -16,7 +16,7 @@ from torch import nn
 from edgekit.spec import CHANNELS, InputSpec
 
 from .common import fold_segments, segment_consensus, segment_spec
-from .resnet import build_backbone
+from .resnet import build_backbone, enable_temporal_shift
 
 
 class SegmentClassifier(nn.Module):
@@ -29,16 +29,20 @@ class SegmentClassifier(nn.Module):
         width: stage-1 width of the backbone (64 = standard ResNet).
         stem: the backbone's stem, ``"conv7"`` (standard) or ``"patch4"`` (see ``ResNet``).
         dropout: dropout before the classifier (TSN practice), inactive in eval.
+        temporal_shift: shift channels between neighbouring segments in every residual block
+            (:class:`~training.models.resnet.TemporalShift`, TSM); no parameter is added.
     """
 
     def __init__(self, spec: InputSpec, num_classes: int, backbone: str = "resnet18", width: int = 64,
-                 dropout: float = 0.5, stem: str = "conv7"):
+                 dropout: float = 0.5, stem: str = "conv7", temporal_shift: bool = False):
         super().__init__()
         if spec.layout != "BSCHW":
             raise ValueError(f"{type(self).__name__} needs a BSCHW input, got {spec.layout}")
         self.input_specs = (spec,)
         self.segments = spec.segments
         self.backbone = build_backbone(backbone, in_channels=CHANNELS[spec.modality], width=width, stem=stem)
+        if temporal_shift:
+            enable_temporal_shift(self.backbone, spec.segments)
         self.num_features = self.backbone.num_features
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(self.num_features, num_classes)
@@ -114,11 +118,12 @@ STREAM_CLASSIFIERS: dict[str, type[SegmentClassifier]] = {
 
 
 def stream_classifier(stream: str, num_classes: int, segments: int, size, backbone: str = "resnet18",
-                      width: int = 64, dropout: float = 0.5, stem: str = "conv7") -> SegmentClassifier:
+                      width: int = 64, dropout: float = 0.5, stem: str = "conv7",
+                      temporal_shift: bool = False) -> SegmentClassifier:
     """The TSN classifier of one stream with its BSCHW spec built from ``segments`` and ``size``."""
     if stream not in STREAM_CLASSIFIERS:
         raise ValueError(f"no 2D segment classifier for stream {stream!r}; expected one of "
                          f"{sorted(STREAM_CLASSIFIERS)}")
     spec = segment_spec(stream, segments, size)
     return STREAM_CLASSIFIERS[stream](spec, num_classes, backbone=backbone, width=width, dropout=dropout,
-                                      stem=stem)
+                                      stem=stem, temporal_shift=temporal_shift)
