@@ -3,6 +3,7 @@
 Runtime (CPU EP, one thread), against its FP32.
 
     python benchmarks/int8_calibration.py --rows-dir runs/reproduce-small/rows > docs/results/int8-calibration.json
+    python benchmarks/int8_calibration.py --rows-dir runs/reproduce-small/rows --split val > docs/results/int8-calibration-val.json
 
 ``--rows-dir``: the ``rows`` folder of an ``edgekit reproduce`` run (each row folder holds the
 ``fp32.onnx`` and ``result.json`` that name its checkpoint; the checkpoint's cache gives the
@@ -44,7 +45,8 @@ class Recipe:
     def calibration(self):
         from quantize.int8 import CalibrationSettings
 
-        return CalibrationSettings(**{"float_ends": False, **dict(self.settings)})  # every layer, unless said
+        # every layer and addition INT8, unless said
+        return CalibrationSettings(**{"float_ends": False, "float_adds": False, **dict(self.settings)})
 
 
 RECIPES = (
@@ -58,6 +60,15 @@ RECIPES = (
     Recipe("percentile-99.99-256-float-ends", 256, (("method", "percentile"), ("percentile", 99.99),
                                                      ("float_ends", True))),
     Recipe("entropy-256", 256, (("method", "entropy"),)),
+    # the float-ends default against variations of it (chosen among on the val split: --split val)
+    Recipe("percentile-99.99-256-float-ends-adds", 256, (("method", "percentile"), ("percentile", 99.99),
+                                                          ("float_ends", True), ("float_adds", True))),
+    Recipe("percentile-99.999-256-float-ends", 256, (("method", "percentile"), ("percentile", 99.999),
+                                                      ("float_ends", True))),
+    Recipe("percentile-99.99-512-float-ends", 512, (("method", "percentile"), ("percentile", 99.99),
+                                                     ("float_ends", True))),
+    Recipe("minmax-256-float-ends", 256, (("method", "minmax"), ("float_ends", True))),
+    Recipe("entropy-256-float-ends", 256, (("method", "entropy"), ("float_ends", True))),
     Recipe("uint8-asym-minmax-256", 256, (("method", "minmax"), ("activations", "uint8-asymmetric"))),  # diagnostic
 )
 
@@ -138,10 +149,11 @@ def summarize(rows: dict[str, dict], recipes=RECIPES, limit_points: float = 1.0)
     return out
 
 
-def row_inputs(result: dict, calib_clips: int, test_clips: int):
-    """(calibration input dicts, test input dicts, test labels) of a measured row, read as
+def row_inputs(result: dict, calib_clips: int, test_clips: int, split: str = "test"):
+    """(calibration input dicts, scored input dicts, their labels) of a measured row, read as
     ``training.reproduce.measure`` reads them (same seeded orders: the first N calibration clips are
-    those a run with ``calib_clips = N`` used)."""
+    those a run with ``calib_clips = N`` used); the scored clips are the ``split`` split's (the test
+    split the table reports, or val, to choose a recipe on clips the table never scores)."""
     from edgekit.spec import InputSpec
     from training.cache import find_cache
     from training.reproduce.measure import clip_inputs, input_feeds
@@ -151,7 +163,7 @@ def row_inputs(result: dict, calib_clips: int, test_clips: int):
     feeds = input_feeds(meta)
     cache = find_cache(meta["cache"])
     calib = [x for x, _ in clip_inputs(cache, specs, "train", feeds, calib_clips)]
-    test = list(clip_inputs(cache, specs, "test", feeds, test_clips))
+    test = list(clip_inputs(cache, specs, split, feeds, test_clips))
     return calib, [x for x, _ in test], np.array([y for _, y in test], np.int64)
 
 
@@ -161,7 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--row", action="append", default=[], help="only this row id (repeatable; default all)")
     parser.add_argument("--recipe", action="append", default=[],
                         help=f"only this recipe (repeatable; default all: {', '.join(r.name for r in RECIPES)})")
-    parser.add_argument("--test-clips", type=int, default=0, help="test clips per row (default 0: the whole split)")
+    parser.add_argument("--test-clips", type=int, default=0, help="scored clips per row (default 0: the whole split)")
+    parser.add_argument("--split", choices=("test", "val"), default="test",
+                        help="the split scored (default test, what the table reports; val to choose a recipe)")
     parser.add_argument("--limit-points", type=float, default=1.0, help="the target |FP32 - INT8| (default 1)")
     args = parser.parse_args(argv)
 
@@ -182,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no measured rows (*/result.json) in {rows_dir}; run edgekit reproduce first")
     report = {"benchmark": "int8_calibration",
               "command": " ".join(["python", "benchmarks/int8_calibration.py", *(argv if argv is not None else sys.argv[1:])]),
-              "env": machine(), "rows_dir": str(rows_dir), "limit_points": args.limit_points,
+              "env": machine(), "rows_dir": str(rows_dir), "split": args.split, "limit_points": args.limit_points,
               "recipes": [{"name": r.name, "clips": r.clips, **r.calibration().to_dict()} for r in recipes]}
     rows, logits, labels_of = {}, {}, {}
     started = time.perf_counter()
@@ -191,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         say(f"{row_id}: {result['label']}")
         read = time.perf_counter()
-        calib, test, labels = row_inputs(result, max(r.clips for r in recipes), args.test_clips)
+        calib, test, labels = row_inputs(result, max(r.clips for r in recipes), args.test_clips, args.split)
         read_seconds = time.perf_counter() - read
         fp32_logits, figures, row_logits = measure_recipes(rows_dir / row_id / "fp32.onnx", calib, test, labels,
                                                            recipes, say)

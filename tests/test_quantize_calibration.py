@@ -164,6 +164,44 @@ def test_float_ends_keep_the_first_layer_and_the_classifier_in_float(fp32, tmp_p
     assert np.abs(mixed - ref).max() < 0.05 * np.abs(ref).max()
 
 
+def test_float_adds_keep_residual_additions_in_float_and_the_convolutions_int8(tmp_path):
+    """With float_adds the Add's sum is not rounded to INT8 (no QuantizeLinear of its output: ONNX
+    Runtime adds in float, not QLinearAdd), while every Conv still reads INT8 weights; by default
+    (False) the sum is quantized."""
+    import torch
+    from torch import nn
+
+    from onnx_models import export_mv_onnx
+
+    class Residual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem, self.a, self.b = nn.Conv2d(2, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1)
+            self.fc = nn.Linear(8, 3)
+
+        def forward(self, mv):
+            x = torch.relu(self.stem(mv.reshape(2, 2, 8, 8)))
+            x = torch.relu(x + self.b(torch.relu(self.a(x))))  # a ResNet block's skip connection
+            return self.fc(x.mean(dim=(2, 3))).mean(dim=0, keepdim=True)
+
+    torch.manual_seed(0)
+    fp32 = export_mv_onnx(Residual().eval(), tmp_path / "residual.onnx", (1, 2, 2, 8, 8))
+    rng = np.random.default_rng(0)
+    clips = [{"mv": rng.standard_normal((1, 2, 2, 8, 8)).astype(np.float32)} for _ in range(16)]
+    for float_adds in (False, True):
+        out = tmp_path / f"adds-{float_adds}.onnx"
+        quantize_int8(fp32, out, _Reader(clips), settings=CalibrationSettings(float_adds=float_adds))
+        q = onnx.load(str(out))
+        dequantized = {n.output[0] for n in q.graph.node if n.op_type == "DequantizeLinear"}
+        quantized_outputs = {n.input[0] for n in q.graph.node if n.op_type == "QuantizeLinear"}
+        adds = [n for n in q.graph.node if n.op_type == "Add"]
+        assert len(adds) == 1
+        assert (adds[0].output[0] in quantized_outputs) is not float_adds
+        middle = [n for n in q.graph.node if n.op_type == "Conv"][1:]  # the stem is a float end
+        assert middle and all(n.input[1] in dequantized for n in middle)
+    assert CalibrationSettings().float_adds is False
+
+
 def test_end_layers_skip_a_dense_block_that_rereads_the_input(tmp_path):
     """A conv reading a concatenation of the input with computed features (DMC-Net's generator) is
     not a first layer; a conv reading a reshaped or concatenated view of the input alone is."""
@@ -210,6 +248,8 @@ def test_quantize_cli_names_the_calibration_flags_and_their_defaults():
     assert "--calib-method" in usage and "--calib-clips" in usage and "--calib-percentile" in usage
     assert "--calib-ends" in usage and args.calib_ends == "float"
     assert parser.parse_args(["--checkpoint", "c.json", "--out", "m", "--calib-ends", "int8"]).calib_ends == "int8"
+    assert "--calib-adds" in usage and args.calib_adds == "int8"
+    assert parser.parse_args(["--checkpoint", "c.json", "--out", "m", "--calib-adds", "float"]).calib_adds == "float"
 
 
 def test_quantize_cli_refuses_a_bad_percentile_in_one_line(tmp_path):
