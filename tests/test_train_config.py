@@ -19,7 +19,7 @@ def test_defaults_then_file_then_overrides():
     cfg = load_config(REPO / "training/configs/edge-mvr.toml", ["train.epochs=3", "train.out=runs/quick",
                                                                 "model.size=64", "train.lr=1e-3"])
     assert cfg.train.epochs == 3 and cfg.train.lr == 1e-3 and cfg.train.out == Path("runs/quick")
-    assert cfg.model.name == "edge-mvr" and dict(cfg.model.kwargs) == {"segments": 3, "size": 64}
+    assert cfg.model.name == "edge-mvr" and dict(cfg.model.kwargs) == {"segments": 3, "size": 64, "temporal_shift": True}
     assert cfg.train.batch_size == 32 and cfg.data.dataset == Path("data/synth-broad-motion")  # from the file
     assert cfg.train.threads == 0  # not in the file: the default
     assert load_config(None).train == TrainConfig().train
