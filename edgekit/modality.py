@@ -10,7 +10,7 @@ modality    channels   frames          parts          one step
 =========== ========== =============== ============== ============================================
 iframe      3          I-frames        iframe         normalised RGB of the I-frame
 mv          2          P/B frames      mv             dx, dy in model-input pixels x ``mv_scale``
-mv_ref      2          P-frames        mv             the same, on reference pictures only (edge-mv):
+mv_ref      2          P-frames        mv             the same, on reference pictures only (edge-mv-ref):
                                                       no B-frame is ever decoded for it
 residual    3          P/B frames      residual       YUV residual x ``residual_scale``
 mv_residual 5          P/B frames      mv, residual   (dx, dy, r0, r1, r2): DMC-Net/IP-TSN/edge

@@ -40,8 +40,8 @@ from edgekit.modality import MODALITIES, reader_options
 ASSETS = Path(__file__).parent / "assets"
 DEFAULT_PACKAGE = ASSETS / "default.edgepkg"
 # the bundled defaults by what they read: "mvr" motion vectors + residual (edge-mvr, the default),
-# "mv" motion vectors alone (edge-mv: decodable with the loop filter and IDCT skipped, and usable
-# from encoder-side motion vectors)
+# "mv" motion vectors of P-frames alone (edge-mv-ref: decodable with the loop filter and IDCT
+# skipped, no B-frame ever decoded, and usable from encoder-side motion vectors)
 DEFAULT_PACKAGES = {"mvr": DEFAULT_PACKAGE, "mv": ASSETS / "default-mv.edgepkg"}
 
 

@@ -140,13 +140,13 @@ def test_a_picture_size_change_starts_new_windows(tmp_path, codec):
 
 
 def test_the_motion_vector_only_default_reads_no_residual(tmp_path):
-    """Recognizer.default("mv"): the bundled edge-mv package, motion vectors alone (no residual, no
-    RGB: the loop filter and IDCT skipped), on the demo clip and from encoder-side vectors."""
+    """Recognizer.default("mv"): the bundled edge-mv-ref package, motion vectors of P-frames alone (no
+    residual, no RGB: the loop filter and IDCT skipped), on the demo clip."""
     import edgekit.bitstream as bs
     from edgekit.recognizer import ASSETS
 
     with edgekit.Recognizer.default("mv") as rec:
-        assert rec.package.manifest.model == "edge-mv" and [s.modality for s in rec.specs] == ["mv"]
+        assert rec.package.manifest.model == "edge-mv-ref" and [s.modality for s in rec.specs] == ["mv_ref"]
         assert rec._reader_options["residual"] is False and rec._reader_options["rgb"] is None
         pred = rec.recognize(ASSETS / "demo.mp4")
         assert pred.frames == 240 and len(pred.windows) == 9 and pred.top_label in rec.labels

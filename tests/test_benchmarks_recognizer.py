@@ -79,8 +79,8 @@ def test_variants_are_timed_in_the_same_rounds(report):
         assert v["fps"] > 0 and len(v["ratio_per_repeat"]) == 1 == len(v["seconds"]["runs"])
         assert v["ratio"] == pytest.approx(v["ratio_paired_median"], abs=2e-3)  # one round: the same figure
     assert variants["mv_only"]["windows"] >= 1 and set(variants["mv_only"]["stage_ms"]) == STAGES
-    assert report["settings"]["mv_only_model"]["model"] == "edge-mv"
-    assert report["settings"]["mv_only_model"]["source"] == "bundled"  # the shipped edge-mv, trained
+    assert report["settings"]["mv_only_model"]["model"] == "edge-mv-ref"
+    assert report["settings"]["mv_only_model"]["source"] == "bundled"  # the shipped mv default, trained
     for v in variants.values():
         assert 0 < v["cores_used"] <= os.cpu_count() + 0.5
     counts = variants["mv_only"]["reader"]

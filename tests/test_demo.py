@@ -66,7 +66,7 @@ def test_demo_prints_both_models_side_by_side_within_100_columns():
     assert all(len(line) <= 100 for line in lines), max(lines, key=len)
     assert "truth:" in text and "latency" in text and "x real time" in text
     header = next(line for line in lines if line.lstrip().startswith("time span"))
-    assert header.split()[-2:] == ["edge-mvr", "edge-mv"]
+    assert header.split()[-2:] == ["edge-mvr", "edge-mv-ref"]
     rows = [line for line in lines if WINDOW_ROW.match(line)]
     windows = json.loads(demo("--model", "mv", "--json"))["windows"]
     assert len(rows) == len(windows)
@@ -77,14 +77,14 @@ def test_demo_prints_both_models_side_by_side_within_100_columns():
         truth_cell = row[len("  0.00-0.00 s  "):].split()[0]
         assert set(truth_cell.split("/")) <= {t["label"] for t in TRUTH}, row
     # one latency row per model: total ms, x real time, per-window decode / preprocess / inference
-    for model in ("edge-mvr", "edge-mv"):
+    for model in ("edge-mvr", "edge-mv-ref"):
         latency = [line for line in lines if re.match(rf"^  {model} +\d+ ms +\d+x +[\d.]+ ms", line)]
         assert len(latency) == 1, text
 
 
 def test_demo_of_one_model_shows_only_it():
     text = demo("--model", "mv", "--threshold", "0")
-    assert "edge-mv " in text and "edge-mvr" not in text and "never 'none'" in text
+    assert "edge-mv-ref " in text and "edge-mvr" not in text and "never 'none'" in text
     assert "none (best:" not in text  # threshold 0: every window names its top label
 
 

@@ -451,7 +451,7 @@ def test_picture_type_parsers_take_any_bytes():
 
 
 def test_reference_inputs_take_p_frames_and_leave_every_b_frame_undecoded():
-    """A "reference" input (modality mv_ref: edge-mv) samples P-frames only; with the picture types
+    """A "reference" input (modality mv_ref: edge-mv-ref) samples P-frames only; with the picture types
     known, every B-frame but a span's last frame is called unused, and the plan never calls a frame
     a window reads unused."""
     from edgekit.spec import InputSpec

@@ -1,14 +1,14 @@
 """Build the runtime's bundled assets: the default package and the demo clip.
 
 ``edgekit/assets/default.edgepkg`` is the default model's package (``edge-mvr``, from ``edgekit export``
-then ``edgekit calibrate``), ``default-mv.edgepkg`` the motion-vector-only default's (``edge-mv``);
+then ``edgekit calibrate``), ``default-mv.edgepkg`` the motion-vector-only default's (``edge-mv-ref``);
 ``edgekit/assets/demo.mp4`` is a ~10 s clip of several synthetic actions back to back (each a whole
 number of GOPs, rendered by the benchmark's own renderer at a seed outside every split), with
 ``demo.json`` giving the true action of each span.
 
 examples:
   python -m training assets --package edge-mvr.edgepkg
-  python -m training assets --package edge-mvr.edgepkg --package-mv edge-mv.edgepkg
+  python -m training assets --package edge-mvr.edgepkg --package-mv edge-mv-ref.edgepkg
   python -m training assets --package edge-mvr.edgepkg --classes move_left,rotate_cw,approach,scene_right,wave
 """
 

@@ -35,7 +35,7 @@ RECOGNIZE_EXAMPLES = """examples:
 
 DEMO_EXAMPLES = """examples:
   edgekit demo                       # both bundled defaults on the bundled sample clip, side by side
-  edgekit demo --model mv            # edge-mv alone: motion vectors only (loop filter and IDCT skipped)
+  edgekit demo --model mv            # edge-mv-ref alone: P-frames' motion vectors (loop filter and IDCT skipped)
   edgekit demo --json                # {"truth": [...], "models": {"mvr": {...}, "mv": {...}}}
   edgekit demo --model mvr --json    # one model: its prediction + "package" + "truth" in one object
   edgekit demo --backend openvino --threads 1
