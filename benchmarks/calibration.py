@@ -22,9 +22,10 @@ Figures (a window is an *event* when its reported label is neither ``static`` no
 split's clips are made here, into --workdir (``training.synth.generate.write_clip``, deterministic
 by seed), as benchmarks/runtime_accuracy.py does. Prints ONE JSON object on stdout; progress on stderr.
 
-Example (the committed docs/results/calibration-edge-mvr.json and calibration-edge-mv.json):
+Example (the committed docs/results/calibration-edge-mvr.json and calibration-edge-mv-ref.json; the
+motion-vector default is edge-mv-ref):
     python benchmarks/calibration.py --default mvr --data data/synth-small > docs/results/calibration-edge-mvr.json
-    python benchmarks/calibration.py --default mv --data data/synth-small > docs/results/calibration-edge-mv.json
+    python benchmarks/calibration.py --default mv --data data/synth-small > docs/results/calibration-edge-mv-ref.json
     python benchmarks/calibration.py --limit 1 --noise-clips 2 --workdir /tmp/cal   # smoke test
 """
 

@@ -28,8 +28,9 @@ memory stays out of the measured process's peak RSS.
 
 Beside the default model, in the same rounds (``--variants``):
 
-  mv_only      a motion-vector-only package (``edge-mv``: the file decoded with the loop filter and
-               the IDCT skipped, no residual): the bundled ``Recognizer.default("mv")``, or
+  mv_only      a motion-vector-only package (the file decoded with the loop filter and the IDCT
+               skipped, no residual): the bundled ``Recognizer.default("mv")`` (``edge-mv-ref``:
+               P-frames only, so no B-frame is decoded), or
                ``--mv-package PKG``; trees without a bundled one build one on the fly with
                random weights (speed does not depend on the weights; needs the ``train`` extra)
   offline_420  ``edgekit.bitstream.open(clip, rgb=None, residual_layout="420")``: every frame's motion
@@ -373,7 +374,7 @@ def benchmark(args) -> dict:
                     mv_model = {"source": "bundled", "package": "Recognizer.default('mv')",
                                 "model": mv_recognizer.package.manifest.model, "classes": len(mv_recognizer.labels)}
                 except Exception as err:  # noqa: BLE001 - older trees: no such default
-                    log(f"no bundled edge-mv ({type(err).__name__}): building a random-init one (speed only)")
+                    log(f"no bundled mv default ({type(err).__name__}): building a random-init edge-mv (speed only)")
             if mv_recognizer is None:
                 built = build_mv_package(workdir)
                 mv_recognizer, mv_model = Recognizer(built["path"], **options), built["model"]

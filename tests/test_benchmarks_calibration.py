@@ -28,7 +28,7 @@ def test_structure_settings_and_environment(report):
                            "per_clip", "elapsed_s"}
     settings = report["settings"]
     assert (settings["model"], settings["split"], settings["limit_per_class"], settings["noise_clips"]) == (
-        "edge-mv", "test", 1, 2)
+        "edge-mv-ref", "test", 1, 2)  # the bundled "mv" default
     assert settings["config"]["preset"] == "small" and settings["config"]["seed"] == 0
     assert report["env"]["numpy"] and report["package"]["integrity_sha256"]
 

@@ -41,7 +41,7 @@ def test_figures_follow_from_the_listed_predictions(run):
     assert sorted(c["label"] for c in clips) == sorted(FIXED_CLASS_NAMES)
     for kind in KINDS:
         result = report["results"][kind]
-        assert result["model"] == {"mvr": "edge-mvr", "mv": "edge-mv"}[kind] and result["labels"] == 15
+        assert result["model"] == {"mvr": "edge-mvr", "mv": "edge-mv-ref"}[kind] and result["labels"] == 15
         assert len(result["package_sha256"]) == 64 and 0 <= result["none_share"] <= 1
         preds = {c["clip"]: c["pred"][kind] for c in clips}
         assert set(preds.values()) <= set(FIXED_CLASS_NAMES)  # restricted to the 12 fixed classes
