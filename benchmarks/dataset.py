@@ -54,7 +54,7 @@ import numpy as np  # noqa: E402
 import edgekit.bitstream as bs  # noqa: E402
 from edgekit._versions import distribution_version  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_env.py
+sys.path.append(str(Path(__file__).resolve().parent))  # benchmarks/_env.py
 from _env import cpu_model  # noqa: E402
 
 CODECS = ("mpeg4", "h264")

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import av
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_env.py, run as a script
+sys.path.append(str(Path(__file__).resolve().parent))  # benchmarks/_env.py, run as a script
 
 from _env import machine  # noqa: E402
 from recognizer import CLIPS, encode_clips, log, scaled_clip  # noqa: E402

@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 
 BENCHMARKS = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCHMARKS))  # benchmarks/_env.py, run as a script
+sys.path.append(str(BENCHMARKS))  # benchmarks/_env.py, run as a script
 
 from _env import machine, script_parser  # noqa: E402
 

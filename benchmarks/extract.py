@@ -49,7 +49,7 @@ from pathlib import Path
 
 import av
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_clips.py, run as a script
+sys.path.append(str(Path(__file__).resolve().parent))  # benchmarks/_clips.py, run as a script
 
 import edgekit  # noqa: E402
 import edgekit.bitstream as bs  # noqa: E402

@@ -39,7 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_fuzzing.py, run as a script
+sys.path.append(str(Path(__file__).resolve().parent))  # benchmarks/_fuzzing.py, run as a script
 
 import edgekit  # noqa: E402
 from _env import machine, script_parser  # noqa: E402

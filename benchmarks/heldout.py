@@ -34,7 +34,7 @@ from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parent
 REPO_ROOT = BENCHMARKS.parent
-sys.path.insert(0, str(BENCHMARKS))  # benchmarks/_env.py, run as a script
+sys.path.append(str(BENCHMARKS))  # benchmarks/_env.py, run as a script
 sys.path.insert(0, str(REPO_ROOT))  # training.synth, edgekit of this tree
 
 from _env import machine, script_parser  # noqa: E402

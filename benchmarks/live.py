@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCHMARKS))  # benchmarks/_env.py and _clips.py, run as a script
+sys.path.append(str(BENCHMARKS))  # benchmarks/_env.py and _clips.py, run as a script
 
 from _env import high_water_rss_mib, machine, reset_peak_rss, rss_mib, script_parser  # noqa: E402
 

@@ -46,7 +46,7 @@ import time
 from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCHMARKS))  # benchmarks/_env.py and recognizer.py, run as a script
+sys.path.append(str(BENCHMARKS))  # benchmarks/_env.py and recognizer.py, run as a script
 
 import recognizer as bench_recognizer  # noqa: E402  (benchmarks/recognizer.py: its clip and its timing)
 from _env import machine, script_parser  # noqa: E402

@@ -61,7 +61,7 @@ import av
 
 BENCHMARKS = Path(__file__).resolve().parent
 REPO_ROOT = BENCHMARKS.parent  # the tree this script belongs to (it encodes the clips)
-sys.path.insert(0, str(BENCHMARKS))  # benchmarks/_env.py, run as a script
+sys.path.append(str(BENCHMARKS))  # benchmarks/_env.py, run as a script
 
 import edgekit  # noqa: E402
 import edgekit.bitstream as bs  # noqa: E402

@@ -70,7 +70,7 @@ from pathlib import Path
 BENCHMARKS = Path(__file__).resolve().parent
 REPO_ROOT = BENCHMARKS.parent  # the tree this script belongs to (it makes the clips)
 SCRIPT = Path(__file__).resolve()
-sys.path.insert(0, str(BENCHMARKS))  # benchmarks/_env.py, run as a script
+sys.path.append(str(BENCHMARKS))  # benchmarks/_env.py, run as a script
 
 from _env import machine, script_parser  # noqa: E402  (numpy and av only: any tree can be measured)
 
