@@ -163,8 +163,8 @@ def row_inputs(result: dict, calib_clips: int, test_clips: int, split: str = "te
     feeds = input_feeds(meta)
     cache = find_cache(meta["cache"])
     calib = [x for x, _ in clip_inputs(cache, specs, "train", feeds, calib_clips)]
-    test = list(clip_inputs(cache, specs, split, feeds, test_clips))
-    return calib, [x for x, _ in test], np.array([y for _, y in test], np.int64)
+    scored = list(clip_inputs(cache, specs, split, feeds, test_clips))
+    return calib, [x for x, _ in scored], np.array([y for _, y in scored], np.int64)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -60,12 +60,12 @@ class CalibrationSettings:
     test clips than quantizing every layer (benchmarks/int8_calibration.py); False quantizes every
     layer. ``float_adds`` (default False): the additions (a ResNet's skip connections) run in
     float: their sums are not rounded to INT8 (the ReLU after them is, where the next layer reads
-    it); every Conv and Gemm keeps its INT8 inputs and weights. Over the 20 reproduction rows it flips fewer clips (val split
-    220 -> 196, test 466 -> 435; ``benchmarks/int8_calibration.py``) at the same ONNX Runtime
-    speed, but it keeps no more rows within 1 point of FP32 on the test split (15 against 18: net
-    gaps of 3-4 clips either way), and TensorRT's INT8 fusions want the residual connections
-    quantized (NVIDIA's Q/DQ placement for ResNets puts Q/DQ on them); so it is an option, not the
-    default.
+    it); every Conv and Gemm keeps its INT8 inputs and weights. Over the 20 reproduction rows it
+    flips fewer clips (val split 220 -> 196, test 466 -> 435; ``benchmarks/int8_calibration.py``)
+    at the same ONNX Runtime speed, but it keeps fewer rows within 1 point of FP32 on the test
+    split (15 against 18: net gaps of 3-4 clips either way), and TensorRT's INT8 fusions want the
+    residual connections quantized (NVIDIA's Q/DQ placement for ResNets puts Q/DQ on them); so it
+    is an option, not the default.
     Raises :class:`ConfigError` for an unknown method or activation type or an out-of-range value."""
 
     method: str = DEFAULT_METHOD
@@ -198,10 +198,13 @@ def quantize_int8(fp32: Path, out: Path, reader, method: str = DEFAULT_METHOD, p
         ranges = Path(tmp) / "ranges.json"  # quantize_static reads the ranges computed by _calibrate from here
         save_tensors_data(_calibrate(pre, reader, settings, Path(tmp)), ranges)
         qdq = Path(tmp) / "qdq.onnx"
-        pre_model = onnx.load(str(pre))
-        excluded = end_layers(pre_model) if settings.float_ends else []
-        if settings.float_adds:
-            excluded += [node.name for node in pre_model.graph.node if node.op_type in ("Add", "Sum") and node.name]
+        excluded = []
+        if settings.float_ends or settings.float_adds:  # the layers kept in float, named in the graph
+            graph_model = onnx.load(str(pre))
+            if settings.float_ends:
+                excluded += end_layers(graph_model)
+            if settings.float_adds:
+                excluded += [n.name for n in graph_model.graph.node if n.op_type in ("Add", "Sum") and n.name]
         quantize_static(str(pre), str(qdq), None, quant_format=QuantFormat.QDQ, per_channel=True,
                         nodes_to_exclude=excluded,
                         activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,

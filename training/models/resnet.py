@@ -66,7 +66,7 @@ class BasicBlock(nn.Module):
 
     def __init__(self, in_channels: int, channels: int, stride: int = 1, downsample: nn.Module | None = None):
         super().__init__()
-        self.shift: nn.Module | None = None  # enable_temporal_shift
+        self.shift: nn.Module = nn.Identity()  # a TemporalShift after enable_temporal_shift
         self.conv1 = conv3x3(in_channels, channels, stride)
         self.bn1 = nn.BatchNorm2d(channels)
         self.relu = nn.ReLU(inplace=True)
@@ -76,7 +76,7 @@ class BasicBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x if self.shift is None else self.shift(x))))
+        out = self.relu(self.bn1(self.conv1(self.shift(x))))
         out = self.bn2(self.conv2(out))
         return self.relu(out + identity)
 
@@ -88,7 +88,7 @@ class Bottleneck(nn.Module):
 
     def __init__(self, in_channels: int, channels: int, stride: int = 1, downsample: nn.Module | None = None):
         super().__init__()
-        self.shift: nn.Module | None = None  # enable_temporal_shift
+        self.shift: nn.Module = nn.Identity()  # a TemporalShift after enable_temporal_shift
         self.conv1 = conv1x1(in_channels, channels)
         self.bn1 = nn.BatchNorm2d(channels)
         self.conv2 = conv3x3(channels, channels, stride)
@@ -100,7 +100,7 @@ class Bottleneck(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x if self.shift is None else self.shift(x))))
+        out = self.relu(self.bn1(self.conv1(self.shift(x))))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
         return self.relu(out + identity)
