@@ -354,37 +354,68 @@ static inline int fetch(Plane r, int y, int x, int ph, int pw) {
     return r.data[(Py_ssize_t)clampi(y, 0, ph - 1) * r.stride + clampi(x, 0, pw - 1)];
 }
 
-/* Row y of one plane's residual, cur - pred, at the plane's resolution into o (pw int16 values).
- * Interior cells are runs of 8 (luma) or 4 (chroma) bytes; a bi-predicted cell averages its two
- * sources as (p + q + 1) >> 1, which is exactly SSE2's pavgb. Cells whose source leaves the plane,
- * and partial cells at the right edge, fetch clamped pixels (the codecs' edge extension). */
-static void mc_row(const uint8_t *crow, Plane r0, Plane r1, int y, int ph, int pw, int n,
-                   const CellPred *cp, int gw, int16_t *o, int nt) {
+/* Rows ya..yb-1 of one cell row of one plane's residual, cur - pred, at the plane's resolution:
+ * row y goes to o + (y - ya) * os (pw int16 values each). Cell-major: a run of interior cells takes
+ * all its rows in one go, so its plan and source pointers are worked out once per cell row, not once
+ * per pixel row (with 8x8 vectors that vary from cell to cell, the per-row bookkeeping cost more than
+ * the arithmetic). Interior cells are runs of 8 (luma) or 4 (chroma) bytes per row; a bi-predicted
+ * cell averages its two sources as (p + q + 1) >> 1, which is exactly SSE2's pavgb. Cells whose
+ * source leaves the plane, and partial cells at the right edge, fetch clamped pixels (the codecs'
+ * edge extension). */
+static void mc_cells(Plane cur, Plane r0, Plane r1, int ya, int yb, int ph, int pw, int n,
+                     const CellPred *cp, int gw, int16_t *o, Py_ssize_t os, int nt) {
     for (int cx = 0, x0 = 0; cx < gw && x0 < pw; x0 = cx * n) {
         const CellPred *p = &cp[cx];
         if (p->fast) {
             const uint8_t *s, *q = NULL;
+            Py_ssize_t ss, qs = 0;
             if (p->mode == PRED_L1) {
-                s = r1.data + (Py_ssize_t)(y - p->by) * r1.stride + (x0 - p->bx);
+                s = r1.data + (Py_ssize_t)(ya - p->by) * r1.stride + (x0 - p->bx), ss = r1.stride;
             } else {
-                s = r0.data + (Py_ssize_t)(y - p->ay) * r0.stride + (x0 - p->ax);
-                if (p->mode == PRED_BI) q = r1.data + (Py_ssize_t)(y - p->by) * r1.stride + (x0 - p->bx);
+                s = r0.data + (Py_ssize_t)(ya - p->ay) * r0.stride + (x0 - p->ax), ss = r0.stride;
+                if (p->mode == PRED_BI) q = r1.data + (Py_ssize_t)(ya - p->by) * r1.stride + (x0 - p->bx), qs = r1.stride;
             }
-            sub_run(crow + x0, s, q, o + x0, p->run * n, nt);
+            const uint8_t *c = cur.data + (Py_ssize_t)ya * cur.stride + x0;
+            int16_t *t = o + x0;
+            int len = p->run * n;
+#if EK_SSE2
+            if (len <= 8) {  /* one cell (the common case where vectors vary): a row per register */
+                const __m128i zero = _mm_setzero_si128();
+                for (int y = ya; y < yb; y++, c += cur.stride, s += ss, t += os) {
+                    __m128i pred = len == 8 ? _mm_loadl_epi64((const __m128i *)s) : load4(s);
+                    if (q) {
+                        pred = _mm_avg_epu8(pred, len == 8 ? _mm_loadl_epi64((const __m128i *)q) : load4(q));
+                        q += qs;
+                    }
+                    __m128i cv = len == 8 ? _mm_loadl_epi64((const __m128i *)c) : load4(c);
+                    __m128i v = _mm_sub_epi16(_mm_unpacklo_epi8(cv, zero), _mm_unpacklo_epi8(pred, zero));
+                    if (len == 8) store8x16(t, v, nt);
+                    else _mm_storel_epi64((__m128i *)t, v);
+                }
+                cx += p->run;
+                continue;
+            }
+#endif
+            for (int y = ya; y < yb; y++, c += cur.stride, s += ss, q = q ? q + qs : NULL, t += os)
+                sub_run(c, s, q, t, len, nt);
             cx += p->run;
             continue;
         }
         cx++;
         int bw = pw - x0 < n ? pw - x0 : n;
-        for (int x = x0; x < x0 + bw; x++) {
-            int pred;
-            if (p->mode == PRED_L1) {
-                pred = fetch(r1, y - p->by, x - p->bx, ph, pw);
-            } else {
-                pred = fetch(r0, y - p->ay, x - p->ax, ph, pw);
-                if (p->mode == PRED_BI) pred = (pred + fetch(r1, y - p->by, x - p->bx, ph, pw) + 1) >> 1;
+        for (int y = ya; y < yb; y++) {
+            const uint8_t *crow = cur.data + (Py_ssize_t)y * cur.stride;
+            int16_t *t = o + (Py_ssize_t)(y - ya) * os;
+            for (int x = x0; x < x0 + bw; x++) {
+                int pred;
+                if (p->mode == PRED_L1) {
+                    pred = fetch(r1, y - p->by, x - p->bx, ph, pw);
+                } else {
+                    pred = fetch(r0, y - p->ay, x - p->ax, ph, pw);
+                    if (p->mode == PRED_BI) pred = (pred + fetch(r1, y - p->by, x - p->bx, ph, pw) + 1) >> 1;
+                }
+                t[x] = (int16_t)(crow[x] - pred);
             }
-            o[x] = (int16_t)(crow[x] - pred);
         }
     }
 }
@@ -459,8 +490,9 @@ typedef struct {
 static int mc_band(void *arg, int part, int parts) {
     McJob *j = (McJob *)arg;
     int H = j->H, W = j->W, gw = j->gw, ch = (H + 1) / 2, cw = (W + 1) / 2;
+    Py_ssize_t ts = cw + 8;  /* a row of tmp */
     CellPred *cp = (CellPred *)PyMem_RawMalloc(sizeof(CellPred) * gw);
-    int16_t *tmp = (int16_t *)PyMem_RawMalloc(sizeof(int16_t) * (cw + 8));
+    int16_t *tmp = (int16_t *)PyMem_RawMalloc(sizeof(int16_t) * 4 * ts);
     if (!cp || !tmp) {
         PyMem_RawFree(cp);
         PyMem_RawFree(tmp);
@@ -468,24 +500,31 @@ static int mc_band(void *arg, int part, int parts) {
     }
     int nt = streamable(j->out, W);
     int y0 = band_lo(H, part, parts), y1 = band_lo(H, part + 1, parts);
-    for (int y = y0; y < y1; y++) {  /* luma */
-        if (y == y0 || (y & 7) == 0) plan_cell_row(cp, y >> 3, 8, 0, H, W, j->has_r1, j->d0, j->d1, j->fl, gw, j->cells);
-        mc_row(j->cur[0].data + (Py_ssize_t)y * j->cur[0].stride, j->r0[0], j->r1[0], y, H, W, 8, cp, gw,
-               j->out + (Py_ssize_t)y * W, nt);
+    for (int ya = y0; ya < y1;) {  /* luma, one cell row (or the band's part of it) at a time */
+        int yb = ((ya >> 3) + 1) << 3;
+        if (yb > y1) yb = y1;
+        plan_cell_row(cp, ya >> 3, 8, 0, H, W, j->has_r1, j->d0, j->d1, j->fl, gw, j->cells);
+        mc_cells(j->cur[0], j->r0[0], j->r1[0], ya, yb, H, W, 8, cp, gw, j->out + (Py_ssize_t)ya * W, W, nt);
+        ya = yb;
     }
     y0 = band_lo(ch, part, parts), y1 = band_lo(ch, part + 1, parts);
-    for (int k = 1; k < 3; k++) {  /* chroma: each row widened into two luma-sized rows */
+    for (int k = 1; k < 3; k++) {  /* chroma: 4x4 cells; in 4:4:4 each row widened into two luma-sized rows */
         int16_t *o = j->out + (Py_ssize_t)k * H * W;
-        for (int y = y0; y < y1; y++) {
-            if (y == y0 || (y & 3) == 0) plan_cell_row(cp, y >> 2, 4, 1, ch, cw, j->has_r1, j->d0, j->d1, j->fl, gw, j->cells);
+        for (int ya = y0; ya < y1;) {
+            int yb = ((ya >> 2) + 1) << 2;
+            if (yb > y1) yb = y1;
+            plan_cell_row(cp, ya >> 2, 4, 1, ch, cw, j->has_r1, j->d0, j->d1, j->fl, gw, j->cells);
             if (j->c420) {
-                int16_t *row = j->out + (Py_ssize_t)H * W + ((Py_ssize_t)(k - 1) * ch + y) * cw;
-                mc_row(j->cur[k].data + (Py_ssize_t)y * j->cur[k].stride, j->r0[k], j->r1[k], y, ch, cw, 4, cp, gw, row, 0);
-                continue;
+                int16_t *row = j->out + (Py_ssize_t)H * W + ((Py_ssize_t)(k - 1) * ch + ya) * cw;
+                mc_cells(j->cur[k], j->r0[k], j->r1[k], ya, yb, ch, cw, 4, cp, gw, row, cw, 0);
+            } else {
+                mc_cells(j->cur[k], j->r0[k], j->r1[k], ya, yb, ch, cw, 4, cp, gw, tmp, ts, 0);
+                for (int y = ya; y < yb; y++) {
+                    int16_t *row = o + (Py_ssize_t)(2 * y) * W;
+                    widen_rows(tmp + (Py_ssize_t)(y - ya) * ts, row, 2 * y + 1 < H ? row + W : NULL, W, nt);
+                }
             }
-            mc_row(j->cur[k].data + (Py_ssize_t)y * j->cur[k].stride, j->r0[k], j->r1[k], y, ch, cw, 4, cp, gw, tmp, 0);
-            int16_t *row = o + (Py_ssize_t)(2 * y) * W;
-            widen_rows(tmp, row, 2 * y + 1 < H ? row + W : NULL, W, nt);
+            ya = yb;
         }
     }
     stream_fence(nt);

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import time
 
 import av
@@ -288,12 +289,14 @@ def test_kernels_match_reference_on_random_fields(H, W, threads):
         buf = np.full(int(np.prod(shape)) + 64, -7, dtype)
         return buf, buf[:-64].reshape(shape)
 
-    for ref1 in (None, r1):
-        buf, got = guarded((3, H, W), np.int16)
-        want = np.empty((3, H, W), np.int16)
+    for ref1, c420 in itertools.product((None, r1), (False, True)):  # both output layouts
+        shape = (_reference.residual_len(H, W, True),) if c420 else (3, H, W)
+        buf, got = guarded(shape, np.int16)
+        want = np.empty(shape, np.int16)
         native.mc_residual(as_native(cur), as_native(r0), ref1 and as_native(ref1), H, W, d0, d1, flags, gw, got,
-                           threads)
-        _reference.mc_residual(as_numpy(cur), as_numpy(r0), ref1 and as_numpy(ref1), H, W, d0, d1, flags, gw, want)
+                           threads, c420)
+        _reference.mc_residual(as_numpy(cur), as_numpy(r0), ref1 and as_numpy(ref1), H, W, d0, d1, flags, gw, want,
+                               c420=c420)
         np.testing.assert_array_equal(got, want)
         assert (buf[-64:] == -7).all()
     yy, xx = np.mgrid[0:H, 0:W].astype(np.int32)
