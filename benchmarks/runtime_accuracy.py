@@ -47,11 +47,15 @@ clips whose prediction changed; differences in points (100 x accuracy difference
 
 Prints ONE JSON object on stdout; progress goes to stderr.
 
-Example (the committed docs/results/runtime-accuracy.json):
+Examples: the committed docs/results/runtime-accuracy.json (today's default on its clean test split,
+data/synth-small-motion made by ``python -m training synth --preset small --classes motion``), and
+runtime-accuracy-357d452.json (the switch itself, measured when the default was still 357d452's):
+    python benchmarks/runtime_accuracy.py --dataset data/synth-small-motion \\
+        --variants current,pixel,pixel-oldsel,pixel-full,allres --keep-jsonl > docs/results/runtime-accuracy.json
     git worktree add --detach /tmp/edgekit-before 357d452
     (cd /tmp/edgekit-before && python setup.py build_ext --inplace)
     python benchmarks/runtime_accuracy.py --workdir /tmp/edgekit-accuracy --before-tree /tmp/edgekit-before \\
-        --variants current,pixel,before,pixel-oldsel,pixel-full --keep-jsonl > docs/results/runtime-accuracy.json
+        --variants current,pixel,before,pixel-oldsel,pixel-full --keep-jsonl > docs/results/runtime-accuracy-357d452.json
     python benchmarks/runtime_accuracy.py --variants current,pixel --clips 3   # smoke test, this tree only
 """
 
@@ -197,7 +201,11 @@ def old_select_frames(kinds, spec, *, train: bool, rng=None):
     """select_frames of 357d452, copied: TSN over the eligible frames (BSCHW) or a centred run of them."""
     import numpy as np
 
-    from edgekit.sampling import clip_start, eligible_frames, segment_positions
+    from edgekit.sampling import clip_start, eligible, segment_positions
+
+    def eligible_frames(kinds, frames):  # 357d452's helper (gone from edgekit.sampling): every frame if none is
+        idx = np.asarray([i for i, kind in enumerate(kinds) if eligible(kind, frames)], np.int64)
+        return idx if idx.size else np.arange(len(kinds))
 
     kinds = list(kinds)
     if not kinds:

@@ -1,5 +1,5 @@
 """benchmarks/runtime_accuracy.py runs end to end on 3 test clips of the synthetic split the default
-model was evaluated on, with this tree only (variants current, pixel and allres: no checkout of 357d452
+model was evaluated on, with this tree only (variants current, pixel, allres and pixel-oldsel: no checkout of 357d452
 needed), and prints one JSON object whose accuracies follow from the per-clip predictions it lists."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 from benchscripts import load_benchmark, run_benchmark
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "runtime_accuracy.py"
-VARIANTS = ["current", "pixel", "allres"]
+VARIANTS = ["current", "pixel", "allres", "pixel-oldsel"]
 CLIPS = 3
 
 
