@@ -301,7 +301,7 @@ static void plan_cell_row(CellPred *cp, int cy, int n, int shift, int ph, int pw
                   (p->mode == PRED_L0 || inside(x0 - p->bx, y0 - p->by, n, bh, pw, ph));
     }
     /* runs of neighbouring cells predicted alike (static background, macroblocks of 2x2 cells) are
-     * one contiguous source span: mc_row handles them 16 pixels at a time */
+     * one contiguous source span: mc_cells handles them 16 pixels at a time */
     for (int cx = gw - 1; cx >= 0; cx--) {
         CellPred *p = &cp[cx], *q = &cp[cx + 1];
         p->run = 1;
@@ -373,13 +373,14 @@ static void mc_cells(Plane cur, Plane r0, Plane r1, int ya, int yb, int ph, int 
                 s = r1.data + (Py_ssize_t)(ya - p->by) * r1.stride + (x0 - p->bx), ss = r1.stride;
             } else {
                 s = r0.data + (Py_ssize_t)(ya - p->ay) * r0.stride + (x0 - p->ax), ss = r0.stride;
-                if (p->mode == PRED_BI) q = r1.data + (Py_ssize_t)(ya - p->by) * r1.stride + (x0 - p->bx), qs = r1.stride;
+                if (p->mode == PRED_BI)
+                    q = r1.data + (Py_ssize_t)(ya - p->by) * r1.stride + (x0 - p->bx), qs = r1.stride;
             }
             const uint8_t *c = cur.data + (Py_ssize_t)ya * cur.stride + x0;
             int16_t *t = o + x0;
             int len = p->run * n;
 #if EK_SSE2
-            if (len <= 8) {  /* one cell (the common case where vectors vary): a row per register */
+            if (len <= 8) {  /* one luma cell or one or two chroma ones (vectors vary): a row per register */
                 const __m128i zero = _mm_setzero_si128();
                 for (int y = ya; y < yb; y++, c += cur.stride, s += ss, t += os) {
                     __m128i pred = len == 8 ? _mm_loadl_epi64((const __m128i *)s) : load4(s);
