@@ -220,9 +220,9 @@ def old_select_frames(kinds, spec, *, train: bool, rng=None):
         end = next((i for i in range(g + 1, len(kinds)) if kinds[i] == "I"), len(kinds))
         run = np.arange(g, end)
     else:
-        eligible = eligible_frames(kinds, spec.frames)
-        start = clip_start(len(eligible), T, train=train, rng=rng)
-        run = eligible[start:start + T]
+        idx = eligible_frames(kinds, spec.frames)
+        start = clip_start(len(idx), T, train=train, rng=rng)
+        run = idx[start:start + T]
     return run[np.minimum(np.arange(T), len(run) - 1)].astype(np.int64)
 
 

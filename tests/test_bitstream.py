@@ -328,6 +328,42 @@ def test_mv_only_mode_gives_identical_mvs_and_skips_work(clips, codec, b):
         np.testing.assert_array_equal(a.intra, c.intra)
 
 
+@pytest.mark.parametrize("codec,b", [("h264", 0), ("h264", 2), ("mpeg4", 0)])
+def test_a_p_frames_vectors_do_not_need_the_other_p_frames_decoded(clips, codec, b):
+    """What FFmpeg exports for a P-frame depends on that frame alone (its vector predictors are its
+    neighbours in the frame): fed the I-frames and one P-frame in three, and no B-frame, the decoder
+    exports for those P-frames exactly the vectors of a full decode. (A reader of per-frame vectors
+    could skip the P-frames no window reads; the defaults' accumulated vectors need them all.)"""
+    path = clips[(codec, b)][0]
+    options = {"flags2": "+export_mvs", "skip_loop_filter": "all", "skip_idct": "all"}
+    kinds, full = {}, {}
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.options = options
+        for frame in container.decode(stream):
+            kinds[frame.pts] = "IPB"[int(frame.pict_type) - 1]
+            if kinds[frame.pts] != "I":
+                full[frame.pts] = frame.side_data.get("MOTION_VECTORS").to_ndarray().copy()
+    p_frames = sorted(t for t, k in kinds.items() if k == "P")
+    kept = set(p_frames[::3])
+    got = {}
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.options = options
+        for packet in container.demux(stream):
+            if packet.size and (kinds[packet.pts] == "B" or (kinds[packet.pts] == "P" and packet.pts not in kept)):
+                continue  # never sent to the decoder
+            for frame in stream.codec_context.decode(packet if packet.size else None):
+                assert not frame.is_corrupt
+                if frame.pts in kept:
+                    got[frame.pts] = frame.side_data.get("MOTION_VECTORS").to_ndarray().copy()
+    assert len(kept) >= 3 and set(got) == kept
+    assert all(np.any(got[t]["motion_x"] != 0) for t in kept)  # the square moves: real vectors to compare
+    for t in kept:
+        for field in full[t].dtype.names:  # field by field: the struct has padding bytes
+            np.testing.assert_array_equal(got[t][field], full[t][field], err_msg=f"pts {t} {field}")
+
+
 def test_accumulated_mode_with_b_frames_traces_to_the_iframe(clips):
     path, meta = clips[("h264", 2)]
     frames, _ = read(path, accumulate=True)
