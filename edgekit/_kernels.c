@@ -321,6 +321,25 @@ static inline void store8x16(int16_t *o, __m128i v, int nt) {
 }
 #endif
 
+#if EK_SSE2
+/* o[0..7] = c - pred over 8 pixels, pred = s, or the rounded mean of s and q (pavgb) */
+static inline void sub8(const uint8_t *c, const uint8_t *s, const uint8_t *q, int16_t *o, int nt) {
+    const __m128i zero = _mm_setzero_si128();
+    __m128i pred = _mm_loadl_epi64((const __m128i *)s);
+    if (q) pred = _mm_avg_epu8(pred, _mm_loadl_epi64((const __m128i *)q));
+    __m128i cur = _mm_loadl_epi64((const __m128i *)c);
+    store8x16(o, _mm_sub_epi16(_mm_unpacklo_epi8(cur, zero), _mm_unpacklo_epi8(pred, zero)), nt);
+}
+
+/* the same over 4 pixels (a normal store: 8 bytes) */
+static inline void sub4(const uint8_t *c, const uint8_t *s, const uint8_t *q, int16_t *o) {
+    const __m128i zero = _mm_setzero_si128();
+    __m128i pred = load4(s);
+    if (q) pred = _mm_avg_epu8(pred, load4(q));
+    _mm_storel_epi64((__m128i *)o, _mm_sub_epi16(_mm_unpacklo_epi8(load4(c), zero), _mm_unpacklo_epi8(pred, zero)));
+}
+#endif
+
 static inline void sub_run(const uint8_t *c, const uint8_t *s, const uint8_t *q, int16_t *o, int len, int nt) {
     int i = 0;
 #if EK_SSE2
@@ -333,17 +352,11 @@ static inline void sub_run(const uint8_t *c, const uint8_t *s, const uint8_t *q,
         store8x16(o + i + 8, _mm_sub_epi16(_mm_unpackhi_epi8(cur, zero), _mm_unpackhi_epi8(pred, zero)), nt);
     }
     if (i + 8 <= len) {
-        __m128i pred = _mm_loadl_epi64((const __m128i *)(s + i));
-        if (q) pred = _mm_avg_epu8(pred, _mm_loadl_epi64((const __m128i *)(q + i)));
-        __m128i cur = _mm_loadl_epi64((const __m128i *)(c + i));
-        store8x16(o + i, _mm_sub_epi16(_mm_unpacklo_epi8(cur, zero), _mm_unpacklo_epi8(pred, zero)), nt);
+        sub8(c + i, s + i, q ? q + i : NULL, o + i, nt);
         i += 8;
     }
     if (i + 4 <= len) {
-        __m128i pred = load4(s + i);
-        if (q) pred = _mm_avg_epu8(pred, load4(q + i));
-        __m128i v = _mm_sub_epi16(_mm_unpacklo_epi8(load4(c + i), zero), _mm_unpacklo_epi8(pred, zero));
-        _mm_storel_epi64((__m128i *)(o + i), v);
+        sub4(c + i, s + i, q ? q + i : NULL, o + i);
         i += 4;
     }
 #endif
@@ -381,17 +394,9 @@ static void mc_cells(Plane cur, Plane r0, Plane r1, int ya, int yb, int ph, int 
             int len = p->run * n;
 #if EK_SSE2
             if (len <= 8) {  /* one luma cell or one or two chroma ones (vectors vary): a row per register */
-                const __m128i zero = _mm_setzero_si128();
-                for (int y = ya; y < yb; y++, c += cur.stride, s += ss, t += os) {
-                    __m128i pred = len == 8 ? _mm_loadl_epi64((const __m128i *)s) : load4(s);
-                    if (q) {
-                        pred = _mm_avg_epu8(pred, len == 8 ? _mm_loadl_epi64((const __m128i *)q) : load4(q));
-                        q += qs;
-                    }
-                    __m128i cv = len == 8 ? _mm_loadl_epi64((const __m128i *)c) : load4(c);
-                    __m128i v = _mm_sub_epi16(_mm_unpacklo_epi8(cv, zero), _mm_unpacklo_epi8(pred, zero));
-                    if (len == 8) store8x16(t, v, nt);
-                    else _mm_storel_epi64((__m128i *)t, v);
+                for (int y = ya; y < yb; y++, c += cur.stride, s += ss, q = q ? q + qs : NULL, t += os) {
+                    if (len == 8) sub8(c, s, q, t, nt);
+                    else sub4(c, s, q, t);
                 }
                 cx += p->run;
                 continue;
