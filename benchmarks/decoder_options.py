@@ -12,6 +12,13 @@ threads (one per core) as the reader uses them:
   no_loop_filter_idct  + skip_idct=all as well (the reader's motion-vector-only setting)
   references_only    the last, with non-reference pictures not decoded (skip_frame=nonref)
   rgb                plain decoding and conversion of every picture to RGB (the baseline)
+  offline_420        edgekit's offline all-frames pass, ``edgekit.bitstream.open(clip, rgb=None,
+                     residual_layout="420")``: every picture decoded with motion-vector export and
+                     its motion-compensated residual computed (Y full size, U/V half size)
+
+The CPU milliseconds say what the whole of each costs the machine, whatever the threading: the
+offline pass needs ``export_mvs``'s decoding plus the residuals, the baseline plain decoding plus
+the colour conversion (``offline_420_cpu_vs_rgb``).
 
 Per option set: wall and process CPU seconds (medians over --repeats rounds), pictures decoded,
 CPU milliseconds per decoded picture, and the ratio of each to ``export_mvs``. Prints ONE JSON
@@ -47,6 +54,7 @@ OPTION_SETS = {
     "no_loop_filter_idct": ({**MVS, "skip_loop_filter": "all", "skip_idct": "all"}, None),
     "references_only": ({**MVS, "skip_loop_filter": "all", "skip_idct": "all"}, "NONREF"),
     "rgb": ({}, None),
+    "offline_420": (None, None),  # edgekit's reader, not plain PyAV: see the module docstring
 }
 
 
@@ -66,6 +74,26 @@ def decode(path: str, options: dict, skip_frame: str | None, rgb: bool) -> dict:
                 frame.to_ndarray(format="rgb24")
             pictures += 1
         return {"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0, "pictures": pictures}
+
+
+def offline_420(path: str) -> dict:
+    """edgekit's offline all-frames pass over ``path`` (4:2:0 residuals): wall and CPU seconds (both
+    process-wide: the reader's decoder and kernel threads included), pictures out."""
+    import edgekit.bitstream as bs
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    pictures = 0
+    with bs.open(path, rgb=None, residual_layout="420") as reader:
+        for _ in reader:
+            pictures += 1
+    return {"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0, "pictures": pictures}
+
+
+def measure(name: str, path: str) -> dict:
+    """One timed run of option set ``name`` on ``path``."""
+    if name == "offline_420":
+        return offline_420(path)
+    return decode(path, *OPTION_SETS[name], rgb=name == "rgb")
 
 
 def summarize(runs: dict[str, list[dict]]) -> dict:
@@ -107,12 +135,15 @@ def main(argv: list[str] | None = None) -> int:
             runs: dict[str, list] = {name: [] for name in OPTION_SETS}
             names = list(OPTION_SETS)
             for name in names:  # untimed warm-up
-                decode(path, *OPTION_SETS[name], rgb=name == "rgb")
+                measure(name, path)
             for r in range(args.repeats):
                 for name in names[r % len(names):] + names[:r % len(names)]:
-                    runs[name].append(decode(path, *OPTION_SETS[name], rgb=name == "rgb"))
+                    runs[name].append(measure(name, path))
                 log(f"round {r + 1}/{args.repeats} {size}")
-            results[size] = {"clip": {**clips[size]["spec"], "bytes": clips[size]["bytes"]}, "options": summarize(runs)}
+            options = summarize(runs)
+            results[size] = {"clip": {**clips[size]["spec"], "bytes": clips[size]["bytes"]}, "options": options,
+                             "offline_420_cpu_vs_rgb": round(options["offline_420"]["cpu_ms"] / options["rgb"]["cpu_ms"], 3),
+                             "offline_420_wall_vs_rgb": round(options["offline_420"]["wall_ms"] / options["rgb"]["wall_ms"], 3)}
     print(json.dumps({"benchmark": "decoder_options", "command": ["decoder_options.py", *(argv or sys.argv[1:])],
                       "settings": {"repeats": args.repeats, "frames_scale": args.frames_scale,
                                    "threads": "slice threads, thread_count 0 (one per core)"},

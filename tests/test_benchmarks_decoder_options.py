@@ -17,7 +17,8 @@ def report(tmp_path_factory):
 
 def test_every_option_set_is_measured_on_the_same_clip(report):
     options = report["results"]["1280x720"]["options"]
-    assert set(options) == {"plain", "export_mvs", "no_loop_filter", "no_loop_filter_idct", "references_only", "rgb"}
+    assert set(options) == {"plain", "export_mvs", "no_loop_filter", "no_loop_filter_idct", "references_only", "rgb",
+                            "offline_420"}
     frames = report["results"]["1280x720"]["clip"]["frames"]
     assert frames == 25
     for name, item in options.items():
@@ -31,6 +32,12 @@ def test_every_option_set_is_measured_on_the_same_clip(report):
     assert 0 < options["references_only"]["pictures"] < frames / 2
     assert options["references_only"]["skip_frame"] == "NONREF"
     assert options["no_loop_filter"]["options"]["skip_loop_filter"] == "all"
+    # edgekit's offline pass reads every picture and costs at least the decoding it rests on
+    result = report["results"]["1280x720"]
+    assert options["offline_420"]["options"] is None and options["offline_420"]["pictures"] == frames
+    assert result["offline_420_cpu_vs_rgb"] == pytest.approx(options["offline_420"]["cpu_ms"] / options["rgb"]["cpu_ms"],
+                                                             abs=2e-3)
+    assert options["offline_420"]["cpu_ms"] > 0.8 * options["export_mvs"]["cpu_ms"]
 
 
 def test_bad_sizes_are_refused(tmp_path):
