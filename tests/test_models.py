@@ -75,6 +75,7 @@ def test_input_specs_are_the_named_forward_inputs(name):
     ("edge-mvr-i", {"segments": 5, "size": 96}),
     ("iptsn", {"segments": 4, "frames": 6, "size": 64}),
     ("off-r18", {"stream": "mv_residual", "size": 64}),
+    ("edge-mv-ref", {"representation": "frame"}),
 ])
 def test_registry_knows_the_input_specs_without_building(name, cfg):
     from training.models import model_input_specs
@@ -82,6 +83,15 @@ def test_registry_knows_the_input_specs_without_building(name, cfg):
     with torch.device("meta"):
         model = build_model(name, 3, **cfg)
     assert model_input_specs(name, **cfg) == model.input_specs
+
+
+@pytest.mark.parametrize("name", ["edge-mvr", "edge-mv", "edge-mv-ref"])
+def test_edge_models_take_each_frames_own_side_data_on_request(name):
+    assert build_model(name, 3).input_specs[0].representation == "accumulated"  # the defaults' input
+    model = build_model(name, 3, representation="frame")
+    assert model.input_specs[0].representation == "frame" and model.default_cfg["representation"] == "frame"
+    with pytest.raises(ConfigError, match="representation"):
+        build_model(name, 3, representation="traced")
 
 
 def test_input_specs_of_a_bad_config_are_refused_with_a_suggestion():

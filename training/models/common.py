@@ -40,8 +40,8 @@ def clip_spec(stream: str, frames: int, size: int | Sequence[int], *, name: str 
 def segment_inputs(*modalities: str):
     """The registry's ``inputs`` function of a TSN model over ``modalities`` (same segments and size)."""
 
-    def inputs(segments: int, size, **_) -> tuple[InputSpec, ...]:
-        return tuple(segment_spec(m, segments, size) for m in modalities)
+    def inputs(segments: int, size, representation: str = "accumulated", **_) -> tuple[InputSpec, ...]:
+        return tuple(segment_spec(m, segments, size, representation=representation) for m in modalities)
 
     return inputs
 

@@ -34,33 +34,38 @@ from .tsn import stream_classifier
 
 
 def _edge_network(stream: str, num_classes: int, segments: int, size: int, width: int, stem: str,
-                  dropout: float, temporal_shift: bool = False) -> nn.Module:
+                  dropout: float, temporal_shift: bool = False, representation: str = "accumulated") -> nn.Module:
     """The edge defaults' one network (a ResNet-18 TSN classifier) on ``stream``; ``temporal_shift``:
-    TSM's shift between segments in every residual block (no parameter, no multiply-add)."""
+    TSM's shift between segments in every residual block (no parameter, no multiply-add);
+    ``representation``: the side data traced back to the I-frame ("accumulated", the defaults) or
+    each frame's own ("frame")."""
     return stream_classifier(stream, num_classes, segments, size, backbone="resnet18", width=width,
-                             dropout=dropout, stem=stem, temporal_shift=temporal_shift)
+                             dropout=dropout, stem=stem, temporal_shift=temporal_shift, representation=representation)
 
 
 @register_model("edge-mvr", summary="Edge default: ResNet-18 at 3/8 width, patch stem, on MV+R, 3x112x112",
                 paper="edgekit", inputs=segment_inputs("mv_residual"))
 def edge_mvr(num_classes: int, segments: int = 3, size: int = 112, width: int = 24, stem: str = "patch4",
-             dropout: float = 0.2, temporal_shift: bool = False) -> nn.Module:
-    return _edge_network("mv_residual", num_classes, segments, size, width, stem, dropout, temporal_shift)
+             dropout: float = 0.2, temporal_shift: bool = False,
+             representation: str = "accumulated") -> nn.Module:
+    return _edge_network("mv_residual", num_classes, segments, size, width, stem, dropout, temporal_shift, representation)
 
 
 @register_model("edge-mv", summary="Edge motion-only: edge-mvr's network on motion vectors alone (decodable with "
                 "the loop filter and IDCT skipped, or from encoder-side vectors)",
                 paper="edgekit", inputs=segment_inputs("mv"))
 def edge_mv(num_classes: int, segments: int = 3, size: int = 112, width: int = 24, stem: str = "patch4",
-            dropout: float = 0.2, temporal_shift: bool = False) -> nn.Module:
-    return _edge_network("mv", num_classes, segments, size, width, stem, dropout, temporal_shift)
+            dropout: float = 0.2, temporal_shift: bool = False,
+            representation: str = "accumulated") -> nn.Module:
+    return _edge_network("mv", num_classes, segments, size, width, stem, dropout, temporal_shift, representation)
 
 
 @register_model("edge-mv-ref", summary="edge-mv sampling P-frames only (modality mv_ref): a file's B-frames are "
                 "never decoded", paper="edgekit", inputs=segment_inputs("mv_ref"))
 def edge_mv_ref(num_classes: int, segments: int = 3, size: int = 112, width: int = 24, stem: str = "patch4",
-                dropout: float = 0.2, temporal_shift: bool = False) -> nn.Module:
-    return _edge_network("mv_ref", num_classes, segments, size, width, stem, dropout, temporal_shift)
+                dropout: float = 0.2, temporal_shift: bool = False,
+                representation: str = "accumulated") -> nn.Module:
+    return _edge_network("mv_ref", num_classes, segments, size, width, stem, dropout, temporal_shift, representation)
 
 
 class EdgeTwoStream(nn.Module):

@@ -119,11 +119,13 @@ STREAM_CLASSIFIERS: dict[str, type[SegmentClassifier]] = {
 
 def stream_classifier(stream: str, num_classes: int, segments: int, size, backbone: str = "resnet18",
                       width: int = 64, dropout: float = 0.5, stem: str = "conv7",
-                      temporal_shift: bool = False) -> SegmentClassifier:
-    """The TSN classifier of one stream with its BSCHW spec built from ``segments`` and ``size``."""
+                      temporal_shift: bool = False, representation: str = "accumulated") -> SegmentClassifier:
+    """The TSN classifier of one stream with its BSCHW spec built from ``segments``, ``size`` and
+    ``representation`` (side data traced back to the I-frame, "accumulated", or each frame's own,
+    "frame")."""
     if stream not in STREAM_CLASSIFIERS:
         raise ValueError(f"no 2D segment classifier for stream {stream!r}; expected one of "
                          f"{sorted(STREAM_CLASSIFIERS)}")
-    spec = segment_spec(stream, segments, size)
+    spec = segment_spec(stream, segments, size, representation=representation)
     return STREAM_CLASSIFIERS[stream](spec, num_classes, backbone=backbone, width=width, dropout=dropout,
                                       stem=stem, temporal_shift=temporal_shift)
