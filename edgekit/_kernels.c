@@ -393,7 +393,10 @@ static void mc_cells(Plane cur, Plane r0, Plane r1, int ya, int yb, int ph, int 
             int16_t *t = o + x0;
             int len = p->run * n;
 #if EK_SSE2
-            if (len <= 8) {  /* one luma cell or one or two chroma ones (vectors vary): a row per register */
+            /* one luma cell or one or two chroma ones (vectors vary): a row per register. Its own loop,
+             * not a branch on len inside the one below: that merged form measured 5-7 % slower at 720p
+             * with random vectors (both builds loaded side by side, min of 15 blocks). */
+            if (len <= 8) {
                 for (int y = ya; y < yb; y++, c += cur.stride, s += ss, q = q ? q + qs : NULL, t += os) {
                     if (len == 8) sub8(c, s, q, t, nt);
                     else sub4(c, s, q, t);
