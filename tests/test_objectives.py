@@ -102,6 +102,8 @@ def test_every_family_has_an_objective_and_unknown_keys_are_refused():
         build_objective("dmc", alpah=1.0)
     with pytest.raises(ConfigError, match="did you mean 'dmc'"):
         build_objective("dmcc")
+    with pytest.raises(ConfigError, match="set once, as train.label_smoothing"):  # not a TypeError at train time
+        load_config("iptsn-distil2d", ["objective.label_smoothing=0.1"])
 
 
 def test_ce_with_soft_labels_lowers_both_terms(cache):

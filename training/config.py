@@ -232,6 +232,9 @@ class ObjectiveSection(_Section):
         super().__post_init__()
         if not isinstance(self.kwargs, Mapping):
             raise ConfigError(f"objective keys must be a mapping, got {self.kwargs!r}")
+        if "label_smoothing" in self.kwargs:  # every objective takes it from [train]
+            raise ConfigError("objective.label_smoothing: label smoothing is set once, as train.label_smoothing; "
+                              "drop it from [objective]")
         object.__setattr__(self, "kwargs", MappingProxyType(dict(self.kwargs)))
 
     def to_dict(self) -> dict:
