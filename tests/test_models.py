@@ -24,7 +24,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 EXPECTED_MODELS = {
     "coviar-i-r18", "coviar-i-r50", "coviar-mv-r18", "coviar-r-r18", "coviar", "dmc-r18", "dmc",
     "iptsn-i", "iptsn-p", "iptsn-flow", "iptsn", "mvr-r18", "mfcd", "off-r18", "costvol-r18", "edge-mvr", "edge-mvr-i", "edge-mv",
-    "edge-mv-ref",
+    "edge-mv-ref", "edge-flow",
     "flow-r18",
 }
 

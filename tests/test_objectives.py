@@ -23,6 +23,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SIZE = 32
 NEW_CONFIGS = [name for name in bundled_configs() if not name.startswith("edge-")]
+FLOW_TEACHER_CONFIGS = ["edge-flow", "edge-mv-ref-distil"]  # the motion ceiling and its distillation
 
 
 @pytest.fixture(scope="module")
@@ -283,7 +284,7 @@ def test_flow_accumulates_to_the_i_frame_like_the_motion_vectors():
     assert CacheSpec(flow_layout="accumulated").key() != CacheSpec().key()
 
 
-@pytest.mark.parametrize("name", NEW_CONFIGS)
+@pytest.mark.parametrize("name", NEW_CONFIGS + FLOW_TEACHER_CONFIGS)
 def test_every_bundled_method_config_is_valid(name):
     cfg = load_config(name)
     build_objective(cfg.objective.name, label_smoothing=cfg.train.label_smoothing, **cfg.objective.kwargs)
