@@ -43,41 +43,33 @@ def _edge_network(stream: str, num_classes: int, segments: int, size: int, width
                              dropout=dropout, stem=stem, temporal_shift=temporal_shift, representation=representation)
 
 
-@register_model("edge-mvr", summary="Edge default: ResNet-18 at 3/8 width, patch stem, on MV+R, 3x112x112",
-                paper="edgekit", inputs=segment_inputs("mv_residual"))
-def edge_mvr(num_classes: int, segments: int = 3, size: int = 112, width: int = 24, stem: str = "patch4",
-             dropout: float = 0.2, temporal_shift: bool = False,
-             representation: str = "accumulated") -> nn.Module:
-    return _edge_network("mv_residual", num_classes, segments, size, width, stem, dropout, temporal_shift, representation)
+def _edge_builder(stream: str):
+    """The builder of the edge network on ``stream``: every edge model takes the same config keys."""
+
+    def build(num_classes: int, segments: int = 3, size: int = 112, width: int = 24, stem: str = "patch4",
+              dropout: float = 0.2, temporal_shift: bool = False, representation: str = "accumulated") -> nn.Module:
+        return _edge_network(stream, num_classes, segments, size, width, stem, dropout, temporal_shift,
+                             representation)
+
+    build.__name__ = build.__qualname__ = f"edge_{stream}"
+    return build
 
 
-@register_model("edge-mv", summary="Edge motion-only: edge-mvr's network on motion vectors alone (decodable with "
-                "the loop filter and IDCT skipped, or from encoder-side vectors)",
-                paper="edgekit", inputs=segment_inputs("mv"))
-def edge_mv(num_classes: int, segments: int = 3, size: int = 112, width: int = 24, stem: str = "patch4",
-            dropout: float = 0.2, temporal_shift: bool = False,
-            representation: str = "accumulated") -> nn.Module:
-    return _edge_network("mv", num_classes, segments, size, width, stem, dropout, temporal_shift, representation)
-
-
-@register_model("edge-mv-ref", summary="edge-mv sampling P-frames only (modality mv_ref): a file's B-frames are "
-                "never decoded", paper="edgekit", inputs=segment_inputs("mv_ref"))
-def edge_mv_ref(num_classes: int, segments: int = 3, size: int = 112, width: int = 24, stem: str = "patch4",
-                dropout: float = 0.2, temporal_shift: bool = False,
-                representation: str = "accumulated") -> nn.Module:
-    return _edge_network("mv_ref", num_classes, segments, size, width, stem, dropout, temporal_shift, representation)
-
-
-@register_model("edge-flow", summary="edge-mv's network on teacher flow (training only): the flow teacher the "
-                "motion-vector defaults distil from", paper="edgekit", inputs=segment_inputs("flow"))
-def edge_flow(num_classes: int, segments: int = 3, size: int = 112, width: int = 24, stem: str = "patch4",
-              dropout: float = 0.2, temporal_shift: bool = False,
-              representation: str = "accumulated") -> nn.Module:
-    # training only (flow is not a runtime modality). Flow has the motion vectors' two channels and
-    # scale, so edge-mv's stage-1 checkpoint initialises it; on the broad data's exact flow it
-    # scores 98 % (the motion vectors' model: 70 %): the teacher of the IP-TSN-style distillation
-    # of training/configs/edge-mv-ref.toml.
-    return _edge_network("flow", num_classes, segments, size, width, stem, dropout, temporal_shift, representation)
+edge_mvr = register_model("edge-mvr", summary="Edge default: ResNet-18 at 3/8 width, patch stem, on MV+R, 3x112x112",
+                          paper="edgekit", inputs=segment_inputs("mv_residual"))(_edge_builder("mv_residual"))
+edge_mv = register_model("edge-mv", summary="Edge motion-only: edge-mvr's network on motion vectors alone (decodable "
+                         "with the loop filter and IDCT skipped, or from encoder-side vectors)",
+                         paper="edgekit", inputs=segment_inputs("mv"))(_edge_builder("mv"))
+edge_mv_ref = register_model("edge-mv-ref", summary="edge-mv sampling P-frames only (modality mv_ref): a file's "
+                             "B-frames are never decoded", paper="edgekit",
+                             inputs=segment_inputs("mv_ref"))(_edge_builder("mv_ref"))
+# edge-flow is training only (flow is not a runtime modality): the motion ceiling of the defaults and
+# their flow teacher. Flow has the motion vectors' two channels and scale, so edge-mv's stage-1
+# checkpoint initialises it (training/configs/edge-flow.toml); benchmarks/motion_ceiling.py scores
+# it beside them, training/configs/edge-mv-ref-distil.toml distils from it.
+edge_flow = register_model("edge-flow", summary="edge-mv's network on teacher flow (training only): the motion "
+                           "ceiling of the defaults and their flow teacher", paper="edgekit",
+                           inputs=segment_inputs("flow"))(_edge_builder("flow"))
 
 
 class EdgeTwoStream(nn.Module):
