@@ -30,7 +30,7 @@ def test_a_bundled_config_is_found_by_name_from_any_folder(tmp_path, monkeypatch
     assert load_config("edge-mvr") == load_config(REPO / "training/configs/edge-mvr.toml")
     assert load_config("edge-mvr.toml").train.epochs == 30 and load_config("edge-mvr").augment.hflip == 0.5
     assert load_config("edge-mvr").stage.init_from == "runs/edge-mvr-standard/best.json"
-    with pytest.raises(ConfigError, match=r"^no config file edge-mrv; bundled configs: .*\bedge-mv, edge-mv-ref, edge-mv-standard, edge-mvr, edge-mvr-i, edge-mvr-standard, "):
+    with pytest.raises(ConfigError, match=r"^no config file edge-mrv; bundled configs: .*\bedge-flow, edge-mv, edge-mv-ref, edge-mv-ref-distil, edge-mv-standard, edge-mvr, edge-mvr-i, edge-mvr-standard, "):
         load_config("edge-mrv")
 
 
