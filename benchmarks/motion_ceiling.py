@@ -92,7 +92,8 @@ def score(checkpoint: Path, dataset: Path, split: str, cache_root: Path, workers
         raise SystemExit(f"{checkpoint}: the model has no class {missing[0]!r} (its labels: {', '.join(labels)})")
     keep = [labels.index(c) for c in classes]
     folder = cache_for(dataset, meta, specs, cache_root, workers)
-    data = CachedClips.for_specs(folder, split, specs, train=False)
+    cells = int(meta.get("config", {}).get("data", {}).get("flow_cells", 0))  # the flow as the run read it
+    data = CachedClips.for_specs(folder, split, specs, train=False, flow_cells=cells)
     clips = [json.loads(line) for line in (dataset / "metadata.jsonl").read_text().splitlines()]
     codec_of = {c["clip"]: c.get("codec", "?") for c in clips}
     correct, total = 0, 0
@@ -115,7 +116,7 @@ def score(checkpoint: Path, dataset: Path, split: str, cache_root: Path, workers
             "by_codec": {k: {"correct": a, "clips": b, "top1": round(a / b, 4)} for k, (a, b) in sorted(per_codec.items())},
             "per_class": {k: {"correct": per_class[k][0], "clips": per_class[k][1]} for k in classes if k in per_class},
             "model": meta.get("model") or meta.get("config", {}).get("model", {}).get("name"),
-            "inputs": [s.modality for s in specs], "cache": str(folder)}
+            "inputs": [s.modality for s in specs], "flow_cells": cells, "cache": str(folder)}
 
 
 def main(argv: list[str] | None = None) -> int:

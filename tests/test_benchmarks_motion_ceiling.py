@@ -27,11 +27,12 @@ def setup(tmp_path_factory):
     generate(resolve_config("tiny", clips_per_class=5, classes=",".join(FIXED_CLASS_NAMES)), data, workers=1,
              progress=False)
     checkpoints = {}
-    for name in ("edge-mv-ref", "edge-flow"):
-        cfg = load_config(name, [f"data.dataset='{data}'", f"data.cache='{root / 'cache'}'", "data.workers=0",
-                                 f"train.out='{root / name}'", f"model.size={SIZE}", "train.epochs=1",
-                                 "train.batch_size=4", "train.max_steps_per_epoch=1", "train.device='cpu'",
-                                 "stage.init_from=''"])
+    for name, config, extra in (("edge-mv-ref", "edge-mv-ref", []), ("edge-flow", "edge-flow", []),
+                                ("edge-flow-cells", "edge-flow", ["data.flow_cells=8"])):
+        cfg = load_config(config, [f"data.dataset='{data}'", f"data.cache='{root / 'cache'}'", "data.workers=0",
+                                   f"train.out='{root / name}'", f"model.size={SIZE}", "train.epochs=1",
+                                   "train.batch_size=4", "train.max_steps_per_epoch=1", "train.device='cpu'",
+                                   "stage.init_from=''", *extra])
         train(cfg, progress=False, log=None)
         checkpoints[name] = root / name / "last.json"
     return root, data, checkpoints
@@ -49,16 +50,18 @@ def test_checkpoint_labels_and_data_are_parsed_or_refused():
 def test_each_model_reads_its_own_side_data_and_the_figures_add_up(setup, capsys):
     root, data, checkpoints = setup
     assert mc.main(["--checkpoint", f"vectors={checkpoints['edge-mv-ref']}",
-                    "--checkpoint", f"flow={checkpoints['edge-flow']}", "--data", f"{data}:train",
+                    "--checkpoint", f"flow={checkpoints['edge-flow']}",
+                    "--checkpoint", f"cells={checkpoints['edge-flow-cells']}", "--data", f"{data}:train",
                     "--cache", str(root / "cache"), "--workers", "1"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["benchmark"] == "motion_ceiling" and report["settings"]["classes"] == list(FIXED_CLASS_NAMES)
     clips = [json.loads(line) for line in (data / "metadata.jsonl").read_text().splitlines()]
     train_clips = [c for c in clips if c["split"] == "train"]
-    for label, model, flow in (("vectors", "edge-mv-ref", "none"), ("flow", "edge-flow", "gt")):
+    for label, model, flow, cells in (("vectors", "edge-mv-ref", "none", 0), ("flow", "edge-flow", "gt", 0),
+                                      ("cells", "edge-flow", "gt", 8)):
         result = report["results"][label][f"{data}:train"]
-        assert result["model"] == model
-        assert result["inputs"] == (["flow"] if label == "flow" else ["mv_ref"])
+        assert result["model"] == model and result["flow_cells"] == cells  # the flow as the run read it
+        assert result["inputs"] == (["mv_ref"] if label == "vectors" else ["flow"])
         spec = json.loads((mc.Path(result["cache"]) / "spec.json").read_text())["spec"]
         assert spec["flow"] == flow and spec["size"] == SIZE  # the checkpoint's own preprocessing
         assert result["clips"] == len(train_clips) > 0

@@ -77,6 +77,34 @@ def test_ground_truth_flow_and_mvs_agree_on_a_move_right_clip(cache):
     assert np.median(flow_dx[moving]) > 0 and np.median(mv_dx[moving]) > 0
 
 
+def test_cell_means_average_the_source_cells_of_a_stored_picture():
+    from training.cache.dataset import cell_means
+
+    planes = np.arange(2 * 4 * 4, dtype=np.float32).reshape(2, 4, 4)
+    out = cell_means(planes, (16, 16), 8)  # 2x2 cells of 8 source px, each 2x2 stored px
+    for c in range(2):
+        for r0, c0 in ((0, 0), (0, 2), (2, 0), (2, 2)):
+            block = planes[c, r0:r0 + 2, c0:c0 + 2]
+            assert np.allclose(out[c, r0:r0 + 2, c0:c0 + 2], block.mean())
+    assert np.allclose(cell_means(planes, (16, 16), 4), planes)  # one stored pixel per cell: as stored
+    assert np.allclose(cell_means(planes, (64, 64), 8), planes)  # a stored pixel spans 2x2 cells
+    ragged = cell_means(planes, (12, 20), 8)  # a 2x3 grid; the last row and column of cells are cut
+    assert np.allclose(ragged[:, 0, 0], planes[:, :3, :2].mean(axis=(1, 2)))  # rows 0-2 (centres < 8 px)
+
+
+def test_flow_cells_reads_the_flow_as_cell_means_and_leaves_the_vectors(cache):
+    from training.cache.dataset import cell_means
+
+    plain = CachedClips(cache, "test", streams=("mv", "flow"), train=False)
+    cells = CachedClips(cache, "test", streams=("mv", "flow"), train=False, flow_cells=16)
+    clip = plain.clips[0]
+    a, b = plain.arrays(0), cells.arrays(0)
+    np.testing.assert_array_equal(a["mv"], b["mv"])
+    assert not np.array_equal(a["flow"], b["flow"])
+    for k in range(len(a["flow"])):  # each segment's flow (any normalisation is linear, so means commute)
+        assert np.allclose(b["flow"][k], cell_means(a["flow"][k], clip["frame_hw"], 16), atol=1e-5)
+
+
 def test_build_resumes_and_a_changed_spec_builds_a_new_cache(dataset, cache):
     last = sorted(cache.glob("shard-*.json"))[-1]
     before = {p.name: p.stat().st_mtime_ns for p in cache.glob("shard-*.json")}

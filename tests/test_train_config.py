@@ -34,6 +34,13 @@ def test_a_bundled_config_is_found_by_name_from_any_folder(tmp_path, monkeypatch
         load_config("edge-mrv")
 
 
+def test_flow_cells_needs_flow_and_is_left_out_of_the_saved_config_at_zero():
+    assert "flow_cells" not in load_config("edge-flow").to_dict()["data"]  # older runs resume unchanged
+    assert load_config("edge-flow", ["data.flow_cells=8"]).to_dict()["data"]["flow_cells"] == 8
+    with pytest.raises(ConfigError, match="data.flow_cells averages the teacher flow, and data.flow is 'none'"):
+        load_config("edge-mv-ref", ["data.flow_cells=8"])
+
+
 def test_a_misspelt_key_is_refused_with_the_closest_name():
     with pytest.raises(ConfigError, match=r"^unknown key 'train.epoch'; did you mean 'train.epochs'\?$"):
         load_config(None, ["train.epoch=1"])

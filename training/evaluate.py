@@ -135,7 +135,8 @@ def evaluate_checkpoint(checkpoint, split: str = "test", batch_size: int = 32, w
                           f"--representation {spec.get('representation', 'accumulated')} "
                           f"--size {spec.get('size', 112)} --flow {spec.get('flow', 'none')} "
                           f"--max-frames {spec.get('max_frames', 0)}")
-    ds = CachedClips.for_specs(cache, split, specs, train=False)
+    cells = int(meta.get("config", {}).get("data", {}).get("flow_cells", 0))  # the flow as the run read it
+    ds = CachedClips.for_specs(cache, split, specs, train=False, flow_cells=cells)
     logits, labels = score_views(model, ClipViews(ds, plan), batch_size, workers)
     scores = torch.from_numpy(average_scores(logits, plan.flipped, mirror))
     k = min(5, scores.shape[1])

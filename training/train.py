@@ -283,12 +283,13 @@ def _train(cfg: TrainConfig, place: Distributed, *, resume: bool, overwrite: boo
     if t_cfg.threads:
         torch.set_num_threads(t_cfg.threads)
     device = resolve_device(t_cfg.device, place)
+    cells = cfg.data.flow_cells
     train_ds = CachedClips.for_specs(cache, "train", specs, seed=t_cfg.seed, augment=cfg.augment,  # train-only
-                                     companions=companions)
+                                     companions=companions, flow_cells=cells)
     try:
-        val_ds = CachedClips.for_specs(cache, "val", specs, train=False, companions=input_companions)
+        val_ds = CachedClips.for_specs(cache, "val", specs, train=False, companions=input_companions, flow_cells=cells)
     except ConfigError:
-        val_ds = CachedClips.for_specs(cache, "test", specs, train=False, companions=input_companions)
+        val_ds = CachedClips.for_specs(cache, "test", specs, train=False, companions=input_companions, flow_cells=cells)
     classes = train_ds.classes
     model = build_model(name, len(classes), **model_kwargs)
     if stage.init_from and resumed is None:

@@ -89,6 +89,25 @@ def specs_for_streams(streams: Sequence[str], segments: int, clip_length: int, s
     return specs
 
 
+def cell_means(planes: np.ndarray, frame_hw, cell: int) -> np.ndarray:
+    """``planes`` (C, h, w), a stored picture of a (H, W) source, with each plane replaced by its
+    means over the source's ``cell`` x ``cell``-pixel cells (a model pixel belongs to the cell of its
+    centre). Where a model pixel spans more than a cell, it is its own mean: the stored picture
+    is then already coarser than the cells."""
+    channels, h, w = planes.shape
+    height, width = frame_hw
+    grid_h, grid_w = -(-height // cell), -(-width // cell)
+    rows = np.minimum(((np.arange(h) + 0.5) * height / h // cell).astype(np.int64), grid_h - 1)
+    cols = np.minimum(((np.arange(w) + 0.5) * width / w // cell).astype(np.int64), grid_w - 1)
+    index = (rows[:, None] * grid_w + cols[None, :]).ravel()
+    counts = np.maximum(np.bincount(index, minlength=grid_h * grid_w), 1)
+    out = np.empty_like(planes)
+    for c in range(channels):
+        means = np.bincount(index, weights=planes[c].ravel(), minlength=grid_h * grid_w) / counts
+        out[c] = means[index].reshape(h, w)
+    return out
+
+
 COMPANION_PARTS = {"flow": "flow", "rgb": "iframe"}  # what a companion holds -> the modality it has the channels of
 
 
@@ -126,8 +145,10 @@ class CachedClips:
 
     def __init__(self, cache: str | Path, split: str = "train", streams=("mv_residual",), segments: int = 3,
                  clip_length: int = 12, train: bool | None = None, seed: int = 0,
-                 specs: Sequence[InputSpec] | None = None, augment=None, companions: Sequence[Companion] = ()):
+                 specs: Sequence[InputSpec] | None = None, augment=None, companions: Sequence[Companion] = (),
+                 flow_cells: int = 0):
         self.folder = find_cache(cache)
+        self.flow_cells = int(flow_cells)  # > 0: the flow part is read as its means over source cells
         meta = json.loads((self.folder / "spec.json").read_text())
         self.spec, self.classes = meta["spec"], meta["classes"]
         self.specs = tuple(specs) if specs is not None else tuple(
@@ -162,10 +183,12 @@ class CachedClips:
 
     @classmethod
     def for_specs(cls, cache, split: str, specs, train: bool | None = None, seed: int = 0,
-                  augment=None, companions: Sequence[Companion] = ()) -> "CachedClips":
+                  augment=None, companions: Sequence[Companion] = (), flow_cells: int = 0) -> "CachedClips":
         """The dataset that feeds a model: items keyed by the specs' input names and the companions'
-        (plus ``label``). ``augment`` (a ``training.config.AugmentSection``) applies to training only."""
-        return cls(cache, split, train=train, seed=seed, specs=specs, augment=augment, companions=companions)
+        (plus ``label``). ``augment`` (a ``training.config.AugmentSection``) applies to training only;
+        ``flow_cells`` (``data.flow_cells``): the flow as its means over source cells (:func:`cell_means`)."""
+        return cls(cache, split, train=train, seed=seed, specs=specs, augment=augment, companions=companions,
+                   flow_cells=flow_cells)
 
     def _check_feeds(self, spec: InputSpec) -> None:
         size = self.spec["size"]
@@ -211,6 +234,8 @@ class CachedClips:
                 out[part] = np.zeros((MODALITIES[part].channels, size, size), np.float32)
             elif part == "flow":
                 out[part] = self._array(clip["shard"], "flow")[clip["motion_offset"] + row].astype(np.float32)
+                if self.flow_cells:
+                    out[part] = cell_means(out[part], clip["frame_hw"], self.flow_cells)
             elif part == "rgb":  # decoded RGB of a P/B frame (an I-frame's is its "iframe" part)
                 out[part] = self._array(clip["shard"], "rgb")[clip["motion_offset"] + row].astype(np.float32)
             else:
