@@ -55,11 +55,12 @@ def parse_checkpoint(text: str) -> tuple[str, Path]:
 
 def cache_for(dataset: Path, meta: dict, specs, cache_root: Path, workers: int) -> Path:
     """The cache of ``dataset`` holding what ``specs`` read, with the preprocessing of the
-    checkpoint's own cache (size, representation, trace), and the exact flow when an input reads it."""
+    checkpoint's own cache (size, representation, trace: as the checkpoint records it, so its
+    training cache need not exist any more), and the exact flow when an input reads it."""
     from training.cache import CacheSpec, build_cache
     from training.cache.build import flow_layout_for
 
-    own = json.loads((Path(meta["cache"]) / "spec.json").read_text())["spec"]
+    own = meta.get("cache_spec") or json.loads((Path(meta["cache"]) / "spec.json").read_text())["spec"]
     reads_flow = any(s.modality == "flow" for s in specs)
     flow = "gt" if reads_flow else "none"
     spec = CacheSpec(representation=own["representation"], size=own["size"], trace=own.get("trace", "block"),

@@ -77,3 +77,14 @@ def test_a_missing_checkpoint_or_class_is_one_line(setup, tmp_path):
         mc.main(["--checkpoint", f"x={tmp_path / 'none.json'}", "--data", f"{data}:train"])
     with pytest.raises(SystemExit, match="has no class 'juggle'"):
         mc.score(checkpoints["edge-flow"], data, "train", root / "cache", 1, ("move_left", "juggle"))
+
+
+def test_the_cache_follows_the_checkpoints_record_when_its_training_cache_is_gone(setup, tmp_path):
+    from edgekit.spec import InputSpec
+
+    root, data, checkpoints = setup
+    meta = json.loads(checkpoints["edge-flow"].read_text())
+    specs = [InputSpec.from_dict(d) for d in meta["input_specs"]]
+    found = mc.cache_for(data, meta, specs, root / "cache", 1)
+    gone = mc.cache_for(data, {**meta, "cache": str(tmp_path / "deleted")}, specs, root / "cache", 1)
+    assert gone == found and json.loads((found / "spec.json").read_text())["spec"]["flow"] == "gt"
