@@ -54,18 +54,21 @@ def parse_checkpoint(text: str) -> tuple[str, Path]:
 
 
 def cache_for(dataset: Path, meta: dict, specs, cache_root: Path, workers: int) -> Path:
-    """The cache of ``dataset`` holding what ``specs`` read, with the preprocessing of the
-    checkpoint's own cache (size, representation, trace: as the checkpoint records it, so its
-    training cache need not exist any more), and the exact flow when an input reads it."""
-    from training.cache import CacheSpec, build_cache
-    from training.cache.build import flow_layout_for
+    """The cache of ``dataset`` holding what ``specs`` read, built as training builds a run's cache
+    (``training.train.ensure_cache``), with the exact flow when an input reads it. Only the inputs
+    decide it, so a checkpoint whose training cache is gone still scores."""
+    from training.config import DataSection
+    from training.train import ensure_cache
 
-    own = meta.get("cache_spec") or json.loads((Path(meta["cache"]) / "spec.json").read_text())["spec"]
-    reads_flow = any(s.modality == "flow" for s in specs)
-    flow = "gt" if reads_flow else "none"
-    spec = CacheSpec(representation=own["representation"], size=own["size"], trace=own.get("trace", "block"),
-                     flow=flow, flow_layout=flow_layout_for(own["representation"], flow))
-    return build_cache(dataset, cache_root, spec, workers=workers, progress=False)
+    flow = "gt" if any(s.modality == "flow" for s in specs) else "none"
+    return ensure_cache(DataSection(dataset=dataset, cache=cache_root, workers=workers, flow=flow), specs,
+                        progress=False)
+
+
+def codecs_of(dataset: Path) -> dict[str, str]:
+    """Each clip's codec by its cached path's ``<class>/<file>``, from the dataset's metadata."""
+    clips = [json.loads(line) for line in (dataset / "metadata.jsonl").read_text().splitlines()]
+    return {c["clip"]: c.get("codec", "?") for c in clips}
 
 
 def _clip_name(path: str) -> str:
@@ -74,18 +77,26 @@ def _clip_name(path: str) -> str:
     return f"{p.parent.name}/{p.name}"
 
 
+def load(checkpoint: Path) -> tuple[object, dict]:
+    """(model in eval mode, checkpoint JSON)."""
+    from training.checkpoint import build_from_checkpoint
+
+    model, meta = build_from_checkpoint(checkpoint)
+    return model.eval(), meta
+
+
 def score(checkpoint: Path, dataset: Path, split: str, cache_root: Path, workers: int,
-          classes: tuple[str, ...]) -> dict:
-    """Top-1 over ``classes`` of ``checkpoint`` on ``split`` of ``dataset`` (its clips of those classes)."""
+          classes: tuple[str, ...], loaded: tuple | None = None, codecs: dict | None = None) -> dict:
+    """Top-1 over ``classes`` of ``checkpoint`` on ``split`` of ``dataset`` (its clips of those classes).
+    ``loaded`` (:func:`load`'s answer) and ``codecs`` (:func:`codecs_of`'s): when already read."""
     import numpy as np
     import torch
 
     from edgekit.spec import InputSpec
     from training.cache import CachedClips
-    from training.checkpoint import build_from_checkpoint
+    from training.config import saved_data_section
 
-    model, meta = build_from_checkpoint(checkpoint)
-    model.eval()
+    model, meta = loaded or load(checkpoint)
     specs = [InputSpec.from_dict(d) for d in meta["input_specs"]]
     labels = list(meta["classes"])
     missing = [c for c in classes if c not in labels]
@@ -93,10 +104,9 @@ def score(checkpoint: Path, dataset: Path, split: str, cache_root: Path, workers
         raise SystemExit(f"{checkpoint}: the model has no class {missing[0]!r} (its labels: {', '.join(labels)})")
     keep = [labels.index(c) for c in classes]
     folder = cache_for(dataset, meta, specs, cache_root, workers)
-    cells = int(meta.get("config", {}).get("data", {}).get("flow_cells", 0))  # the flow as the run read it
+    cells = saved_data_section(meta).flow_cells  # the flow as the run read it
     data = CachedClips.for_specs(folder, split, specs, train=False, flow_cells=cells)
-    clips = [json.loads(line) for line in (dataset / "metadata.jsonl").read_text().splitlines()]
-    codec_of = {c["clip"]: c.get("codec", "?") for c in clips}
+    codec_of = codecs if codecs is not None else codecs_of(dataset)
     correct, total = 0, 0
     per_class, per_codec = defaultdict(lambda: [0, 0]), defaultdict(lambda: [0, 0])
     with torch.no_grad():
@@ -150,21 +160,24 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.data or ["data/synth-broad-motion:test", "heldout"]:
         if item == "heldout":
             log(f"held-out renderer: {args.clips_per_class} clips per class into {args.workdir}")
-            clips, generation = generate_clips(args, Path(args.workdir))
+            _, generation = generate_clips(args, Path(args.workdir))
             sets.append(("heldout", Path(generation["out_dir"]), "test"))
         else:
             folder, _, split = item.rpartition(":")
             if not folder or split not in ("train", "val", "test"):
                 raise SystemExit(f"--data {item!r}: expected DIR:SPLIT (split train, val or test) or 'heldout'")
             sets.append((item, Path(folder), split))
-    results = {}
     for label, path in checkpoints:
         if not path.is_file():
             raise SystemExit(f"--checkpoint {label}={path}: no such checkpoint")
+    codecs = {name: codecs_of(folder) for name, folder, _ in sets}
+    results = {}
+    for label, path in checkpoints:
+        loaded = load(path)
         for name, folder, split in sets:
             log(f"{label} on {name}")
             results.setdefault(label, {})[name] = score(path, folder, split, Path(args.cache), args.workers,
-                                                        FIXED_CLASS_NAMES)
+                                                        FIXED_CLASS_NAMES, loaded=loaded, codecs=codecs[name])
     report = {"benchmark": "motion_ceiling",
               "command": "python benchmarks/motion_ceiling.py " + " ".join(sys.argv[1:] if argv is None else argv),
               "settings": {"checkpoints": {label: str(path) for label, path in checkpoints},

@@ -180,6 +180,12 @@ class DataSection(_Section):
         return out
 
 
+def saved_data_section(meta: Mapping) -> DataSection:
+    """The ``[data]`` section a checkpoint's run was trained with (``meta``: the checkpoint's JSON),
+    defaults for the keys an older run did not save."""
+    return DataSection(**meta.get("config", {}).get("data", {}))
+
+
 @dataclass(frozen=True)
 class TrainSection(_Section):
     """``[train]``: optimisation, schedule, seed, device and output folder."""

@@ -118,6 +118,7 @@ def evaluate_checkpoint(checkpoint, split: str = "test", batch_size: int = 32, w
     from edgekit.spec import InputSpec
     from training.cache import CachedClips, is_complete
     from training.checkpoint import build_from_checkpoint
+    from training.config import saved_data_section
     from training.protocols import ClipViews, TestProtocol, average_scores, plan_views
 
     protocol = protocol or TestProtocol()
@@ -135,7 +136,7 @@ def evaluate_checkpoint(checkpoint, split: str = "test", batch_size: int = 32, w
                           f"--representation {spec.get('representation', 'accumulated')} "
                           f"--size {spec.get('size', 112)} --flow {spec.get('flow', 'none')} "
                           f"--max-frames {spec.get('max_frames', 0)}")
-    cells = int(meta.get("config", {}).get("data", {}).get("flow_cells", 0))  # the flow as the run read it
+    cells = saved_data_section(meta).flow_cells  # the flow as the run read it
     ds = CachedClips.for_specs(cache, split, specs, train=False, flow_cells=cells)
     logits, labels = score_views(model, ClipViews(ds, plan), batch_size, workers)
     scores = torch.from_numpy(average_scores(logits, plan.flipped, mirror))

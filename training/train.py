@@ -52,7 +52,7 @@ import numpy as np
 
 from edgekit._fileio import atomic_write
 from edgekit.errors import ConfigError
-from training.config import TrainConfig, differences, load_config
+from training.config import DataSection, TrainConfig, differences, load_config
 from training.distributed import SINGLE, Distributed
 
 __all__ = ["TrainConfig", "accuracy", "add_arguments", "evaluate_loader", "load_config", "make_loader", "run", "train"]
@@ -81,9 +81,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def ensure_cache(cfg: TrainConfig, specs, progress: bool = True, rgb: bool = False,
+def ensure_cache(data: DataSection, specs, progress: bool = True, rgb: bool = False,
                  place: Distributed = SINGLE) -> Path:
-    """Build, resume or find the cache of ``cfg.data.dataset`` holding the inputs ``specs`` need
+    """Build, resume or find the cache of ``data.dataset`` (a config's ``[data]`` section) holding the inputs ``specs`` need
     (and the decoded RGB of every frame if ``rgb``); returns its folder. Teacher flow is stored in
     the motion vectors' layout: accumulated to the I-frame for accumulated inputs, frame to frame
     otherwise. In a data-parallel run (``place``) the processes build its shards in parts.
@@ -99,10 +99,8 @@ def ensure_cache(cfg: TrainConfig, specs, progress: bool = True, rgb: bool = Fal
     (h, w), rep = sizes.pop(), reps.pop()
     if h != w:
         raise ConfigError(f"the cache stores square inputs; the model wants {h}x{w}")
-    spec = CacheSpec(representation=rep, size=h, flow=cfg.data.flow, flow_layout=flow_layout_for(rep, cfg.data.flow),
-                     rgb=rgb)
-    return build_cache_in_parts(place, cfg.data.dataset, cfg.data.cache, spec, workers=cfg.data.workers,
-                                progress=progress)
+    spec = CacheSpec(representation=rep, size=h, flow=data.flow, flow_layout=flow_layout_for(rep, data.flow), rgb=rgb)
+    return build_cache_in_parts(place, data.dataset, data.cache, spec, workers=data.workers, progress=progress)
 
 
 def make_loader(dataset, batch_size: int, shuffle: bool, seed: int, workers: int, sampler=None):
@@ -272,7 +270,7 @@ def _train(cfg: TrainConfig, place: Distributed, *, resume: bool, overwrite: boo
         raise ConfigError(f"objective {cfg.objective.name!r} with model {name!r} reads teacher flow: set data.flow "
                           "to gt (synthetic data), tvl1, farneback or dis")
     bs = distributed.per_process_batch(t_cfg.batch_size, place)  # checked before the cache is built
-    cache = ensure_cache(cfg, specs, progress, rgb=any(c.part == "rgb" for c in companions), place=place)
+    cache = ensure_cache(cfg.data, specs, progress, rgb=any(c.part == "rgb" for c in companions), place=place)
     if resumed is not None and Path(resumed[0].get("cache", cache)).name != cache.name and not force_resume:
         raise ConfigError(f"--resume: the dataset changed since {out / 'last.json'} was written (its cache "
                           f"{resumed[0]['cache']}, now {cache}); pass --force-resume to continue on the new data")

@@ -26,6 +26,7 @@ the augmenter is not used and items are bit-identical to an unaugmented dataset.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -89,22 +90,26 @@ def specs_for_streams(streams: Sequence[str], segments: int, clip_length: int, s
     return specs
 
 
+@functools.lru_cache(maxsize=64)
+def _cell_index(h: int, w: int, height: int, width: int, cell: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """For :func:`cell_means`: each stored pixel's cell (flat), the pixels per cell (at least 1), the cells."""
+    grid_h, grid_w = -(-height // cell), -(-width // cell)
+    rows = np.minimum(((np.arange(h) + 0.5) * height / h // cell).astype(np.int64), grid_h - 1)
+    cols = np.minimum(((np.arange(w) + 0.5) * width / w // cell).astype(np.int64), grid_w - 1)
+    index = (rows[:, None] * grid_w + cols[None, :]).ravel()
+    return index, np.maximum(np.bincount(index, minlength=grid_h * grid_w), 1), grid_h * grid_w
+
+
 def cell_means(planes: np.ndarray, frame_hw, cell: int) -> np.ndarray:
     """``planes`` (C, h, w), a stored picture of a (H, W) source, with each plane replaced by its
     means over the source's ``cell`` x ``cell``-pixel cells (a model pixel belongs to the cell of its
     centre). Where a model pixel spans more than a cell, it is its own mean: the stored picture
     is then already coarser than the cells."""
     channels, h, w = planes.shape
-    height, width = frame_hw
-    grid_h, grid_w = -(-height // cell), -(-width // cell)
-    rows = np.minimum(((np.arange(h) + 0.5) * height / h // cell).astype(np.int64), grid_h - 1)
-    cols = np.minimum(((np.arange(w) + 0.5) * width / w // cell).astype(np.int64), grid_w - 1)
-    index = (rows[:, None] * grid_w + cols[None, :]).ravel()
-    counts = np.maximum(np.bincount(index, minlength=grid_h * grid_w), 1)
+    index, counts, cells = _cell_index(h, w, int(frame_hw[0]), int(frame_hw[1]), int(cell))
     out = np.empty_like(planes)
     for c in range(channels):
-        means = np.bincount(index, weights=planes[c].ravel(), minlength=grid_h * grid_w) / counts
-        out[c] = means[index].reshape(h, w)
+        out[c] = (np.bincount(index, weights=planes[c].ravel(), minlength=cells) / counts)[index].reshape(h, w)
     return out
 
 
