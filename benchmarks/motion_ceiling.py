@@ -11,8 +11,8 @@ lost between the motion and what the encoder wrote.
 Each ``--checkpoint`` is scored on each ``--data`` set: a dataset folder with a split
 (``DIR:test``), or ``heldout``: the held-out renderer's clips, generated into ``--workdir`` as
 ``benchmarks/heldout.py`` does (the same seed and size give the same clips). Side data comes from
-the training cache (``--cache``), built for a set when missing (with the exact flow when a model
-reads it). A prediction is the argmax over the 12 fixed classes, as ``benchmarks/heldout.py``
+the training cache (``--cache``), built for a set when missing (with the flow a model's run was
+trained on when it reads flow: the exact flow, or an optical-flow method's on the decoded pictures). A prediction is the argmax over the 12 fixed classes, as ``benchmarks/heldout.py``
 scores; figures: top-1 over clips of those classes, by codec and per class.
 
 Prints ONE JSON object on stdout; progress goes to stderr.
@@ -57,10 +57,11 @@ def cache_for(dataset: Path, meta: dict, specs, cache_root: Path, workers: int) 
     """The cache of ``dataset`` holding what ``specs`` read, built as training builds a run's cache
     (``training.train.ensure_cache``), with the exact flow when an input reads it. Only the inputs
     decide it, so a checkpoint whose training cache is gone still scores."""
-    from training.config import DataSection
+    from training.config import DataSection, saved_data_section
     from training.train import ensure_cache
 
-    flow = "gt" if any(s.modality == "flow" for s in specs) else "none"
+    # the flow the run was trained on (the exact flow, or an optical-flow method's on decoded pictures)
+    flow = saved_data_section(meta).flow if any(s.modality == "flow" for s in specs) else "none"
     return ensure_cache(DataSection(dataset=dataset, cache=cache_root, workers=workers, flow=flow), specs,
                         progress=False)
 

@@ -1,5 +1,5 @@
-"""benchmarks/motion_ceiling.py: two real checkpoints trained a step each (edge-mv-ref on motion
-vectors, edge-flow on the renderer's exact flow) scored on real generated clips of the 12 fixed
+"""benchmarks/motion_ceiling.py: real checkpoints trained a step each (edge-mv-ref on motion
+vectors, edge-flow on the renderer's exact flow, and on DIS flow of the decoded pictures) scored on real generated clips of the 12 fixed
 classes; the figures follow from the predictions, and each model reads the side data it was made for."""
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ def setup(tmp_path_factory):
              progress=False)
     checkpoints = {}
     for name, config, extra in (("edge-mv-ref", "edge-mv-ref", []), ("edge-flow", "edge-flow", []),
-                                ("edge-flow-cells", "edge-flow", ["data.flow_cells=8"])):
+                                ("edge-flow-cells", "edge-flow", ["data.flow_cells=8"]),
+                                ("edge-flow-dis", "edge-flow", ["data.flow='dis-ultrafast'"])):
         cfg = load_config(config, [f"data.dataset='{data}'", f"data.cache='{root / 'cache'}'", "data.workers=0",
                                    f"train.out='{root / name}'", f"model.size={SIZE}", "train.epochs=1",
                                    "train.batch_size=4", "train.max_steps_per_epoch=1", "train.device='cpu'",
@@ -51,14 +52,15 @@ def test_each_model_reads_its_own_side_data_and_the_figures_add_up(setup, capsys
     root, data, checkpoints = setup
     assert mc.main(["--checkpoint", f"vectors={checkpoints['edge-mv-ref']}",
                     "--checkpoint", f"flow={checkpoints['edge-flow']}",
-                    "--checkpoint", f"cells={checkpoints['edge-flow-cells']}", "--data", f"{data}:train",
+                    "--checkpoint", f"cells={checkpoints['edge-flow-cells']}",
+                    "--checkpoint", f"dis={checkpoints['edge-flow-dis']}", "--data", f"{data}:train",
                     "--cache", str(root / "cache"), "--workers", "1"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["benchmark"] == "motion_ceiling" and report["settings"]["classes"] == list(FIXED_CLASS_NAMES)
     clips = [json.loads(line) for line in (data / "metadata.jsonl").read_text().splitlines()]
     train_clips = [c for c in clips if c["split"] == "train"]
     for label, model, flow, cells in (("vectors", "edge-mv-ref", "none", 0), ("flow", "edge-flow", "gt", 0),
-                                      ("cells", "edge-flow", "gt", 8)):
+                                      ("cells", "edge-flow", "gt", 8), ("dis", "edge-flow", "dis-ultrafast", 0)):
         result = report["results"][label][f"{data}:train"]
         assert result["model"] == model and result["flow_cells"] == cells  # the flow as the run read it
         assert result["inputs"] == (["mv_ref"] if label == "vectors" else ["flow"])

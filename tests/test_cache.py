@@ -128,14 +128,15 @@ def test_extract_clip_frame_representation_differs_from_accumulated(dataset):
     assert np.abs(acc["motion"][late, 0]).sum() > 2 * np.abs(per_frame["motion"][late, 0]).sum()
 
 
-@pytest.mark.parametrize("method", ["farneback", "dis", "tvl1"])
-def test_flow_teachers_follow_the_mv_sign_convention(method):
+@pytest.mark.parametrize("method,tolerance", [("farneback", 0.6), ("dis", 0.6), ("dis-ultrafast", 1.0), ("tvl1", 0.6)])
+def test_flow_teachers_follow_the_mv_sign_convention(method, tolerance):
     frames = [img for _, img in render_frames(size=(96, 64), frames=2, motion=(3, -2), square=32, seed=1)]
     flow = make_teacher(method)(frames[0], frames[1])
     assert flow.shape == (2, 64, 96) and flow.dtype == np.float32
     inner = flow[:, 22:34, 42:54]  # inside the moving square
-    assert np.median(inner[0]) == pytest.approx(3, abs=0.6)
-    assert np.median(inner[1]) == pytest.approx(-2, abs=0.6)
+    # DIS's ULTRAFAST preset (no variational refinement) falls short on this 96x64 picture: 2.2 px of 3
+    assert np.median(inner[0]) == pytest.approx(3, abs=tolerance)
+    assert np.median(inner[1]) == pytest.approx(-2, abs=tolerance)
 
 
 def test_a_dataset_with_empty_splits_still_caches_what_it_has(tmp_path):

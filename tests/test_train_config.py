@@ -63,7 +63,7 @@ def test_a_misspelt_key_in_a_file_names_the_file(tmp_path):
     ("train.optimizer=adam", "train.optimizer must be one of adamw, sgd, got 'adam'"),
     ("train.device=gpu", "train.device must be auto, cpu, cuda or cuda:N, got 'gpu'"),
     ("train.label_smoothing=1", "train.label_smoothing must be < 1.0, got 1.0"),
-    ("data.flow=raft", "data.flow must be one of none, gt, tvl1, farneback, dis, got 'raft'"),
+    ("data.flow=raft", "data.flow must be one of none, gt, tvl1, farneback, dis, dis-ultrafast, got 'raft'"),
     ("train.epochs", "--set expects section.key=value, got 'train.epochs'"),
     ("augment.hflip=1.5", "augment.hflip must be <= 1.0, got 1.5"),
     ("augment.residual_dropout=-0.1", "augment.residual_dropout must be >= 0.0, got -0.1"),

@@ -49,7 +49,7 @@ from edgekit.errors import ConfigError, EdgekitError
 from edgekit.spec import default_normalization
 
 FORMAT_VERSION = 1
-FLOW_SOURCES = ("none", "gt", "tvl1", "farneback", "dis")
+FLOW_SOURCES = ("none", "gt", "tvl1", "farneback", "dis", "dis-ultrafast")
 FLOW_LAYOUTS = ("frame", "accumulated")
 # fields added after caches existed: left out of the key while at their default, so old caches keep their keys
 _KEY_OPTIONAL = {"flow_layout": "frame", "rgb": False}
@@ -229,7 +229,7 @@ def extract_clip(path: str | Path, spec: CacheSpec) -> dict:
     n = spec.normalization
     hw = (spec.size, spec.size)
     teacher = None
-    if spec.flow in ("tvl1", "farneback", "dis"):
+    if spec.flow not in ("none", "gt"):  # an optical-flow method of training.flow
         from training.flow import make_teacher
 
         teacher = make_teacher(spec.flow)

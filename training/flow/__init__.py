@@ -1,4 +1,5 @@
-"""Optical-flow teachers for real videos: TV-L1 (OpenCV contrib), Farneback and DIS (faster).
+"""Optical-flow teachers for real videos: TV-L1 (OpenCV contrib), Farneback and DIS (faster; its
+ULTRAFAST preset, ``dis-ultrafast``, is what a device could afford per decoded frame).
 
 Every method returns flow in edgekit's MV convention: float32 (2, H, W) on the CURRENT frame's pixel
 grid, (dx, dy) = p - q where q is where the content of pixel p was in the previous frame (the sign of
@@ -12,7 +13,7 @@ import numpy as np
 
 from edgekit.errors import ConfigError, MissingDependencyError
 
-METHODS = ("tvl1", "farneback", "dis")
+METHODS = ("tvl1", "farneback", "dis", "dis-ultrafast")
 
 
 def _cv2():
@@ -31,8 +32,9 @@ def make_teacher(method: str = "tvl1"):
             raise MissingDependencyError("opencv-contrib-python-headless (cv2.optflow)", "train")
         algo = cv2.optflow.DualTVL1OpticalFlow_create()
         calc = lambda a, b: algo.calc(a, b, None)  # noqa: E731
-    elif method == "dis":
-        algo = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    elif method in ("dis", "dis-ultrafast"):
+        preset = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM if method == "dis" else cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST
+        algo = cv2.DISOpticalFlow_create(preset)
         calc = lambda a, b: algo.calc(a, b, None)  # noqa: E731
     elif method == "farneback":
         calc = lambda a, b: cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 15, 3, 5, 1.2, 0)  # noqa: E731
