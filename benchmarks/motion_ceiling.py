@@ -12,8 +12,10 @@ Each ``--checkpoint`` is scored on each ``--data`` set: a dataset folder with a 
 (``DIR:test``), or ``heldout``: the held-out renderer's clips, generated into ``--workdir`` as
 ``benchmarks/heldout.py`` does (the same seed and size give the same clips). Side data comes from
 the training cache (``--cache``), built for a set when missing (with the flow a model's run was
-trained on when it reads flow: the exact flow, or an optical-flow method's on the decoded pictures). A prediction is the argmax over the 12 fixed classes, as ``benchmarks/heldout.py``
-scores; figures: top-1 over clips of those classes, by codec and per class.
+trained on when it reads flow: the exact flow, or an optical-flow method's on the decoded
+pictures). A prediction is the argmax over the 12 fixed classes, as ``benchmarks/heldout.py``
+scores; figures: top-1 over clips of those classes, by codec, by codec and whether an actor moves
+(``static``, ``scene_left`` and ``scene_right`` have none), and per class.
 
 Prints ONE JSON object on stdout; progress goes to stderr.
 
@@ -66,10 +68,12 @@ def cache_for(dataset: Path, meta: dict, specs, cache_root: Path, workers: int) 
                         progress=False)
 
 
-def codecs_of(dataset: Path) -> dict[str, str]:
-    """Each clip's codec by its cached path's ``<class>/<file>``, from the dataset's metadata."""
+def codecs_of(dataset: Path) -> dict[str, tuple[str, str]]:
+    """Each clip's codec and whether an actor moves in it (``"actor"``; ``"no actor"`` for the classes
+    of camera motion and of nothing, ``static``/``scene_left``/``scene_right``), by its cached path's
+    ``<class>/<file>``, from the dataset's metadata."""
     clips = [json.loads(line) for line in (dataset / "metadata.jsonl").read_text().splitlines()]
-    return {c["clip"]: c.get("codec", "?") for c in clips}
+    return {c["clip"]: (c.get("codec", "?"), "actor" if c.get("actors", 1) else "no actor") for c in clips}
 
 
 def _clip_name(path: str) -> str:
@@ -109,7 +113,7 @@ def score(checkpoint: Path, dataset: Path, split: str, cache_root: Path, workers
     data = CachedClips.for_specs(folder, split, specs, train=False, flow_cells=cells)
     codec_of = codecs if codecs is not None else codecs_of(dataset)
     correct, total = 0, 0
-    per_class, per_codec = defaultdict(lambda: [0, 0]), defaultdict(lambda: [0, 0])
+    per_class, per_codec, per_group = (defaultdict(lambda: [0, 0]) for _ in range(3))
     with torch.no_grad():
         for i in range(len(data)):
             arrays, y = data.item(i)
@@ -119,13 +123,15 @@ def score(checkpoint: Path, dataset: Path, split: str, cache_root: Path, workers
             logits = model(*[torch.from_numpy(np.ascontiguousarray(arrays[s.name][None])) for s in specs])[0]
             predicted = classes[int(np.argmax(logits.numpy()[keep]))]
             ok = int(predicted == truth)
-            codec = codec_of.get(_clip_name(data.clips[i]["path"]), "?")
+            codec, actor = codec_of.get(_clip_name(data.clips[i]["path"]), ("?", "?"))
             correct, total = correct + ok, total + 1
-            for table, key in ((per_class, truth), (per_codec, codec)):
+            for table, key in ((per_class, truth), (per_codec, codec), (per_group, f"{codec} {actor}")):
                 table[key][0] += ok
                 table[key][1] += 1
     return {"top1": round(correct / total, 4) if total else None, "correct": correct, "clips": total,
             "by_codec": {k: {"correct": a, "clips": b, "top1": round(a / b, 4)} for k, (a, b) in sorted(per_codec.items())},
+            "by_codec_actor": {k: {"correct": a, "clips": b, "top1": round(a / b, 4)}
+                               for k, (a, b) in sorted(per_group.items())},
             "per_class": {k: {"correct": per_class[k][0], "clips": per_class[k][1]} for k in classes if k in per_class},
             "model": meta.get("model") or meta.get("config", {}).get("model", {}).get("name"),
             "inputs": [s.modality for s in specs], "flow_cells": cells, "cache": str(folder)}

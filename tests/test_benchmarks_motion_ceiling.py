@@ -70,6 +70,11 @@ def test_each_model_reads_its_own_side_data_and_the_figures_add_up(setup, capsys
         assert sum(r["correct"] for r in result["per_class"].values()) == result["correct"]
         assert sum(r["clips"] for r in result["per_class"].values()) == result["clips"]
         assert {k: v["clips"] for k, v in result["by_codec"].items()} == {"mpeg4": len(train_clips)}
+        # static and the scene classes have no actor; every other class has one
+        without = sum(c["label"] in ("static", "scene_left", "scene_right") for c in train_clips)
+        assert {k: v["clips"] for k, v in result["by_codec_actor"].items()} == {
+            "mpeg4 actor": len(train_clips) - without, "mpeg4 no actor": without}
+        assert sum(v["correct"] for v in result["by_codec_actor"].values()) == result["correct"]
         assert result["top1"] == pytest.approx(result["correct"] / result["clips"], abs=1e-4)
 
 
