@@ -57,8 +57,9 @@ def parse_checkpoint(text: str) -> tuple[str, Path]:
 
 def cache_for(dataset: Path, meta: dict, specs, cache_root: Path, workers: int) -> Path:
     """The cache of ``dataset`` holding what ``specs`` read, built as training builds a run's cache
-    (``training.train.ensure_cache``), with the exact flow when an input reads it. Only the inputs
-    decide it, so a checkpoint whose training cache is gone still scores."""
+    (``training.train.ensure_cache``), with the flow its run was trained on when an input reads flow.
+    Only the inputs and that record decide it, so a checkpoint whose training cache is gone still
+    scores."""
     from training.config import DataSection, saved_data_section
     from training.train import ensure_cache
 

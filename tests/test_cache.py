@@ -134,7 +134,8 @@ def test_flow_teachers_follow_the_mv_sign_convention(method, tolerance):
     flow = make_teacher(method)(frames[0], frames[1])
     assert flow.shape == (2, 64, 96) and flow.dtype == np.float32
     inner = flow[:, 22:34, 42:54]  # inside the moving square
-    # DIS's ULTRAFAST preset (no variational refinement) falls short on this 96x64 picture: 2.2 px of 3
+    # DIS's ULTRAFAST preset (flow at 1/4 scale, no variational refinement) falls short on this
+    # 96x64 picture: 2.2 px of 3
     assert np.median(inner[0]) == pytest.approx(3, abs=tolerance)
     assert np.median(inner[1]) == pytest.approx(-2, abs=tolerance)
 

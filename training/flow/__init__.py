@@ -1,5 +1,6 @@
 """Optical-flow teachers for real videos: TV-L1 (OpenCV contrib), Farneback and DIS (faster; its
-ULTRAFAST preset, ``dis-ultrafast``, is what a device could afford per decoded frame).
+ULTRAFAST preset, ``dis-ultrafast``, estimates at 1/4 scale without variational refinement: the
+kind of estimate a device could afford on every decoded frame).
 
 Every method returns flow in edgekit's MV convention: float32 (2, H, W) on the CURRENT frame's pixel
 grid, (dx, dy) = p - q where q is where the content of pixel p was in the previous frame (the sign of
