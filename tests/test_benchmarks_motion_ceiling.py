@@ -1,6 +1,7 @@
 """benchmarks/motion_ceiling.py: real checkpoints trained a step each (edge-mv-ref on motion
 vectors, edge-flow on the renderer's exact flow, at 8x8 cells, and on DIS flow of the decoded
-pictures) scored on real generated clips of the 12 fixed classes; the figures follow from the predictions, and each model reads the side data it was made for."""
+pictures) scored on real generated clips of the 12 fixed classes; the figures follow from the
+predictions, and each model reads the side data it was made for."""
 
 from __future__ import annotations
 
