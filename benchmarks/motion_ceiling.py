@@ -83,6 +83,11 @@ def _clip_name(path: str) -> str:
     return f"{p.parent.name}/{p.name}"
 
 
+def _top1_table(counts: dict) -> dict:
+    """{key: [correct, clips]} -> {key: {correct, clips, top1}}, keys sorted."""
+    return {k: {"correct": a, "clips": b, "top1": round(a / b, 4)} for k, (a, b) in sorted(counts.items())}
+
+
 def load(checkpoint: Path) -> tuple[object, dict]:
     """(model in eval mode, checkpoint JSON)."""
     from training.checkpoint import build_from_checkpoint
@@ -130,9 +135,7 @@ def score(checkpoint: Path, dataset: Path, split: str, cache_root: Path, workers
                 table[key][0] += ok
                 table[key][1] += 1
     return {"top1": round(correct / total, 4) if total else None, "correct": correct, "clips": total,
-            "by_codec": {k: {"correct": a, "clips": b, "top1": round(a / b, 4)} for k, (a, b) in sorted(per_codec.items())},
-            "by_codec_actor": {k: {"correct": a, "clips": b, "top1": round(a / b, 4)}
-                               for k, (a, b) in sorted(per_group.items())},
+            "by_codec": _top1_table(per_codec), "by_codec_actor": _top1_table(per_group),
             "per_class": {k: {"correct": per_class[k][0], "clips": per_class[k][1]} for k in classes if k in per_class},
             "model": meta.get("model") or meta.get("config", {}).get("model", {}).get("name"),
             "inputs": [s.modality for s in specs], "flow_cells": cells, "cache": str(folder)}

@@ -267,8 +267,10 @@ def _train(cfg: TrainConfig, place: Distributed, *, resume: bool, overwrite: boo
     companions = [*needs.companions, *input_companions, *teacher_companions]
     if (any(c.part == "flow" for c in companions) or any(s.modality == "flow" for s in specs)) \
             and cfg.data.flow == "none":
+        from training.cache.build import FLOW_SOURCES
+
         raise ConfigError(f"objective {cfg.objective.name!r} with model {name!r} reads teacher flow: set data.flow "
-                          "to gt (synthetic data), tvl1, farneback or dis")
+                          f"to gt (synthetic data) or an optical-flow method ({', '.join(FLOW_SOURCES[2:])})")
     bs = distributed.per_process_batch(t_cfg.batch_size, place)  # checked before the cache is built
     cache = ensure_cache(cfg.data, specs, progress, rgb=any(c.part == "rgb" for c in companions), place=place)
     if resumed is not None and Path(resumed[0].get("cache", cache)).name != cache.name and not force_resume:

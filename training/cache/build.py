@@ -47,9 +47,10 @@ from edgekit import preprocess as pp
 from edgekit._fileio import atomic_save_npy, atomic_write
 from edgekit.errors import ConfigError, EdgekitError
 from edgekit.spec import default_normalization
+from training.flow import METHODS as FLOW_METHODS
 
 FORMAT_VERSION = 1
-FLOW_SOURCES = ("none", "gt", "tvl1", "farneback", "dis", "dis-ultrafast")
+FLOW_SOURCES = ("none", "gt", *FLOW_METHODS)  # no flow, the synthetic ground truth, or a training.flow method
 FLOW_LAYOUTS = ("frame", "accumulated")
 # fields added after caches existed: left out of the key while at their default, so old caches keep their keys
 _KEY_OPTIONAL = {"flow_layout": "frame", "rgb": False}
@@ -61,7 +62,7 @@ class CacheSpec:
 
     representation: str = "accumulated"   # "accumulated" (CoViAR) or "frame"
     size: int = 112                        # square side of the stored inputs
-    flow: str = "none"                     # teacher flow source: none, gt (synthetic), tvl1, farneback, dis
+    flow: str = "none"                     # teacher flow source: one of FLOW_SOURCES
     max_frames: int = 0                    # P/B frames kept per clip, evenly spaced; 0 = all
     trace: str = "block"                   # accumulated traces: per 8x8 cell, as edgekit.Recognizer
                                            # computes them ("block"), or exact per pixel ("pixel")
@@ -229,7 +230,7 @@ def extract_clip(path: str | Path, spec: CacheSpec) -> dict:
     n = spec.normalization
     hw = (spec.size, spec.size)
     teacher = None
-    if spec.flow not in ("none", "gt"):  # an optical-flow method of training.flow
+    if spec.flow in FLOW_METHODS:
         from training.flow import make_teacher
 
         teacher = make_teacher(spec.flow)

@@ -15,6 +15,7 @@ import numpy as np
 from edgekit.errors import ConfigError, MissingDependencyError
 
 METHODS = ("tvl1", "farneback", "dis", "dis-ultrafast")
+_DIS_PRESETS = {"dis": "MEDIUM", "dis-ultrafast": "ULTRAFAST"}  # cv2.DISOPTICAL_FLOW_PRESET_<name>
 
 
 def _cv2():
@@ -33,9 +34,8 @@ def make_teacher(method: str = "tvl1"):
             raise MissingDependencyError("opencv-contrib-python-headless (cv2.optflow)", "train")
         algo = cv2.optflow.DualTVL1OpticalFlow_create()
         calc = lambda a, b: algo.calc(a, b, None)  # noqa: E731
-    elif method in ("dis", "dis-ultrafast"):
-        preset = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM if method == "dis" else cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST
-        algo = cv2.DISOpticalFlow_create(preset)
+    elif method in _DIS_PRESETS:
+        algo = cv2.DISOpticalFlow_create(getattr(cv2, f"DISOPTICAL_FLOW_PRESET_{_DIS_PRESETS[method]}"))
         calc = lambda a, b: algo.calc(a, b, None)  # noqa: E731
     elif method == "farneback":
         calc = lambda a, b: cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 15, 3, 5, 1.2, 0)  # noqa: E731
