@@ -60,14 +60,14 @@ CHILD = textwrap.dedent("""
     res = np.empty((3, H, W), np.int16)
     acc = np.empty(H * W, np.int32)
     binned = np.empty((3, 112, 112), np.float32)
-    out_disp = np.empty((2, gh, gw), np.int32)
+    out_disp, traced = np.empty((2, gh, gw), np.float32), disp.astype(np.float32)
     calls = {
         "mc_residual": lambda: K.mc_residual(cur, r0, r1, H, W, d0, d1, flags, gw, res, 1),
         "accumulate_with_residual": lambda: K.accumulate(acc0, None, H, W, d0, d1, flags, gw, acc, 1, cur, r0, res),
         "trace_residual_full": lambda: K.trace_residual(cur, r0, disp, H, W, gw, res, 1),
         "trace_residual_binned_112": lambda: K.trace_residual(cur, r0, disp, H, W, gw, binned, 1, 112, 112),
         "area_bins_112": lambda: K.area_bins(res, 3, H, W, binned, 112, 112, 1),
-        "trace_cells": lambda: K.trace_cells(disp, None, H, W, d0, d1, flags, gw, out_disp),
+        "trace_cells": lambda: K.trace_cells(traced, None, H, W, d0, d1, flags, gw, out_disp),
     }
     ms = {name: min(timeit.repeat(f, number=number, repeat=repeats)) / number * 1000 for name, f in calls.items()}
     print(json.dumps({"simd": K.SIMD, "ms": ms}))

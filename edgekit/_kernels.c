@@ -807,10 +807,16 @@ fail:
 }
 
 /* ---- block traces: consumed side data only ---------------------------------------------------------
- * The runtime path traces 8x8 cells, not pixels: each cell keeps one displacement disp (int32
- * (2, gh, gw): dx, dy) from its centre pixel to the I-frame position it comes from, and every pixel
- * of the cell moves with it. One step costs O(cells) per frame whatever the GOP length; residuals
- * are then computed only for the frames a model samples, binned straight to the model's size. */
+ * The runtime path traces 8x8 cells, not pixels: each cell keeps one displacement disp (float32
+ * (2, gh, gw): dx, dy, in pixels) from its centre pixel to the I-frame position it comes from, and
+ * every pixel of the cell moves with it. One step costs O(cells) per frame whatever the GOP length;
+ * residuals are then computed only for the frames a model samples, binned straight to the model's
+ * size (trace_residual reads the displacements rounded to whole pixels, int32).
+ * The displacement adds each step's vector exactly (quarter- and half-pel vectors are sums of
+ * powers of two: exact in float32); only the position it looks up in the reference's trace is
+ * rounded. Rounding every step instead, floor(v + 0.5) turns a +0.5 px vector into +1 and a -0.5 px
+ * one into 0: the half-pel jitter an encoder finds in a still, noisy picture then adds up over a GOP
+ * to a drift down and to the right of several pixels, which reads as motion. */
 
 /* roundi for a vector that only moves a position clamped to a frame (< 2^16 pixels): floor(v + 0.5)
  * without branches; |v| is capped at 2^20 first (beyond it every position clamps to the same edge,
@@ -823,10 +829,17 @@ static inline int round_vec(float v) {
 
 static inline int cell_centre(int c, int n) { int v = c * 8 + 4; return v < n ? v : n - 1; }
 
-/* trace_cells(disp0, disp1_or_None, H, W, d0, d1, flags, gw, out) -> None
- * out[c] = T(q) - centre(c), q = centre(c) - round(d) in the reference the cell predicts from (L0;
- * L1 only when it has no L0 vector and disp1 is given; intra: co-located, q = centre), with
- * T(q) = clamp(q + disp_ref[cell(q)]) the reference's trace of q. */
+/* A vector or displacement as the trace uses it: |v| capped at 2^20 (beyond it every position clamps
+ * to the same edge), NaN counted as -2^20, as round_vec counts it. */
+static inline float cap_vec(float v) { return v > -1048576.0f ? (v < 1048576.0f ? v : 1048576.0f) : -1048576.0f; }
+
+static inline float clampf(float v, float lo, float hi) { return v > lo ? (v < hi ? v : hi) : lo; }
+
+/* trace_cells(disp0, disp1_or_None, H, W, d0, d1, flags, gw, out) -> None, displacements float32
+ * out[c] = clamp(p - d + disp_ref[cell(q)]) - p for the cell's centre p, its vector d in the reference
+ * it predicts from (L0; L1 only when it has no L0 vector and disp1 is given; intra: co-located,
+ * d = 0) and q = clamp(p - round(d)) the pixel whose cell's trace it continues; positions clamp to
+ * the frame, a reference's displacement to [-W, W] x [-H, H] first. */
 static PyObject *trace_cells(PyObject *self, PyObject *args) {
     PyObject *o_a0, *o_a1, *o_d0, *o_d1, *o_fl, *o_out;
     int H, W, gw;
@@ -844,10 +857,11 @@ static PyObject *trace_cells(PyObject *self, PyObject *args) {
         need(&b[5], cells * 8, "out"))
         goto fail;
     {
-        const int32_t *a0 = (const int32_t *)b[0].view.buf, *a1 = b[1].held ? (const int32_t *)b[1].view.buf : NULL;
+        const float *a0 = (const float *)b[0].view.buf, *a1 = b[1].held ? (const float *)b[1].view.buf : NULL;
         const float *d0 = (const float *)b[2].view.buf, *d1 = (const float *)b[3].view.buf;
         const uint8_t *fl = (const uint8_t *)b[4].view.buf;
-        int32_t *out = (int32_t *)b[5].view.buf;
+        float *out = (float *)b[5].view.buf;
+        const float fw = (float)W, fh = (float)H, xmax = (float)(W - 1), ymax = (float)(H - 1);
         for (int cy = 0; cy < gh; cy++) {
             int py = cell_centre(cy, H);
             for (int cx = 0; cx < gw; cx++) {
@@ -855,16 +869,17 @@ static PyObject *trace_cells(PyObject *self, PyObject *args) {
                 int px = cell_centre(cx, W);
                 uint8_t f = fl[c];
                 int use0 = f & 1, use1 = !use0 && (f & 2) && a1;  /* intra: co-located, offset 0 */
-                float vx = use0 ? d0[c] : (use1 ? d1[c] : 0.0f);
-                float vy = use0 ? d0[cells + c] : (use1 ? d1[cells + c] : 0.0f);
-                const int32_t *src = use1 ? a1 : a0;
+                float vx = cap_vec(use0 ? d0[c] : (use1 ? d1[c] : 0.0f));
+                float vy = cap_vec(use0 ? d0[cells + c] : (use1 ? d1[cells + c] : 0.0f));
+                const float *src = use1 ? a1 : a0;
                 int qx = clampi(px - round_vec(vx), 0, W - 1), qy = clampi(py - round_vec(vy), 0, H - 1);
                 Py_ssize_t qc = (Py_ssize_t)(qy >> 3) * gw + (qx >> 3);
-                /* displacements are clamped to the frame size first: no overflow whatever they hold */
-                int tx = clampi(qx + clampi(src[qc], -W, W), 0, W - 1);
-                int ty = clampi(qy + clampi(src[cells + qc], -H, H), 0, H - 1);
-                out[c] = tx - px;
-                out[cells + c] = ty - py;
+                /* every term is capped before it is added: no overflow or NaN whatever the buffers hold */
+                float sx = cap_vec(src[qc]), sy = cap_vec(src[cells + qc]);
+                float tx = clampf(clampf((float)px - vx, 0.0f, xmax) + clampf(sx, -fw, fw), 0.0f, xmax);
+                float ty = clampf(clampf((float)py - vy, 0.0f, ymax) + clampf(sy, -fh, fh), 0.0f, ymax);
+                out[c] = tx - (float)px;
+                out[cells + c] = ty - (float)py;
             }
         }
     }

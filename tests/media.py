@@ -23,6 +23,22 @@ def moving_square_clip(path, codec="mpeg4", size=(320, 240), frames=24, motion=(
                      square=square, pan=pan, seed=seed, container=container)
 
 
+def half_pel_pan_clip(path, codec="h264", dx2=1, frames=25, size=(192, 144), gop=250, seed=3) -> None:
+    """A smooth texture panning ``dx2`` half pixels per frame (rendered at twice the size, shifted by
+    whole pixels there, then 2x2-averaged: exact half-pixel shifts), one GOP, encoded by FFmpeg."""
+    w, h = size
+    tex = smooth_texture(np.random.default_rng(seed), 2 * h, 2 * (w + abs(dx2) * frames + 8), cell=12).astype(np.float32)
+    settings = EncoderSettings(codec, gop=gop, crf=18, qscale=2, threads=1, bitexact=True)
+    with open_output(str(path), settings, format="mp4") as out:
+        stream = add_video_stream(out, settings, w, h, 25)
+        for t in range(frames):
+            x0 = 4 * 2 + (abs(dx2) * frames if dx2 > 0 else 0) - dx2 * t  # content moves +dx2/2 px per frame
+            crop = tex[:, x0:x0 + 2 * w]
+            img = crop.reshape(h, 2, w, 2, 3).mean(axis=(1, 3))
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.round(img).astype(np.uint8), format="rgb24")))
+        out.mux(stream.encode(None))
+
+
 def object_cells(meta: dict, i: int, shape: tuple[int, int], inset: int = 8) -> tuple[slice, slice]:
     """Grid cells (rows, cols) fully inside the square at frame i, ``inset`` px from its border."""
     x = meta["start"][0] + meta["motion"][0] * i

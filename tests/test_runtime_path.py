@@ -19,7 +19,7 @@ import edgekit.bitstream as bs
 from edgekit import preprocess, sampling
 from edgekit.bitstream import _reference
 from edgekit.bitstream import reader as reader_module
-from media import joined_mid_gop, moving_square_clip
+from media import half_pel_pan_clip, joined_mid_gop, moving_square_clip
 
 native = reader_module._native
 needs_native = pytest.mark.skipif(native is None, reason="native extension not built (pip install -e . builds it)")
@@ -37,21 +37,23 @@ def random_block_fields(H, W, threads, out_hw, check=True):
     rng = np.random.default_rng(H * 7 + W + threads)
     gh, gw = (H + 7) // 8, (W + 7) // 8
     (cur_n, cur_p), (ifr_n, ifr_p) = _planes(rng, H, W), _planes(rng, H, W)
-    disp = rng.integers(-3 * W, 3 * W, (2, gh, gw)).astype(np.int32)
-    disp[:, ::2] = rng.integers(-12, 13, (2, (gh + 1) // 2, gw))
+    traced = (rng.integers(-12 * W, 12 * W, (2, gh, gw)) / 4).astype(np.float32)  # quarter pixels
+    traced[:, ::2] = rng.integers(-48, 49, (2, (gh + 1) // 2, gw)) / 4
+    traced[1, -1, -1], traced[0, 0, -1] = np.nan, np.inf  # buffers the kernel must survive
+    disp = _reference.round_displacements(traced)  # what trace_residual reads
     d0 = (rng.integers(-400, 401, (2, gh, gw)) / 4).astype(np.float32)
     d1 = (rng.integers(-80, 81, (2, gh, gw)) / 4).astype(np.float32)
     d0[0, 0, 0] = np.nan
     flags = rng.integers(0, 4, (gh, gw)).astype(np.uint8)
-    for disp1 in (None, rng.integers(-40, 41, (2, gh, gw)).astype(np.int32)):
-        got, want = np.empty((2, gh, gw), np.int32), np.empty((2, gh, gw), np.int32)
-        native.trace_cells(disp, disp1, H, W, d0, d1, flags, gw, got)
-        _reference.trace_cells(disp, disp1, H, W, d0, d1, flags, gw, want)
+    for disp1 in (None, (rng.integers(-160, 161, (2, gh, gw)) / 4).astype(np.float32)):
+        got, want = np.empty((2, gh, gw), np.float32), np.empty((2, gh, gw), np.float32)
+        native.trace_cells(traced, disp1, H, W, d0, d1, flags, gw, got)
+        _reference.trace_cells(traced, disp1, H, W, d0, d1, flags, gw, want)
         if check:
             np.testing.assert_array_equal(got, want)
             cy = np.minimum(np.arange(gh) * 8 + 4, H - 1)[:, None]
             cx = np.minimum(np.arange(gw) * 8 + 4, W - 1)[None]
-            assert ((cx + got[0] >= 0) & (cx + got[0] < W) & (cy + got[1] >= 0) & (cy + got[1] < H)).all()
+            assert ((cx + got[0] >= 0) & (cx + got[0] <= W - 1) & (cy + got[1] >= 0) & (cy + got[1] <= H - 1)).all()
     full = np.full(3 * H * W + 64, -7, np.int16)
     native.trace_residual(cur_n, ifr_n, disp, H, W, gw, full[:-64].reshape(3, H, W), threads)
     want = np.empty((3, H, W), np.int16)
@@ -91,13 +93,13 @@ def test_block_kernels_refuse_buffers_that_do_not_fit(kernels):
     H, W, gw, gh = 48, 64, 8, 6
     (cur_n, cur_p), (ifr_n, ifr_p) = _planes(rng, H, W), _planes(rng, H, W)
     cur, ifr = (cur_n, ifr_n) if kernels == "native" else (cur_p, ifr_p)
-    disp = np.zeros((2, gh, gw), np.int32)
+    disp, traced = np.zeros((2, gh, gw), np.int32), np.zeros((2, gh, gw), np.float32)
     d = np.zeros((2, gh, gw), np.float32)
     flags = np.zeros((gh, gw), np.uint8)
     calls = [
-        lambda: k.trace_cells(disp[:, :3], None, H, W, d, d, flags, gw, np.empty((2, gh, gw), np.int32)),
-        lambda: k.trace_cells(disp, None, H, W, d, d, flags, gw, np.empty((2, 3, gw), np.int32)),
-        lambda: k.trace_cells(disp, None, H, W + 9, d, d, flags, gw, np.empty((2, gh, gw), np.int32)),
+        lambda: k.trace_cells(traced[:, :3], None, H, W, d, d, flags, gw, np.empty((2, gh, gw), np.float32)),
+        lambda: k.trace_cells(traced, None, H, W, d, d, flags, gw, np.empty((2, 3, gw), np.float32)),
+        lambda: k.trace_cells(traced, None, H, W + 9, d, d, flags, gw, np.empty((2, gh, gw), np.float32)),
         lambda: k.trace_residual(cur, ifr, disp, H, W, gw, np.empty((3, H, W - 1), np.int16)),
         lambda: k.trace_residual(cur, ifr, disp[:, :2], H, W, gw, np.empty((3, H, W), np.int16)),
         lambda: k.trace_residual(cur, ifr, disp, H, W, gw, np.empty((3, 8, 7), np.float32), 1, 8, 8),
@@ -139,11 +141,61 @@ def test_binned_residual_is_the_resized_full_one_on_real_video(square):
 def test_block_trace_is_exact_one_step_from_the_i_frame_and_close_after(square):
     pixel = _read(square, accumulate=True, trace="pixel", rgb=None, residual=False)
     block = _read(square, accumulate=True, trace="block", rgb=None, residual=False)
-    assert [f.kind for f in pixel] == [f.kind for f in block]
+    frame = _read(square, rgb=None, residual=False)
+    assert [f.kind for f in pixel] == [f.kind for f in block] == [f.kind for f in frame]
     first_p = next(i for i, f in enumerate(pixel) if f.kind == "P")
-    np.testing.assert_array_equal(pixel[first_p].mv, block[first_p].mv)
-    same = np.mean([np.mean(np.all(p.mv == b.mv, axis=0)) for p, b in zip(pixel, block)])
-    assert same > 0.9  # cells move as one: only cells straddling a motion boundary differ
+    # one step from the I-frame: the encoder's own (quarter-pel) vectors where a cell has one, the
+    # pixel trace's whole-pixel ones rounded as it rounds them (floor(v + 0.5))
+    inter = ~frame[first_p].intra
+    assert inter.mean() > 0.5
+    np.testing.assert_array_equal(block[first_p].mv[:, inter], frame[first_p].mv[:, inter])
+    assert (block[first_p].mv % 1 != 0).any()  # the square moves by quarter pixels too
+    np.testing.assert_array_equal(np.floor(block[first_p].mv + 0.5), pixel[first_p].mv)
+    near = np.mean([np.mean(np.all(np.abs(p.mv - b.mv) <= 1, axis=0)) for p, b in zip(pixel, block)])
+    assert near > 0.9  # cells move as one: only cells straddling a motion boundary differ by more
+
+
+def test_block_trace_adds_half_pel_vectors_without_drift():
+    """Half-pel jitter (+-0.5 px, what an encoder finds in a still, noisy picture) and slow motion
+    add up exactly along a cell's trace; rounding each step (floor(v + 0.5)) made +0.5 a whole pixel
+    and -0.5 nothing, a drift down and to the right of half a pixel per frame."""
+    H, W, gw, gh = 64, 96, 12, 8
+    flags = np.ones((gh, gw), np.uint8)
+    for k in (native, _reference) if native is not None else (_reference,):
+        disp = np.zeros((2, gh, gw), np.float32)
+        rng = np.random.default_rng(1)
+        for _ in range(40):
+            d = rng.choice(np.float32([-0.5, 0.5]), (2, gh, gw))
+            out = np.empty_like(disp)
+            k.trace_cells(disp, None, H, W, d, d, flags, gw, out)
+            disp = out
+        # every step's vector is a multiple of 0.5: the traced sum is exact and centred on zero
+        assert np.all(disp % 0.5 == 0)
+        assert abs(float(disp.mean())) < 0.5
+        slow = np.zeros((2, gh, gw), np.float32)
+        for _ in range(10):  # content moving 0.5 px per frame to the right: d = dst - src = +0.5
+            out = np.empty_like(slow)
+            k.trace_cells(slow, None, H, W, np.full((2, gh, gw), 0.5, np.float32),
+                          np.zeros((2, gh, gw), np.float32), flags, gw, out)
+            slow = out
+        # cells away from the left and top edges trace back exactly 5 px (clamping aside)
+        np.testing.assert_array_equal(slow[:, 2:, 2:], np.full((2, gh - 2, gw - 2), -5.0, np.float32))
+
+
+@pytest.mark.parametrize("codec", ["h264", "mpeg4"])
+def test_half_pel_motion_adds_up_to_its_true_displacement_both_ways(tmp_path, codec):
+    """Real encoders' half-pel vectors for content panning half a pixel per frame, left and right:
+    the cell trace after 24 P-frames says 12 px both ways (rounding each step said 24 one way, 0 the
+    other)."""
+    traced = {}
+    for dx2 in (1, -1):
+        path = tmp_path / f"pan{dx2}.mp4"
+        half_pel_pan_clip(path, codec, dx2=dx2, frames=25)
+        frames = _read(path, accumulate=True, trace="block", rgb=None, residual=False)
+        assert [f.kind for f in frames] == ["I"] + ["P"] * 24
+        inner = frames[-1].mv[0][2:-2, 2:-2]  # away from the edges, where content enters
+        traced[dx2] = float(np.median(inner))
+    assert traced[1] == pytest.approx(12.0, abs=1.0) and traced[-1] == pytest.approx(-12.0, abs=1.0), traced
 
 
 def test_declined_frames_get_no_residual_and_accepted_ones_do(square):

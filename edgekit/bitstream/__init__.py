@@ -70,13 +70,19 @@ a few frames per window at its own input size; computing a full-resolution resid
 and shrinking it later costs more than decoding to RGB. Three options cut the work to what is used:
 
 - ``trace="block"`` accumulates per 8x8 cell instead of per pixel: a cell keeps one displacement
-  ``disp`` from its centre to the I-frame position it comes from; a P/B cell takes its reference's
-  displacement at the cell its centre points to (``src(c) = q + disp_ref[cell(q)]`` with ``q =
-  centre(c) - round(d(c))``), and every pixel of the cell moves with its centre. One step costs
-  O(cells) per frame (about 0.1 ms at 720p), the same on the 250th frame of a GOP as on the first:
-  it is incremental, never re-traced from the I-frame. It equals the pixel trace one step from the
-  I-frame; later it differs only where a cell straddles a motion boundary (``mv`` identical on over
-  90 % of cells in the tests). Its effect on accuracy is measured in
+  ``disp`` (float32, pixels) from its centre to the I-frame position it comes from; a P/B cell adds
+  its vector to its reference's displacement at the cell its centre points to (``src(c) = centre(c)
+  - d(c) + disp_ref[cell(q)]`` with ``q = centre(c) - round(d(c))``), and every pixel of the cell
+  moves with its centre. The vector is added exactly (quarter- and half-pel vectors are exact in
+  float32); only the lookup ``q`` is rounded. Rounding each step instead (``floor(d + 0.5)``, as the
+  pixel trace and CoViAR do) turns +0.5 px into a whole pixel and -0.5 px into none, so the half-pel
+  jitter an encoder finds in a still, noisy picture adds up over a GOP into a drift down and to the
+  right that reads as motion. One step costs O(cells) per frame (about 0.1 ms at 720p), the same on
+  the 250th frame of a GOP as on the first: it is incremental, never re-traced from the I-frame. One
+  step from the I-frame its ``mv`` is the encoder's vectors; rounded, it is the pixel trace's; later
+  it differs from the pixel trace by more than a pixel only where a cell straddles a motion boundary
+  (on under 10 % of cells in the tests). The residual is sampled at the displacements rounded to
+  whole pixels (``_reference.round_displacements``). Its effect on accuracy is measured in
   ``docs/results/runtime-accuracy.json``. The training cache uses it too (``CacheSpec.trace``), so
   models see in training what they see deployed.
 - ``residual_size=(h, w)`` computes each residual straight at the model's size: the area average

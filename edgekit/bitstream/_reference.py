@@ -58,6 +58,7 @@ def _check_positions(acc: np.ndarray, H: int, W: int) -> None:
 
 
 _VECTOR_LIMIT = np.float32(2 ** 24)  # px: beyond every frame, where the prediction clamps to the edge anyway
+_TRACE_LIMIT = np.float32(2 ** 20)   # px: the cell trace's cap (round_vec and cap_vec in _kernels.c)
 
 
 def _round(v: np.ndarray) -> np.ndarray:
@@ -224,9 +225,16 @@ def _centres(n_cells: int, n: int) -> np.ndarray:
     return np.minimum(np.arange(n_cells) * 8 + 4, n - 1)
 
 
+def _cap(v: np.ndarray) -> np.ndarray:
+    """Vectors and displacements as the cell trace uses them: float32, |v| capped at 2^20, NaN -> -2^20."""
+    v = np.asarray(v, np.float32)
+    return np.where(v > -_TRACE_LIMIT, np.minimum(v, _TRACE_LIMIT), -_TRACE_LIMIT).astype(np.float32)
+
+
 def trace_cells(disp0, disp1, H, W, d0, d1, flags, gw, out) -> None:
-    """One step of the 8x8-cell trace: ``out`` (int32 (2, gh, gw): dx, dy) from the reference
-    traces ``disp0`` (and ``disp1``, the future reference's, or None)."""
+    """One step of the 8x8-cell trace: ``out`` (float32 (2, gh, gw): dx, dy in pixels) from the
+    reference traces ``disp0`` (and ``disp1``, the future reference's, or None). The step's vector is
+    added exactly; only the reference cell it continues is found at the rounded position."""
     _check_geometry(H, W, gw)
     gh = (H + 7) // 8
     disp0 = _check_array(disp0, (2, gh, gw), "disp0")
@@ -237,18 +245,27 @@ def trace_cells(disp0, disp1, H, W, d0, d1, flags, gw, out) -> None:
     py, px = np.meshgrid(_centres(gh, H), _centres(gw, W), indexing="ij")
     use0 = (flags & 1) != 0
     use1 = ~use0 & ((flags & 2) != 0) & (disp1 is not None)
-    qx, qy = px.copy(), py.copy()
-    for use, d in ((use0, d0), (use1, d1)):
-        qx = np.where(use, np.clip(px - _round(d[0]), 0, W - 1), qx)
-        qy = np.where(use, np.clip(py - _round(d[1]), 0, H - 1), qy)
+    zero = np.zeros((2, gh, gw), np.float32)
+    v = _cap(np.where(use0[None], d0, np.where(use1[None], d1, zero)))  # intra: co-located, vector 0
+    qx = np.clip(px - _round(v[0]), 0, W - 1)
+    qy = np.clip(py - _round(v[1]), 0, H - 1)
     # the reference's displacement at the cell q falls in: the future reference's for L1-only cells
-    src = disp0[:, qy >> 3, qx >> 3]
+    src = np.asarray(disp0, np.float32)[:, qy >> 3, qx >> 3]
     if disp1 is not None:
-        src = np.where(use1[None], disp1[:, qy >> 3, qx >> 3], src)
-    tx = np.clip(qx + np.clip(src[0].astype(np.int64), -W, W), 0, W - 1)
-    ty = np.clip(qy + np.clip(src[1].astype(np.int64), -H, H), 0, H - 1)
-    out[0] = tx - px
-    out[1] = ty - py
+        src = np.where(use1[None], np.asarray(disp1, np.float32)[:, qy >> 3, qx >> 3], src)
+    src = _cap(src)
+    fpx, fpy = px.astype(np.float32), py.astype(np.float32)
+    w, h = np.float32(W), np.float32(H)
+    tx = np.clip(np.clip(fpx - v[0], np.float32(0), w - 1) + np.clip(src[0], -w, w), np.float32(0), w - 1)
+    ty = np.clip(np.clip(fpy - v[1], np.float32(0), h - 1) + np.clip(src[1], -h, h), np.float32(0), h - 1)
+    out[0] = tx - fpx
+    out[1] = ty - fpy
+
+
+def round_displacements(disp: np.ndarray) -> np.ndarray:
+    """Cell-trace displacements (float32) to the whole pixels ``trace_residual`` samples: int32,
+    half-way values to the even neighbour (no drift either way), capped as the trace caps them."""
+    return np.rint(_cap(disp)).astype(np.int32)
 
 
 def _traced_residual(cur, iframe, disp, H, W) -> np.ndarray:

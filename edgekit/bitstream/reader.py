@@ -150,7 +150,7 @@ class _Geometry:
     def zero_disp(self) -> np.ndarray:
         """Block-trace displacements of an I-frame (all zero), read-only and shared."""
         if self._zero_disp is None:
-            self._zero_disp = np.zeros((2, self.gh, self.gw), np.int32)
+            self._zero_disp = np.zeros((2, self.gh, self.gw), np.float32)
             self._zero_disp.flags.writeable = False
         return self._zero_disp
 
@@ -173,7 +173,7 @@ class _Decoded:
         self.frame, self.kind, self.pts, self.geometry, self.arrival = frame, kind, pts, geometry, arrival
         self.planes = None
         self.acc = None
-        self.disp = None      # block trace: int32 (2, gh, gw) cell displacements to the I-frame
+        self.disp = None      # block trace: float32 (2, gh, gw) cell displacements to the I-frame (px)
         self.residual = None  # accumulated mode computes it with the positions
         self.d0 = self.d1 = self.flags = None
         self.wallclock = None
@@ -851,7 +851,7 @@ class Reader:
             if past.disp is None:
                 return
             disp1 = future.disp if (future is not None and future_same_gop and future.geometry is g) else None
-            cur.disp = np.empty((2, g.gh, g.gw), np.int32)
+            cur.disp = np.empty((2, g.gh, g.gw), np.float32)
             self._kernel("trace_cells", past.disp, disp1, H, W, cur.d0, cur.d1, cur.flags, g.gw, cur.disp)
             return
         cur.acc = np.empty(H * W, np.int32)
@@ -950,14 +950,16 @@ class Reader:
         if self.accumulate:
             if cur.disp is None or iframe is None or iframe.geometry is not g:
                 return self._zero_residual(H, W)
-            # block trace: computed here, for this frame only, straight at the size asked for
+            # block trace: computed here, for this frame only, straight at the size asked for, from
+            # the I-frame pixels the cells' displacements point at (rounded to whole pixels)
+            disp = _reference.round_displacements(cur.disp)
             if size:
                 out = np.empty((3, *size), np.float32)
-                self._kernel("trace_residual", self._planes(cur), self._planes(iframe), cur.disp, H, W, g.gw, out,
+                self._kernel("trace_residual", self._planes(cur), self._planes(iframe), disp, H, W, g.gw, out,
                              g.kernel_threads, *size, False, residual_step(H, W, size, self.residual_step))
                 return out
             out, c420 = self._full_residual(H, W)
-            self._kernel("trace_residual", self._planes(cur), self._planes(iframe), cur.disp, H, W, g.gw, out,
+            self._kernel("trace_residual", self._planes(cur), self._planes(iframe), disp, H, W, g.gw, out,
                          g.kernel_threads, 0, 0, c420)
             return self._finish(out, H, W)
         out, c420 = self._full_residual(H, W)

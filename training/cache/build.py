@@ -49,7 +49,8 @@ from edgekit.errors import ConfigError, EdgekitError
 from edgekit.spec import default_normalization
 from training.flow import METHODS as FLOW_METHODS
 
-FORMAT_VERSION = 1
+# 2: cell traces add each step's vector exactly (float32 displacements) instead of rounding it first
+FORMAT_VERSION = 2
 FLOW_SOURCES = ("none", "gt", *FLOW_METHODS)  # no flow, the synthetic ground truth, or a training.flow method
 FLOW_LAYOUTS = ("frame", "accumulated")
 # fields added after caches existed: left out of the key while at their default, so old caches keep their keys
