@@ -27,7 +27,8 @@ def half_pel_pan_clip(path, codec="h264", dx2=1, frames=25, size=(192, 144), gop
     """A smooth texture panning ``dx2`` half pixels per frame (rendered at twice the size, shifted by
     whole pixels there, then 2x2-averaged: exact half-pixel shifts), one GOP, encoded by FFmpeg."""
     w, h = size
-    tex = smooth_texture(np.random.default_rng(seed), 2 * h, 2 * (w + abs(dx2) * frames + 8), cell=12).astype(np.float32)
+    tex = smooth_texture(np.random.default_rng(seed), 2 * h, 2 * (w + abs(dx2) * frames + 8), cell=12)
+    tex = tex.astype(np.float32)
     settings = EncoderSettings(codec, gop=gop, crf=18, qscale=2, threads=1, bitexact=True)
     with open_output(str(path), settings, format="mp4") as out:
         stream = add_video_stream(out, settings, w, h, 25)
