@@ -83,10 +83,11 @@ def seed_everything(seed: int) -> None:
 
 def ensure_cache(data: DataSection, specs, progress: bool = True, rgb: bool = False,
                  place: Distributed = SINGLE) -> Path:
-    """Build, resume or find the cache of ``data.dataset`` (a config's ``[data]`` section) holding the inputs ``specs`` need
-    (and the decoded RGB of every frame if ``rgb``); returns its folder. Teacher flow is stored in
-    the motion vectors' layout: accumulated to the I-frame for accumulated inputs, frame to frame
-    otherwise. In a data-parallel run (``place``) the processes build its shards in parts.
+    """Build, resume or find the cache of ``data.dataset`` (a config's ``[data]`` section) holding
+    the inputs ``specs`` need (and the decoded RGB of every frame if ``rgb``); returns its folder.
+    Teacher flow is stored in the motion vectors' layout: accumulated to the I-frame for accumulated
+    inputs, frame to frame otherwise. In a data-parallel run (``place``) the processes build its
+    shards in parts.
     Raises ConfigError for a missing dataset or inputs the cache cannot hold."""
     from training.cache import CacheSpec
     from training.cache.build import flow_layout_for
@@ -267,10 +268,10 @@ def _train(cfg: TrainConfig, place: Distributed, *, resume: bool, overwrite: boo
     companions = [*needs.companions, *input_companions, *teacher_companions]
     if (any(c.part == "flow" for c in companions) or any(s.modality == "flow" for s in specs)) \
             and cfg.data.flow == "none":
-        from training.cache.build import FLOW_SOURCES
+        from training.flow import METHODS
 
         raise ConfigError(f"objective {cfg.objective.name!r} with model {name!r} reads teacher flow: set data.flow "
-                          f"to gt (synthetic data) or an optical-flow method ({', '.join(FLOW_SOURCES[2:])})")
+                          f"to gt (synthetic data) or an optical-flow method ({', '.join(METHODS)})")
     bs = distributed.per_process_batch(t_cfg.batch_size, place)  # checked before the cache is built
     cache = ensure_cache(cfg.data, specs, progress, rgb=any(c.part == "rgb" for c in companions), place=place)
     if resumed is not None and Path(resumed[0].get("cache", cache)).name != cache.name and not force_resume:

@@ -884,7 +884,7 @@ class Reader:
             intra = np.ones_like(intra)
             mv = np.zeros((2, g.gh, g.gw), np.float32)
         elif self.accumulate and cur.disp is not None:
-            mv = np.negative(cur.disp, dtype=np.float32)  # from the I-frame position to the cell
+            mv = np.negative(cur.disp)  # from the I-frame position to the cell (float32, as disp)
         elif self.accumulate and cur.acc is not None:
             a = cur.acc.reshape(-1)[g.cell_index]
             mv = np.stack([g.cell_x - (a & 0xFFFF), g.cell_y - (a >> 16)]).astype(np.float32)
