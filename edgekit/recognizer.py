@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +33,7 @@ import numpy as np
 
 import edgekit.bitstream as bs
 from edgekit import preprocess, sampling
+from edgekit.bitstream.reader import check_max_vector
 from edgekit.errors import ConfigError, EmptySourceError, PackageError
 from edgekit.fusion import NONE, Prediction, fuse, softmax
 from edgekit.modality import MODALITIES, reader_options
@@ -214,6 +215,15 @@ class Recognizer:
         sizes = {tuple(s.size) for s in self._residual_specs}
         if self._reader_options["accumulate"]:
             self._reader_options["trace"] = "block"  # as the training cache traces (CacheSpec.trace)
+        # the vectors the model was trained on: as long as the cache kept them (CacheSpec.max_vector)
+        cache_spec = self.package.manifest.preprocessing.extra.get("cache_spec")
+        max_vector = cache_spec.get("max_vector") if isinstance(cache_spec, Mapping) else None
+        if max_vector:  # 0 or absent: every vector, as packages before the option were trained
+            try:
+                self._reader_options["max_vector"] = check_max_vector(max_vector)
+            except ConfigError:
+                raise PackageError(f"{self.package.path}: preprocessing.cache_spec.max_vector must be a fraction "
+                                   f"of the picture's shorter side in (0, 1], got {max_vector!r}") from None
         if self._reader_options["residual"]:
             if len(sizes) == 1:
                 self._reader_options["residual_size"] = sizes.pop()

@@ -163,6 +163,9 @@ class DataSection(_Section):
     flow_cells: int = _rule(0, "int", minimum=0, help="read the flow as its means over NxN-pixel cells of the "
                             "source picture (0 = as stored): what block vectors without errors would carry "
                             "(benchmarks/motion_ceiling.py)")
+    max_vector: float = _rule(0.0, "float", minimum=0.0, maximum=1.0,
+                              help="drop motion vectors longer than this fraction of the picture's shorter side "
+                                   "before tracing (0 = keep all); recorded in the package, read so at run time")
 
     def __post_init__(self):
         super().__post_init__()
@@ -175,8 +178,9 @@ class DataSection(_Section):
 
     def to_dict(self) -> dict:
         out = super().to_dict()
-        if not self.flow_cells:  # a later addition: configs that leave it at 0 read as they always did
-            del out["flow_cells"]
+        for key in ("flow_cells", "max_vector"):  # later additions: configs that leave them at 0 read as before
+            if not out[key]:
+                del out[key]
         return out
 
 

@@ -7,7 +7,7 @@
 
 ``open(source, *, residual=True, rgb="iframes", accumulate=False, transcode=None, format=None,
 threads="auto", timeout_s=10.0, max_pixels=MAX_PIXELS, fast=True, trace="pixel", residual_size=None,
-wants=None, unused=None, residual_layout="444", residual_step=None, reconnect=None, transport=None)``
+wants=None, unused=None, residual_layout="444", residual_step=None, reconnect=None, transport=None, max_vector=None)``
 
 source
     A path, a URL FFmpeg opens (rtsp/http/file), ``bytes``, a binary file-like object, or an iterable
@@ -129,6 +129,17 @@ bit-identically, and a B-frame's residual is its prediction error before the fil
 ``fast=False`` decodes every picture exactly as a player would. Above 640x360 the residual kernels
 split rows over ``min(cpu_count, 4)`` threads (``threads=N`` sets decoder and kernel threads). Per-frame MV-only reading yields each frame as soon as it is decoded;
 modes that need a B-frame's future reference hold back at most one run of B-frames.
+
+**Vectors no motion explains** (``max_vector=``, a fraction of the picture's shorter side; None keeps
+every vector). An encoder minimises prediction error, not the error of the motion it reports: on
+content that repeats (stripes, plaid, a flat area with noise) several vectors predict equally well and
+it may pick one far away. FFmpeg's MPEG-4 encoder on a plaid backdrop panning 3 px per frame points a
+whole column of blocks at the top of the picture (vectors growing to 109 px down the column). With
+``max_vector=0.1`` a vector longer than a tenth of the shorter side is dropped before anything is
+traced or predicted: the block reads as intra for that reference (``mv`` 0, ``intra`` where no
+reference is left), so the trace keeps its reference's displacement instead of jumping across the
+picture. ``stats.dropped_vectors`` counts the cells. The default models read with the value their
+package records (``preprocessing.cache_spec.max_vector``).
 
 **Codecs.** FFmpeg 8 exports motion vectors for H.264, MPEG-4 Part 2, MPEG-1/2 and H.263, not for
 HEVC, VP9 or AV1: those raise ``UnsupportedCodecError`` unless ``transcode="mpeg4"`` or ``"h264"`` is

@@ -109,7 +109,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 
 from edgekit.bitstream import _reference
-from edgekit.bitstream.reader import MAX_PIXELS, Reader, ReaderStats, StreamInfo, _Decoded, kernels
+from edgekit.bitstream.reader import MAX_PIXELS, Reader, ReaderStats, StreamInfo, _Decoded, check_max_vector, kernels
 from edgekit.errors import ConfigError, DecodeError
 
 KINDS = ("I", "P", "B")
@@ -440,7 +440,7 @@ class MotionReader(Reader):
                  accumulate: bool = False, trace: str = "block", threads: str | int = "auto",
                  max_pixels: int = MAX_PIXELS, timeout_s: float = 10.0, fast: bool = True, transcode=None,
                  format=None, residual_size=None, wants=None, residual_layout: str = "444", residual_step=None,
-                 reconnect=None, transport=None):
+                 reconnect=None, transport=None, max_vector=None):
         if not isinstance(source, EncoderMotion):
             raise ConfigError(f"MotionReader reads an EncoderMotion, got {type(source).__name__}")
         lacking = [what for what, asked in (("no residual", residual), ("no picture", rgb is not None)) if asked]
@@ -467,6 +467,7 @@ class MotionReader(Reader):
             raise ConfigError(f"max_pixels must be a whole number >= 1, got {max_pixels!r}")
         # what Reader.__iter__ and the per-frame methods it calls read
         self.residual, self.rgb, self.accumulate, self.trace = False, None, bool(accumulate), trace
+        self.max_vector = check_max_vector(max_vector)
         self.residual_size, self._wants, self.residual_layout = None, wants, residual_layout
         self.residual_step = residual_step
         self.stats = ReaderStats()

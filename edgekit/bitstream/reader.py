@@ -9,6 +9,7 @@ import dataclasses
 import heapq
 import itertools
 import math
+import numbers
 import os
 import queue
 import threading
@@ -90,6 +91,7 @@ class ReaderStats:
     reconnect_attempts: int = 0  # reopening attempts, successful or not
     undecoded_frames: int = 0   # non-reference pictures never decoded because ``unused`` said no one
                                 # would read them (yielded with mv, intra and residual None)
+    dropped_vectors: int = 0    # 8x8 cells whose vector ``max_vector`` dropped (per reference)
     kernel_ms: float = 0.0      # wall milliseconds spent in the side-data kernels (MV scatter, residual,
                                 # accumulation, tracing, area binning), in the iterating thread;
                                 # part of what a caller's ``next()`` waits for (``edgekit profile``)
@@ -185,7 +187,8 @@ def open(source, *, residual: bool = True, rgb: str | None = "iframes", accumula
          timeout_s: float = 10.0, max_pixels: int = MAX_PIXELS, fast: bool = True, trace: str = "pixel",
          residual_size: tuple[int, int] | None = None, wants=None, residual_layout: str = "444",
          residual_step: int | None = None, unused=None,
-         reconnect: "bool | Reconnect | None" = None, transport: str | None = None) -> "Reader":
+         reconnect: "bool | Reconnect | None" = None, transport: str | None = None,
+         max_vector: float | None = None) -> "Reader":
     """Open a video source for compressed-domain reading. See ``edgekit.bitstream`` for details."""
     from edgekit.bitstream.motion import EncoderMotion  # encoder-side motion vectors: no container to open
 
@@ -193,12 +196,38 @@ def open(source, *, residual: bool = True, rgb: str | None = "iframes", accumula
         return source.open(residual=residual, rgb=rgb, accumulate=accumulate, transcode=transcode, format=format,
                            threads=threads, timeout_s=timeout_s, max_pixels=max_pixels, fast=fast, trace=trace,
                            residual_size=residual_size, wants=wants, reconnect=reconnect,
-                           transport=transport)
+                           transport=transport, max_vector=max_vector)
     return Reader(source, residual=residual, rgb=rgb, accumulate=accumulate, transcode=transcode,
                   format=format, threads=threads, timeout_s=timeout_s, max_pixels=max_pixels,
                   fast=fast, trace=trace, residual_size=residual_size, wants=wants,
                   residual_layout=residual_layout, residual_step=residual_step, unused=unused,
-                  reconnect=reconnect, transport=transport)
+                  reconnect=reconnect, transport=transport, max_vector=max_vector)
+
+
+def check_max_vector(value) -> float | None:
+    """``max_vector`` as a float in (0, 1], or None (keep every vector). ConfigError otherwise."""
+    if value is None:
+        return None
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
+            or not 0 < value <= 1):
+        raise ConfigError(f"max_vector must be None or a fraction of the picture's shorter side in (0, 1], "
+                          f"got {value!r}")
+    return float(value)
+
+
+def drop_long_vectors(cur, limit_px: float) -> int:
+    """Treat every vector of ``cur`` longer than ``limit_px`` as missing: its cells read as intra
+    for that reference (vector 0, the reference's flag bit cleared). Returns the cells dropped."""
+    dropped = 0
+    limit2 = np.float32(limit_px) * np.float32(limit_px)
+    for d, bit in ((cur.d0, 1), (cur.d1, 2)):
+        far = d[0] * d[0] + d[1] * d[1] > limit2
+        n = int(np.count_nonzero(far))
+        if n:
+            d[:, far] = 0
+            cur.flags[far] &= np.uint8(~bit & 0xFF)
+            dropped += n
+    return dropped
 
 
 class Reader:
@@ -207,7 +236,8 @@ class Reader:
     def __init__(self, source, *, residual=True, rgb="iframes", accumulate=False, transcode=None,
                  format=None, threads="auto", timeout_s=10.0, max_pixels=MAX_PIXELS, fast=True, trace="pixel",
                  residual_size=None, wants=None, residual_layout="444", residual_step=None, unused=None,
-                 reconnect=None, transport=None):
+                 reconnect=None, transport=None, max_vector=None):
+        self.max_vector = check_max_vector(max_vector)
         if rgb not in (None, "iframes", "all"):
             raise ConfigError(f"rgb must be None, 'iframes' or 'all', got {rgb!r}")
         if trace not in ("pixel", "block"):
@@ -795,6 +825,9 @@ class Reader:
             self._kernel("mv_grid", None, gh, gw, cur.d0, cur.d1, cur.flags)
             return
         self._scatter(cur)
+        if self.max_vector is not None:
+            g = cur.geometry
+            self.stats.dropped_vectors += drop_long_vectors(cur, self.max_vector * min(g.height, g.width))
 
     def _planes(self, d: _Decoded):
         """(native tuple, numpy tuple) of the Y, U, V planes of a decoded frame. DecodeError if a plane

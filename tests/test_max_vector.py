@@ -1,0 +1,120 @@
+"""``max_vector``: vectors longer than a fraction of the picture's shorter side are dropped (read as
+intra) before anything is traced, in the reader, the training cache and the Recognizer. Real FFmpeg
+encodes of a texture panning 20 px per frame (192x144: 10 % of the shorter side is 14.4 px)."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+import edgekit
+import edgekit.bitstream as bs
+from edgekit.errors import ConfigError, PackageError
+from edgekit.manifest import Preprocessing
+from edgekit.package import load_package, rewrite_package
+from edgekit.recognizer import DEFAULT_PACKAGES
+from media import half_pel_pan_clip
+
+
+@pytest.fixture(scope="module", params=["mpeg4", "h264"])
+def fast_pan(request, tmp_path_factory):
+    path = tmp_path_factory.mktemp("fastpan") / f"pan-{request.param}.mp4"
+    half_pel_pan_clip(path, codec=request.param, dx2=40, frames=12, gop=250)  # content moves +20 px per frame
+    return path
+
+
+def _p_frames(path, **options):
+    with bs.open(path, residual=False, rgb=None, **options) as reader:
+        frames = [f for f in reader if f.kind == "P"]
+        return frames, reader.stats
+
+
+def test_vectors_longer_than_the_limit_read_as_intra(fast_pan):
+    kept, kept_stats = _p_frames(fast_pan)
+    assert np.median([np.median(f.mv[0]) for f in kept]) == 20.0  # the encoder found the pan
+    assert np.mean([f.intra.mean() for f in kept]) < 0.1
+    assert kept_stats.dropped_vectors == 0
+    dropped, stats = _p_frames(fast_pan, max_vector=0.1)  # 14.4 px
+    assert np.mean([np.hypot(f.mv[0], f.mv[1]) > 14.4 for f in kept]) > 0.8
+    for f, g in zip(kept, dropped):
+        far = np.hypot(f.mv[0], f.mv[1]) > 14.4
+        assert np.all(g.mv[:, far] == 0) and np.all(g.intra[far])
+        assert np.array_equal(g.mv[:, ~far], f.mv[:, ~far]) and np.array_equal(g.intra[~far], f.intra[~far])
+    assert stats.dropped_vectors == sum(int((np.hypot(f.mv[0], f.mv[1]) > 14.4).sum()) for f in kept)
+    loose, loose_stats = _p_frames(fast_pan, max_vector=0.2)  # 28.8 px: the pan is kept
+    assert loose_stats.dropped_vectors == 0
+    assert all(np.array_equal(f.mv, g.mv) for f, g in zip(kept, loose))
+
+
+def test_a_dropped_vector_is_not_traced(fast_pan):
+    traced, _ = _p_frames(fast_pan, accumulate=True, trace="block")
+    third = traced[2].mv[0]
+    # 20 px per P-frame since the I-frame where the content was in the I-frame (cells right of 60 px)
+    assert np.median(third[:, 8:]) == 60.0
+    held, stats = _p_frames(fast_pan, accumulate=True, trace="block", max_vector=0.1)
+    assert stats.dropped_vectors > 0
+    # a dropped cell keeps its reference's displacement: most of the picture never leaves the I-frame
+    assert np.mean(held[2].mv[0] == 0) > 0.5
+    assert np.median(held[2].mv[0][:, 8:]) == 0.0
+
+
+@pytest.mark.parametrize("bad", [0, 0.0, -0.1, 1.5, float("nan"), float("inf"), True, "0.1"])
+def test_a_bad_limit_is_refused(bad, fast_pan):
+    with pytest.raises(ConfigError, match="max_vector"):
+        bs.open(fast_pan, max_vector=bad)
+
+
+def test_encoder_motion_takes_the_limit_too():
+    from edgekit.bitstream import EncoderMotion, MotionFrame
+
+    grid = np.zeros((2, 12, 16), np.float32)
+    grid[0, :, :8] = 30.0   # 30 px: dropped at 0.1 x 96
+    grid[0, :, 8:] = 3.0
+    frames = [MotionFrame("I", 0.0)] + [MotionFrame.from_grid("P", t / 25, grid) for t in range(1, 4)]
+    with bs.open(EncoderMotion(frames, width=128, height=96, fps=25), residual=False, rgb=None,
+                 max_vector=0.1) as reader:
+        got = [f for f in reader if f.kind == "P"]
+        assert reader.stats.dropped_vectors == 3 * 12 * 8
+    assert np.all(got[0].mv[0, :, :8] == 0) and np.all(got[0].intra[:, :8])
+    assert np.all(got[0].mv[0, :, 8:] == 3.0) and not got[0].intra[:, 8:].any()
+
+
+def test_the_cache_spec_keys_and_the_config_carry_it():
+    from training.cache import CacheSpec
+    from training.config import DataSection
+
+    assert CacheSpec().key() == CacheSpec(max_vector=0.0).key()  # caches without it keep their keys
+    assert CacheSpec(max_vector=0.1).key() != CacheSpec().key()
+    with pytest.raises(ConfigError, match="max_vector"):
+        CacheSpec(max_vector=1.5)
+    assert "max_vector" not in DataSection().to_dict()
+    assert DataSection(max_vector=0.1).to_dict()["max_vector"] == 0.1
+    with pytest.raises(ConfigError):
+        DataSection(max_vector=2.0)
+
+
+def _with_max_vector(tmp_path, value):
+    package = load_package(DEFAULT_PACKAGES["mv"])
+    pre = package.manifest.preprocessing
+    spec = dict(pre.extra["cache_spec"])
+    spec["max_vector"] = value
+    extra = {**dict(pre.extra), "cache_spec": spec}
+    manifest = replace(package.manifest, preprocessing=Preprocessing(pre.window_frames, pre.stride_frames, extra))
+    return rewrite_package(package, tmp_path / f"mv-{value}.edgepkg", manifest)
+
+
+def test_the_recognizer_reads_as_its_package_says(fast_pan, tmp_path):
+    def scores(package):
+        rec = edgekit.Recognizer(package, threshold=0, topk=64)
+        result = rec.recognize(fast_pan)
+        assert result.windows
+        return dict(result.topk)
+
+    plain = scores(DEFAULT_PACKAGES["mv"])
+    # the 20 px pan is what the default sees; with its vectors dropped it sees (mostly) nothing
+    assert scores(_with_max_vector(tmp_path, 0.5)) == pytest.approx(plain, abs=1e-6)
+    limited = scores(_with_max_vector(tmp_path, 0.1))
+    assert limited.keys() == plain.keys()
+    assert max(abs(limited[k] - plain[k]) for k in plain) > 0.01
+    with pytest.raises(PackageError, match="max_vector"):
+        edgekit.Recognizer(_with_max_vector(tmp_path, 2.0))
