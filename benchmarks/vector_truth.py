@@ -15,9 +15,20 @@ out. Per clip:
 Per dataset and codec: the clips, and the median and the 10th/90th percentiles over clips of each
 figure, and the same per class. Prints ONE JSON object on stdout; progress goes to stderr.
 
+With ``--max-vector F`` (repeatable), what the reader's ``max_vector=F`` would drop, over all the
+dataset's P-frame inter cells per codec (``max_vector`` of each dataset): ``dropped`` (share of
+inter cells whose vector is longer than F x the picture's shorter side), and among the dropped
+cells, ``lost_good`` (the vector was within 1 px of the true motion: real motion thrown away) and
+``removed_wrong`` (off by more than 1 px: a vector no motion explains), and ``good_lost_share``
+(the share of all the codec's good vectors that were dropped).
+
 Example (the committed docs/results/vector-truth.json):
     python benchmarks/vector_truth.py --data data/synth-broad-motion --split test \\
         --data /tmp/edgekit-heldout/heldout-seed0-10x48f > docs/results/vector-truth.json
+and of the committed docs/results/max-vector.json (held-out draws of seeds 0 and 1):
+    python benchmarks/vector_truth.py --data data/synth-broad-motion --split test \\
+        --data /tmp/edgekit-heldout/heldout-seed0-10x48f --data /tmp/edgekit-heldout/heldout-seed1-10x48f \\
+        --max-vector 0.05 --max-vector 0.1 --max-vector 0.15 --max-vector 0.25 > docs/results/max-vector.json
 """
 
 from __future__ import annotations
@@ -54,15 +65,17 @@ def cell_flow(flow_px: np.ndarray, stride: int, gh: int, gw: int) -> np.ndarray:
     return flow_px[:, :h * k, :w * k].reshape(2, h, k, w, k).mean(axis=(2, 4))
 
 
-def clip_figures(video: Path, truth_path: Path) -> dict | None:
+def clip_figures(video: Path, truth_path: Path, fractions=()) -> dict | None:
     """``tracked``, ``epe_px``, ``spurious`` of one clip (None when it has no P-frame with moving or
-    still inter cells)."""
+    still inter cells); with ``fractions``, ``long``: {fraction: {"inter", "dropped", "lost_good",
+    "removed_wrong", "good"}} cell counts of what ``max_vector=fraction`` would drop."""
     import edgekit
     from training.synth import load_ground_truth
 
     truth = load_ground_truth(truth_path)
     flow, stride = truth.flow_px, truth.stride_px
     errors, spurious, still = [], 0, 0
+    long = {f: {"inter": 0, "dropped": 0, "lost_good": 0, "removed_wrong": 0, "good": 0} for f in fractions}
     anchor = 0
     with edgekit.open(str(video), residual=False, rgb=None) as reader:
         for f in reader:
@@ -80,16 +93,42 @@ def clip_figures(video: Path, truth_path: Path) -> dict | None:
             speed = np.hypot(true[0], true[1])
             moving = inter & (speed >= MOVING_PX)
             resting = inter & (speed < STILL_PX)
-            errors.append(np.hypot(mv[0] - true[0], mv[1] - true[1])[moving])
-            spurious += int((np.hypot(mv[0], mv[1])[resting] >= 1.0).sum())
+            error = np.hypot(mv[0] - true[0], mv[1] - true[1])
+            length = np.hypot(mv[0], mv[1])
+            errors.append(error[moving])
+            spurious += int((length[resting] >= 1.0).sum())
             still += int(resting.sum())
+            good = inter & (error < TRACKED_PX)
+            for fraction, counts in long.items():
+                dropped = inter & (length > fraction * min(f.height, f.width))
+                counts["inter"] += int(inter.sum())
+                counts["dropped"] += int(dropped.sum())
+                counts["lost_good"] += int((dropped & good).sum())
+                counts["removed_wrong"] += int((dropped & ~good).sum())
+                counts["good"] += int(good.sum())
     epe = np.concatenate(errors) if errors else np.zeros(0)
     if epe.size == 0 and still == 0:
         return None
-    return {"tracked": float((epe < TRACKED_PX).mean()) if epe.size else None,
-            "epe_px": float(np.median(epe)) if epe.size else None,
-            "spurious": spurious / still if still else None,
-            "moving_cells": int(epe.size), "still_cells": still}
+    out = {"tracked": float((epe < TRACKED_PX).mean()) if epe.size else None,
+           "epe_px": float(np.median(epe)) if epe.size else None,
+           "spurious": spurious / still if still else None,
+           "moving_cells": int(epe.size), "still_cells": still}
+    if fractions:
+        out["long"] = long
+    return out
+
+
+def long_vectors(rows: list[dict]) -> dict:
+    """Per fraction, over ``rows``' cells: the shares ``dropped`` (of inter cells), ``lost_good`` and
+    ``removed_wrong`` (of dropped cells), ``good_lost_share`` (of good vectors), and the counts."""
+    out = {}
+    for fraction in rows[0]["long"]:
+        n = {k: sum(r["long"][fraction][k] for r in rows) for k in rows[0]["long"][fraction]}
+        out[str(fraction)] = {"dropped": round(n["dropped"] / max(n["inter"], 1), 5),
+                              "lost_good": round(n["lost_good"] / max(n["dropped"], 1), 4),
+                              "removed_wrong": round(n["removed_wrong"] / max(n["dropped"], 1), 4),
+                              "good_lost_share": round(n["lost_good"] / max(n["good"], 1), 5), "cells": n}
+    return out
 
 
 def summary(rows: list[dict]) -> dict:
@@ -103,7 +142,7 @@ def summary(rows: list[dict]) -> dict:
     return out
 
 
-def measure(root: Path, split: str | None, limit: int) -> dict:
+def measure(root: Path, split: str | None, limit: int, fractions=()) -> dict:
     """Figures of the dataset at ``root`` (its ``split`` clips, or all), by codec and by codec and class."""
     clips = [json.loads(line) for line in (root / "metadata.jsonl").read_text().splitlines()]
     if split:
@@ -115,16 +154,19 @@ def measure(root: Path, split: str | None, limit: int) -> dict:
     by_codec, by_class = defaultdict(list), defaultdict(list)
     t0 = time.perf_counter()
     for n, clip in enumerate(clips, 1):
-        row = clip_figures(root / "videos" / clip["clip"], root / "flow" / clip["flow"])
+        row = clip_figures(root / "videos" / clip["clip"], root / "flow" / clip["flow"], fractions)
         if row is not None:
             by_codec[clip["codec"]].append(row)
             by_class[f"{clip['codec']} {clip['label']}"].append(row)
         if n % 50 == 0:
             log(f"{root.name}: {n}/{len(clips)} clips")
-    return {"data": str(root), "split": split, "clips": len(clips),
-            "by_codec": {codec: summary(rows) for codec, rows in sorted(by_codec.items())},
-            "by_codec_class": {key: summary(rows) for key, rows in sorted(by_class.items())},
-            "seconds": round(time.perf_counter() - t0, 1)}
+    out = {"data": str(root), "split": split, "clips": len(clips),
+           "by_codec": {codec: summary(rows) for codec, rows in sorted(by_codec.items())},
+           "by_codec_class": {key: summary(rows) for key, rows in sorted(by_class.items())}}
+    if fractions:
+        out["max_vector"] = {codec: long_vectors(rows) for codec, rows in sorted(by_codec.items())}
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    return out
 
 
 def main(argv=None) -> int:
@@ -136,7 +178,11 @@ def main(argv=None) -> int:
                         help="only this split's clips of every --data (train, val, test; default: all; the "
                              "held-out renderer puts every clip in test)")
     parser.add_argument("--limit", type=int, default=0, metavar="N", help="at most N clips per dataset (0: all)")
+    parser.add_argument("--max-vector", action="append", type=float, default=[], metavar="F",
+                        help="also count what the reader's max_vector=F would drop (repeatable; 0 < F <= 1)")
     args = parser.parse_args(argv)
+    if any(not 0 < f <= 1 for f in args.max_vector):
+        parser.error("--max-vector takes fractions of the picture's shorter side in (0, 1]")
     roots = [Path(d) for d in args.data]
     for root in roots:
         if not (root / "metadata.jsonl").is_file():
@@ -148,7 +194,7 @@ def main(argv=None) -> int:
            "settings": {"moving_px": MOVING_PX, "still_px": STILL_PX, "tracked_px": TRACKED_PX,
                         "vectors": "each P-frame's own (not accumulated), inter cells, 8x8-px cells",
                         "truth": "flow summed over the frames since the previous I/P-frame, mean over the cell"},
-           "datasets": [measure(root, args.split, args.limit) for root in roots]}
+           "datasets": [measure(root, args.split, args.limit, tuple(args.max_vector)) for root in roots]}
     print(json.dumps(out, indent=1))
     return 0
 

@@ -66,3 +66,21 @@ def test_a_folder_that_is_not_a_dataset_is_refused(tmp_path):
 
     proc = subprocess.run([sys.executable, str(vt.__file__), "--data", str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 2 and "no metadata.jsonl" in proc.stderr
+
+
+def test_max_vector_counts_what_a_limit_would_drop(clips):
+    root = clips["h264"]
+    pan = vt.clip_figures(root / "videos/scene_right/scene_right_00000.mp4",
+                          root / "flow/scene_right/scene_right_00000.npz", (0.01, 0.5))
+    tight, loose = pan["long"][0.01], pan["long"][0.5]
+    assert tight["inter"] == loose["inter"] > 100
+    # about 1 px at 128x96: the pan's tracked vectors go with the rest; at half the picture nothing does
+    assert tight["dropped"] > 0.5 * tight["inter"] and tight["lost_good"] > 0.5 * tight["dropped"]
+    assert tight["dropped"] == tight["lost_good"] + tight["removed_wrong"]
+    assert loose["dropped"] == loose["lost_good"] == loose["removed_wrong"] == 0
+    report = run_benchmark("vector_truth.py", "--data", root, "--max-vector", "0.01", "--max-vector", "0.5",
+                           timeout=300)
+    shares = report["datasets"][0]["max_vector"]["h264"]
+    assert set(shares) == {"0.01", "0.5"} and shares["0.5"]["dropped"] == 0
+    assert 0 < shares["0.01"]["good_lost_share"] <= 1 and shares["0.01"]["dropped"] > 0.1
+    assert shares["0.01"]["lost_good"] + shares["0.01"]["removed_wrong"] == pytest.approx(1, abs=1e-3)
