@@ -83,6 +83,11 @@ class MissingDependencyError(EdgekitError):
         self.extra = extra
 
 
+class CompatibilityWarning(UserWarning):
+    """A package runs, but on inputs computed differently from those it was trained on (e.g. a package
+    trained on cache format 1's rounded cell traces, read with this runtime's exact ones)."""
+
+
 class BackendError(EdgekitError):
     """The inference runtime failed on the device (a CUDA or TensorRT call, an engine build); the
     message names the call and the runtime's reason."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ import numpy as np
 import edgekit.bitstream as bs
 from edgekit import preprocess, sampling
 from edgekit.bitstream.reader import check_max_vector
-from edgekit.errors import ConfigError, EmptySourceError, PackageError
+from edgekit.errors import CompatibilityWarning, ConfigError, EmptySourceError, PackageError
 from edgekit.fusion import NONE, Prediction, fuse, softmax
 from edgekit.modality import MODALITIES, reader_options
 
@@ -217,7 +218,14 @@ class Recognizer:
             self._reader_options["trace"] = "block"  # as the training cache traces (CacheSpec.trace)
         # the vectors the model was trained on: as long as the cache kept them (CacheSpec.max_vector)
         cache_spec = self.package.manifest.preprocessing.extra.get("cache_spec")
-        max_vector = cache_spec.get("max_vector") if isinstance(cache_spec, Mapping) else None
+        cache_spec = cache_spec if isinstance(cache_spec, Mapping) else {}
+        if (self._reader_options["accumulate"] and cache_spec.get("trace", "block") == "block"
+                and cache_spec.get("format_version") == 1):
+            warnings.warn(f"{self.package.path}: this model was trained on cache format 1, whose cell traces "
+                          "rounded every vector; this runtime adds them exactly (format 2), so it sees inputs "
+                          "it was not trained on (README, 'What exact traces bought', measures what that did to the "
+                          "previous defaults): retrain it to be sure of its accuracy", CompatibilityWarning, stacklevel=2)
+        max_vector = cache_spec.get("max_vector")
         if max_vector:  # 0 or absent: every vector, as packages before the option were trained
             try:
                 self._reader_options["max_vector"] = check_max_vector(max_vector)

@@ -94,13 +94,7 @@ def test_the_cache_spec_keys_and_the_config_carry_it():
 
 
 def _with_max_vector(tmp_path, value):
-    package = load_package(DEFAULT_PACKAGES["mv"])
-    pre = package.manifest.preprocessing
-    spec = dict(pre.extra["cache_spec"])
-    spec["max_vector"] = value
-    extra = {**dict(pre.extra), "cache_spec": spec}
-    manifest = replace(package.manifest, preprocessing=Preprocessing(pre.window_frames, pre.stride_frames, extra))
-    return rewrite_package(package, tmp_path / f"mv-{value}.edgepkg", manifest)
+    return _with_cache_spec(tmp_path, f"mv-{value}.edgepkg", max_vector=value)
 
 
 def test_the_recognizer_reads_as_its_package_says(fast_pan, tmp_path):
@@ -118,3 +112,25 @@ def test_the_recognizer_reads_as_its_package_says(fast_pan, tmp_path):
     assert max(abs(limited[k] - plain[k]) for k in plain) > 0.01
     with pytest.raises(PackageError, match="max_vector"):
         edgekit.Recognizer(_with_max_vector(tmp_path, 2.0))
+
+
+def _with_cache_spec(tmp_path, name, **fields):
+    package = load_package(DEFAULT_PACKAGES["mv"])
+    pre = package.manifest.preprocessing
+    extra = {**dict(pre.extra), "cache_spec": {**dict(pre.extra["cache_spec"]), **fields}}
+    manifest = replace(package.manifest, preprocessing=Preprocessing(pre.window_frames, pre.stride_frames, extra))
+    return rewrite_package(package, tmp_path / name, manifest)
+
+
+def test_a_package_trained_on_rounded_traces_is_flagged(tmp_path):
+    import warnings
+
+    from edgekit.errors import CompatibilityWarning
+
+    old = _with_cache_spec(tmp_path, "format1.edgepkg", format_version=1)
+    with pytest.warns(CompatibilityWarning, match="cache format 1"):
+        edgekit.Recognizer(old)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the shipped default (format 2) runs without a word
+        edgekit.Recognizer.default("mv")
+        edgekit.Recognizer(_with_cache_spec(tmp_path, "pixel.edgepkg", format_version=1, trace="pixel"))
