@@ -144,6 +144,50 @@ fail:
     return NULL;
 }
 
+/* drop_long(d0, d1, flags, gh, gw, limit) -> int
+ * Zeroes every vector of d0/d1 (float32 (2, gh, gw)) longer than limit px and clears its reference's
+ * bit in flags (uint8 (gh, gw)): that cell reads as intra for that reference. Returns the cells
+ * dropped (counted once per reference). NaN vectors are left alone (the trace saturates them). */
+static PyObject *drop_long(PyObject *self, PyObject *args) {
+    PyObject *o_d0, *o_d1, *o_fl;
+    int gh, gw;
+    double limit;
+    if (!PyArg_ParseTuple(args, "OOOiid", &o_d0, &o_d1, &o_fl, &gh, &gw, &limit)) return NULL;
+    Buf b[3];
+    memset(b, 0, sizeof(b));
+    if (get_buf(o_d0, &b[0], 1, "d0") || get_buf(o_d1, &b[1], 1, "d1") || get_buf(o_fl, &b[2], 1, "flags")) goto fail;
+    if (gh < 0 || gw < 0 || gh > 4096 || gw > 8192) {
+        PyErr_Format(PyExc_ValueError, "bad MV grid size: gh=%d gw=%d", gh, gw);
+        goto fail;
+    }
+    if (!(limit >= 0.0) || limit > 1e9) {  /* also refuses NaN */
+        PyErr_Format(PyExc_ValueError, "limit must be a length in pixels >= 0, got %g", limit);
+        goto fail;
+    }
+    Py_ssize_t cells = (Py_ssize_t)gh * gw;
+    if (need(&b[0], cells * 2 * 4, "d0") || need(&b[1], cells * 2 * 4, "d1") || need(&b[2], cells, "flags")) goto fail;
+    float *d[2] = {(float *)b[0].view.buf, (float *)b[1].view.buf};
+    uint8_t *fl = (uint8_t *)b[2].view.buf;
+    const float limit2 = (float)limit * (float)limit;
+    long dropped = 0;
+    for (int r = 0; r < 2; r++) {
+        float *dx = d[r], *dy = d[r] + cells;
+        const uint8_t keep = (uint8_t)~(r ? 2 : 1);
+        for (Py_ssize_t c = 0; c < cells; c++)
+            if (dx[c] * dx[c] + dy[c] * dy[c] > limit2) {
+                dx[c] = 0.0f;
+                dy[c] = 0.0f;
+                fl[c] &= keep;
+                dropped++;
+            }
+    }
+    release(b, 3);
+    return PyLong_FromLong(dropped);
+fail:
+    release(b, 3);
+    return NULL;
+}
+
 #if EK_SSE2
 static inline __m128i load4(const uint8_t *p) {
     int32_t v;
@@ -1425,6 +1469,7 @@ fail:
 
 static PyMethodDef methods[] = {
     {"mv_grid", mv_grid, METH_VARARGS, "Scatter AVMotionVector side data onto the 8x8 grid."},
+    {"drop_long", drop_long, METH_VARARGS, "Drop the grid's vectors longer than a limit (they read as intra)."},
     {"mc_residual", mc_residual, METH_VARARGS, "Motion-compensated residual of a YUV 4:2:0 frame."},
     {"accumulate", accumulate, METH_VARARGS, "Trace every pixel back to the GOP's I-frame (and its residual)."},
     {"trace_cells", trace_cells, METH_VARARGS, "Trace every 8x8 cell back to the GOP's I-frame (one step)."},

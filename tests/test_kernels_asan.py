@@ -49,6 +49,8 @@ CHILD = textwrap.dedent("""
                  "residual too short", "zero height"]:
         tg.test_accumulate_refuses_positions_and_buffers_that_do_not_fit(native, case)
     tg.test_mv_grid_refuses_partial_vectors_and_bad_grids(native)
+    tg.test_drop_long_refuses_bad_grids_and_limits(native)
+    tg.test_drop_long_matches_in_both_kernels()
     tg.test_huge_and_nan_vectors_clamp_to_the_edge_in_both_kernels()
     import test_runtime_path as tr
     for H, W, out_hw in [(37, 53, (8, 8)), (61, 83, (112, 112)), (90, 1024, (56, 200))]:
@@ -60,6 +62,7 @@ CHILD = textwrap.dedent("""
     for path in streams:
         for options in ({"residual": False, "rgb": None}, {}, {"accumulate": True},
                         {"accumulate": True, "trace": "block", "residual_size": (56, 72)},
+                        {"accumulate": True, "trace": "block", "max_vector": 0.05},
                         {"residual_size": (24, 40)}):
             with bs.open(path, **options) as r:
                 frames = list(r)

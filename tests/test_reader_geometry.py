@@ -243,6 +243,46 @@ def test_mv_grid_refuses_partial_vectors_and_bad_grids(kernels):
     kernels.mv_grid(side, 2, 2, d0, d1, flags)  # and the well-formed call still works
 
 
+@pytest.mark.parametrize("kernels", _kernel_modules())
+def test_drop_long_refuses_bad_grids_and_limits(kernels):
+    d0, d1, flags = np.zeros((2, 2, 3), np.float32), np.zeros((2, 2, 3), np.float32), np.zeros((2, 3), np.uint8)
+    for gh, gw, limit in [(-1, 3, 1.0), (4, 3, 1.0), (2, 4, 1.0), (2, 3, -1.0), (2, 3, float("nan"))]:
+        with pytest.raises(ValueError):
+            kernels.drop_long(d0, d1, flags, gh, gw, limit)
+    with pytest.raises((ValueError, TypeError)):
+        kernels.drop_long(d0, d1[:, :1], flags, 2, 3, 1.0)  # a grid shorter than gh x gw
+    assert kernels.drop_long(d0, d1, flags, 2, 3, 1.0) == 0  # and the well-formed call still works
+
+
+def test_drop_long_matches_in_both_kernels():
+    if reader_module._native is None:
+        pytest.skip("native extension not built (pip install -e . builds it)")
+    rng = np.random.default_rng(5)
+    gh, gw = 17, 29
+    d = rng.normal(0, 12, (2, 2, gh, gw)).astype(np.float32)
+    d[0, 0, 0, :4] = [np.nan, np.inf, -np.inf, 3e38]
+    d[1, 1, 2, :2] = [np.nan, -3e38]
+    d[0, :, 5, 5] = [9.0, 12.0]  # exactly 15 px: kept at a 15 px limit
+    flags = rng.integers(0, 4, (gh, gw), dtype=np.uint8)
+    out = {}
+    for name, k in (("numpy", _reference), ("native", reader_module._native)):
+        d0, d1, fl = d[0].copy(), d[1].copy(), flags.copy()
+        n = k.drop_long(d0, d1, fl, gh, gw, 15.0)
+        out[name] = (n, d0, d1, fl)
+    (n, d0, d1, fl), (m, e0, e1, gl) = out["numpy"], out["native"]
+    assert n == m > 0
+    np.testing.assert_array_equal(d0, e0)
+    np.testing.assert_array_equal(d1, e1)
+    np.testing.assert_array_equal(fl, gl)
+    length0 = np.hypot(d[0, 0], d[0, 1])
+    far0 = length0 > 15
+    assert np.all(d0[:, far0] == 0) and not np.any(fl[far0] & 1)
+    assert d0[0, 5, 5] == 9.0 and (fl[5, 5] & 1) == (flags[5, 5] & 1)
+    assert np.isnan(d0[0, 0, 0])  # NaN is left to the trace, which saturates it
+    kept = ~far0 & ~np.isnan(length0)
+    np.testing.assert_array_equal(d0[:, kept], d[0][:, kept])
+
+
 def test_huge_and_nan_vectors_clamp_to_the_edge_in_both_kernels():
     if reader_module._native is None:
         pytest.skip("native extension not built (pip install -e . builds it)")

@@ -107,6 +107,26 @@ def mv_grid(side_data, gh: int, gw: int, d0: np.ndarray, d1: np.ndarray, flags: 
         flags[ys, xs] |= bit
 
 
+def drop_long(d0: np.ndarray, d1: np.ndarray, flags: np.ndarray, gh: int, gw: int, limit: float) -> int:
+    if not (0 <= gh <= 4096 and 0 <= gw <= 8192):
+        raise ValueError(f"bad MV grid size: gh={gh} gw={gw}")
+    if not 0.0 <= limit <= 1e9:  # also refuses NaN
+        raise ValueError(f"limit must be a length in pixels >= 0, got {limit:g}")
+    for a, shape, what in ((d0, (2, gh, gw), "d0"), (d1, (2, gh, gw), "d1"), (flags, (gh, gw), "flags")):
+        if a.shape != shape:
+            raise ValueError(f"{what}: expected shape {shape}, got {a.shape}")
+    limit2 = np.float32(limit) * np.float32(limit)
+    dropped = 0
+    for d, bit in ((d0, 1), (d1, 2)):
+        with np.errstate(over="ignore", invalid="ignore"):
+            far = d[0] * d[0] + d[1] * d[1] > limit2
+        if far.any():
+            d[:, far] = 0
+            flags[far] &= np.uint8(~bit & 0xFF)
+            dropped += int(np.count_nonzero(far))
+    return dropped
+
+
 def _cell_offsets(d: np.ndarray, shift: int) -> tuple[np.ndarray, np.ndarray]:
     s = np.float32(0.5 if shift else 1.0)
     return _round(d[0] * s), _round(d[1] * s)

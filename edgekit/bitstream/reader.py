@@ -215,21 +215,6 @@ def check_max_vector(value) -> float | None:
     return float(value)
 
 
-def drop_long_vectors(cur, limit_px: float) -> int:
-    """Treat every vector of ``cur`` longer than ``limit_px`` as missing: its cells read as intra
-    for that reference (vector 0, the reference's flag bit cleared). Returns the cells dropped."""
-    dropped = 0
-    limit2 = np.float32(limit_px) * np.float32(limit_px)
-    for d, bit in ((cur.d0, 1), (cur.d1, 2)):
-        far = d[0] * d[0] + d[1] * d[1] > limit2
-        n = int(np.count_nonzero(far))
-        if n:
-            d[:, far] = 0
-            cur.flags[far] &= np.uint8(~bit & 0xFF)
-            dropped += n
-    return dropped
-
-
 class Reader:
     """Iterate a source's CompressedFrames. Use ``edgekit.bitstream.open``; a context manager."""
 
@@ -825,9 +810,17 @@ class Reader:
             self._kernel("mv_grid", None, gh, gw, cur.d0, cur.d1, cur.flags)
             return
         self._scatter(cur)
-        if self.max_vector is not None:
+        if self.max_vector is not None:  # vectors no motion explains read as intra (see edgekit.bitstream)
             g = cur.geometry
-            self.stats.dropped_vectors += drop_long_vectors(cur, self.max_vector * min(g.height, g.width))
+            started = time.perf_counter()
+            try:
+                self.stats.dropped_vectors += self._kernels.drop_long(
+                    cur.d0, cur.d1, cur.flags, gh, gw, self.max_vector * min(g.height, g.width))
+            except (ValueError, TypeError) as err:
+                raise DecodeError(f"{self.description}: frame {self.stats.frames} cannot be read "
+                                  f"(drop_long: {_short(err)})") from None
+            finally:
+                self.stats.kernel_ms += (time.perf_counter() - started) * 1000
 
     def _planes(self, d: _Decoded):
         """(native tuple, numpy tuple) of the Y, U, V planes of a decoded frame. DecodeError if a plane
