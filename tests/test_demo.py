@@ -108,7 +108,9 @@ def test_recognize_reads_a_raw_h264_stream_on_stdin_with_the_default_model(tmp_p
         assert r.returncode == 0, r.stderr.decode()
         out = json.loads(r.stdout)
         assert out["label"] == label and len(out["windows"]) == 3
-        assert all(w["label"] == label for w in out["windows"])
+        # the square enters and leaves the picture (4 px per frame over 96 frames): the last window,
+        # where it is gone for its final third, may read otherwise ("part" 0.61 for "up")
+        assert [w["label"] for w in out["windows"][:2]] == [label, label]
 
 
 def test_training_assets_installs_both_defaults_and_renders_the_demo_clip(tmp_path):

@@ -104,8 +104,10 @@ def test_the_recognizer_reads_as_its_package_says(fast_pan, tmp_path):
         assert result.windows
         return dict(result.topk)
 
-    plain = scores(DEFAULT_PACKAGES["mv"])
-    # the 20 px pan is what the default sees; with its vectors dropped it sees (mostly) nothing
+    for kind in ("mvr", "mv"):  # both defaults were trained on vectors cut at 0.1 and read them so
+        assert load_package(DEFAULT_PACKAGES[kind]).manifest.preprocessing.extra["cache_spec"]["max_vector"] == 0.1
+    plain = scores(_with_max_vector(tmp_path, 0.0))  # 0: every vector, as packages before the option
+    # the 20 px pan is what the model sees with every vector; with them dropped it sees (mostly) nothing
     assert scores(_with_max_vector(tmp_path, 0.5)) == pytest.approx(plain, abs=1e-6)
     limited = scores(_with_max_vector(tmp_path, 0.1))
     assert limited.keys() == plain.keys()
