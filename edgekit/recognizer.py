@@ -223,8 +223,9 @@ class Recognizer:
                 and cache_spec.get("format_version") == 1):
             warnings.warn(f"{self.package.path}: this model was trained on cache format 1, whose cell traces "
                           "rounded every vector; this runtime adds them exactly (format 2), so it sees inputs "
-                          "it was not trained on (README, 'What exact traces bought', measures what that did to the "
-                          "previous defaults): retrain it to be sure of its accuracy", CompatibilityWarning, stacklevel=2)
+                          "it was not trained on (README, 'What exact traces bought', measures what that did "
+                          "to the previous defaults): retrain it to be sure of its accuracy",
+                          CompatibilityWarning, stacklevel=2)
         max_vector = cache_spec.get("max_vector")
         if max_vector:  # 0 or absent: every vector, as packages before the option were trained
             try:
