@@ -98,14 +98,17 @@ def clip_figures(video: Path, truth_path: Path, fractions=()) -> dict | None:
             errors.append(error[moving])
             spurious += int((length[resting] >= 1.0).sum())
             still += int(resting.sum())
-            good = inter & (error < TRACKED_PX)
-            for fraction, counts in long.items():
-                dropped = inter & (length > fraction * min(f.height, f.width))
-                counts["inter"] += int(inter.sum())
-                counts["dropped"] += int(dropped.sum())
-                counts["lost_good"] += int((dropped & good).sum())
-                counts["removed_wrong"] += int((dropped & ~good).sum())
-                counts["good"] += int(good.sum())
+            if long:
+                good = inter & (error < TRACKED_PX)
+                n_inter, n_good, short = int(inter.sum()), int(good.sum()), min(f.height, f.width)
+                for fraction, counts in long.items():
+                    dropped = inter & (length > fraction * short)
+                    n_dropped, n_lost = int(dropped.sum()), int((dropped & good).sum())
+                    counts["inter"] += n_inter
+                    counts["good"] += n_good
+                    counts["dropped"] += n_dropped
+                    counts["lost_good"] += n_lost
+                    counts["removed_wrong"] += n_dropped - n_lost
     epe = np.concatenate(errors) if errors else np.zeros(0)
     if epe.size == 0 and still == 0:
         return None

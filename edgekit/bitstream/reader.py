@@ -92,8 +92,8 @@ class ReaderStats:
     undecoded_frames: int = 0   # non-reference pictures never decoded because ``unused`` said no one
                                 # would read them (yielded with mv, intra and residual None)
     dropped_vectors: int = 0    # 8x8 cells whose vector ``max_vector`` dropped (per reference)
-    kernel_ms: float = 0.0      # wall milliseconds spent in the side-data kernels (MV scatter, residual,
-                                # accumulation, tracing, area binning), in the iterating thread;
+    kernel_ms: float = 0.0      # wall milliseconds spent in the side-data kernels (MV scatter, long-vector
+                                # drop, residual, accumulation, tracing, area binning), in the iterating thread;
                                 # part of what a caller's ``next()`` waits for (``edgekit profile``)
 
 
@@ -767,11 +767,12 @@ class Reader:
 
     # -- per-frame work ----------------------------------------------------------------------------
 
-    def _kernel(self, name: str, *args) -> None:
-        """Call a kernel; a refusal (a buffer or geometry that does not fit the frame) is a DecodeError."""
+    def _kernel(self, name: str, *args):
+        """Call a kernel and return what it returns; a refusal (a buffer or geometry that does not fit
+        the frame) is a DecodeError."""
         started = time.perf_counter()
         try:
-            getattr(self._kernels, name)(*args)
+            return getattr(self._kernels, name)(*args)
         except (ValueError, TypeError) as err:
             raise DecodeError(f"{self.description}: frame {self.stats.frames} cannot be read "
                               f"({name}: {_short(err)})") from None
@@ -812,15 +813,8 @@ class Reader:
         self._scatter(cur)
         if self.max_vector is not None:  # vectors no motion explains read as intra (see edgekit.bitstream)
             g = cur.geometry
-            started = time.perf_counter()
-            try:
-                self.stats.dropped_vectors += self._kernels.drop_long(
-                    cur.d0, cur.d1, cur.flags, gh, gw, self.max_vector * min(g.height, g.width))
-            except (ValueError, TypeError) as err:
-                raise DecodeError(f"{self.description}: frame {self.stats.frames} cannot be read "
-                                  f"(drop_long: {_short(err)})") from None
-            finally:
-                self.stats.kernel_ms += (time.perf_counter() - started) * 1000
+            self.stats.dropped_vectors += self._kernel("drop_long", cur.d0, cur.d1, cur.flags, gh, gw,
+                                                       self.max_vector * min(g.height, g.width))
 
     def _planes(self, d: _Decoded):
         """(native tuple, numpy tuple) of the Y, U, V planes of a decoded frame. DecodeError if a plane
