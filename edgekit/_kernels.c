@@ -626,6 +626,85 @@ fail:
     return NULL;
 }
 
+/* still_vectors(cur, ref, H, W, d, flags, bit, gw, min_gain) -> int
+ * Sets to 0 the vectors of d (float32 (2, gh, gw)) towards ref (reference `bit`: 1 past, 2 future, as
+ * flags) whose 8x8 cell the zero vector predicts about as well: over the cell's n pixels inside the
+ * frame, e = cur - ref[p - round(d)] and e0 = cur - ref[p] (luma, clamped to the frame), SAD' = sum
+ * |n e - sum(e)| (n times the SAD after taking out the cell's mean difference: a brightness change),
+ * and the vector becomes 0 when SAD'(e0) <= SAD'(e) + min_gain n^2. Flags stay (still, not intra).
+ * Integers are exact (|n e - sum e| <= 32640), the comparison is in double as the numpy reference's.
+ * Returns how many vectors it set to 0. */
+static PyObject *still_vectors(PyObject *self, PyObject *args) {
+    PyObject *o_cur, *o_ref, *o_d, *o_fl;
+    int H, W, gw, bit;
+    double min_gain;
+    if (!PyArg_ParseTuple(args, "OOiiOOiid", &o_cur, &o_ref, &H, &W, &o_d, &o_fl, &bit, &gw, &min_gain)) return NULL;
+    Buf b[8];
+    memset(b, 0, sizeof(b));
+    Plane cur[3], ref[3];
+    if (check_geometry(H, W, gw)) return NULL;
+    if (bit != 1 && bit != 2) {
+        PyErr_Format(PyExc_ValueError, "bit must be 1 (past reference) or 2 (future), got %d", bit);
+        return NULL;
+    }
+    if (!(min_gain >= 0.0) || min_gain > 255.0) {  /* also refuses NaN */
+        PyErr_Format(PyExc_ValueError, "min_gain must be in [0, 255] grey levels per pixel, got %g", min_gain);
+        return NULL;
+    }
+    if (parse_planes(o_cur, b, cur, H, W, "cur") != 1 || parse_planes(o_ref, b + 3, ref, H, W, "ref") != 1) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "cur and ref must be plane 6-tuples, not None");
+        goto fail;
+    }
+    if (get_buf(o_d, &b[6], 1, "d") || get_buf(o_fl, &b[7], 0, "flags")) goto fail;
+    int gh = (H + 7) / 8;
+    Py_ssize_t cells = (Py_ssize_t)gh * gw;
+    if (need(&b[6], cells * 2 * 4, "d") || need(&b[7], cells, "flags")) goto fail;
+    float *dx = (float *)b[6].view.buf, *dy = dx + cells;
+    const uint8_t *fl = (const uint8_t *)b[7].view.buf;
+    const Plane c = cur[0], r = ref[0];
+    long zeroed = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (int cy = 0; cy < gh; cy++) {
+        int y0 = cy * 8, y1 = y0 + 8 < H ? y0 + 8 : H;
+        for (int cx = 0; cx < gw; cx++) {
+            Py_ssize_t k = (Py_ssize_t)cy * gw + cx;
+            if (!(fl[k] & bit) || (dx[k] == 0.0f && dy[k] == 0.0f)) continue;  /* NaN is tested, as in numpy */
+            int ox = roundi(dx[k]), oy = roundi(dy[k]);
+            int x0 = cx * 8, x1 = x0 + 8 < W ? x0 + 8 : W;
+            int n = (y1 - y0) * (x1 - x0), m = 0;
+            int ev[64], e0[64];
+            int64_t sv = 0, s0 = 0;
+            for (int y = y0; y < y1; y++) {
+                const uint8_t *crow = c.data + (Py_ssize_t)y * c.stride, *rrow = r.data + (Py_ssize_t)y * r.stride;
+                for (int x = x0; x < x1; x++, m++) {
+                    /* y - oy, x - ox stay in int: |o| <= 2^24 (roundi saturates), y, x < 2^16 */
+                    ev[m] = crow[x] - fetch(r, y - oy, x - ox, H, W);
+                    e0[m] = crow[x] - rrow[x];
+                    sv += ev[m];
+                    s0 += e0[m];
+                }
+            }
+            int64_t av = 0, a0 = 0;
+            for (int i = 0; i < n; i++) {
+                int64_t u = (int64_t)n * ev[i] - sv, v = (int64_t)n * e0[i] - s0;
+                av += u < 0 ? -u : u;
+                a0 += v < 0 ? -v : v;
+            }
+            if ((double)a0 <= (double)av + min_gain * (double)(n * n)) {
+                dx[k] = 0.0f;
+                dy[k] = 0.0f;
+                zeroed++;
+            }
+        }
+    }
+    Py_END_ALLOW_THREADS
+    release(b, 8);
+    return PyLong_FromLong(zeroed);
+fail:
+    release(b, 8);
+    return NULL;
+}
+
 /* ---- accumulation ------------------------------------------------------------------------------ */
 
 #if EK_SSE2
@@ -1470,6 +1549,7 @@ fail:
 static PyMethodDef methods[] = {
     {"mv_grid", mv_grid, METH_VARARGS, "Scatter AVMotionVector side data onto the 8x8 grid."},
     {"drop_long", drop_long, METH_VARARGS, "Drop the grid's vectors longer than a limit (they read as intra)."},
+    {"still_vectors", still_vectors, METH_VARARGS, "Set to 0 the vectors no better than no motion by a margin."},
     {"mc_residual", mc_residual, METH_VARARGS, "Motion-compensated residual of a YUV 4:2:0 frame."},
     {"accumulate", accumulate, METH_VARARGS, "Trace every pixel back to the GOP's I-frame (and its residual)."},
     {"trace_cells", trace_cells, METH_VARARGS, "Trace every 8x8 cell back to the GOP's I-frame (one step)."},

@@ -34,7 +34,7 @@ import numpy as np
 
 import edgekit.bitstream as bs
 from edgekit import preprocess, sampling
-from edgekit.bitstream.reader import check_max_vector
+from edgekit.bitstream.reader import check_max_vector, check_min_gain
 from edgekit.errors import CompatibilityWarning, ConfigError, EmptySourceError, PackageError
 from edgekit.fusion import NONE, Prediction, fuse, softmax
 from edgekit.modality import MODALITIES, reader_options
@@ -233,6 +233,18 @@ class Recognizer:
             except ConfigError:
                 raise PackageError(f"{self.package.path}: preprocessing.cache_spec.max_vector must be a fraction "
                                    f"of the picture's shorter side in (0, 1], got {max_vector!r}") from None
+        min_gain = cache_spec.get("min_gain")
+        if min_gain:  # 0 or absent: every vector (CacheSpec.min_gain)
+            try:
+                self._reader_options["min_gain"] = check_min_gain(min_gain)
+            except ConfigError:
+                raise PackageError(f"{self.package.path}: preprocessing.cache_spec.min_gain must be grey levels "
+                                   f"per pixel in [0, 255], got {min_gain!r}") from None
+            if not self._reader_options["residual"]:  # it compares pictures: decode them in full
+                if not self._reader_options["accumulate"]:
+                    raise PackageError(f"{self.package.path}: preprocessing.cache_spec.min_gain needs residual or "
+                                       "accumulated inputs (the reader compares each picture with its reference)")
+                self._reader_options["fast"] = False
         if self._reader_options["residual"]:
             if len(sizes) == 1:
                 self._reader_options["residual_size"] = sizes.pop()

@@ -40,6 +40,23 @@ def half_pel_pan_clip(path, codec="h264", dx2=1, frames=25, size=(192, 144), gop
         out.mux(stream.encode(None))
 
 
+def noisy_still_clip(path, codec="mpeg4", size=(192, 144), frames=24, noise=3.0, flicker=0.06, qscale=5,
+                     gop=250, seed=7) -> None:
+    """A still smooth texture under sensor noise (Gaussian, ``noise`` grey levels) and lighting
+    flicker (gain 1 +- ``flicker``, a 3-frame period): nothing moves, yet an encoder finds vectors."""
+    w, h = size
+    rng = np.random.default_rng(seed)
+    tex = smooth_texture(rng, h, w, cell=12).astype(np.float32)
+    settings = EncoderSettings(codec, gop=gop, crf=23, qscale=qscale, threads=1, bitexact=True)
+    with open_output(str(path), settings, format="mp4") as out:
+        stream = add_video_stream(out, settings, w, h, 25)
+        for t in range(frames):
+            img = tex * (1 + flicker * np.sin(2 * np.pi * t / 3)) + rng.normal(0, noise, tex.shape)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.clip(np.round(img), 0, 255).astype(np.uint8),
+                                                             format="rgb24")))
+        out.mux(stream.encode(None))
+
+
 def object_cells(meta: dict, i: int, shape: tuple[int, int], inset: int = 8) -> tuple[slice, slice]:
     """Grid cells (rows, cols) fully inside the square at frame i, ``inset`` px from its border."""
     x = meta["start"][0] + meta["motion"][0] * i

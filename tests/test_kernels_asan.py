@@ -3,7 +3,8 @@
 edgekit/_kernels.c is built by setup.py's own build_ext (its compile flags) plus
 ``-fsanitize=address -fno-omit-frame-pointer`` into a temporary folder, then a child Python with
 libasan preloaded loads that build as ``edgekit._kernels`` and runs: the kernel tests' random fields
-(vectors far outside the frame, every prediction mode, odd sizes, threaded bands), every bad-geometry
+(vectors far outside the frame, every prediction mode, odd sizes, threaded bands, min_gain's cell
+tests), every bad-geometry
 call (which must raise ValueError, not crash), and size-change and mid-GOP streams read end to end in
 all three modes. Skipped only where gcc or libasan is missing.
 """
@@ -52,6 +53,10 @@ CHILD = textwrap.dedent("""
     tg.test_drop_long_refuses_bad_grids_and_limits(native)
     tg.test_drop_long_matches_in_both_kernels()
     tg.test_huge_and_nan_vectors_clamp_to_the_edge_in_both_kernels()
+    import test_min_gain as tm
+    tm.test_the_kernel_on_cells_it_can_be_checked_by_hand(native)
+    tm.test_the_kernel_refuses_what_does_not_fit(native)
+    tm.test_both_kernels_agree_on_random_pictures_and_fields()
     import test_runtime_path as tr
     for H, W, out_hw in [(37, 53, (8, 8)), (61, 83, (112, 112)), (90, 1024, (56, 200))]:
         for threads in (1, 2, 5):
@@ -63,6 +68,7 @@ CHILD = textwrap.dedent("""
         for options in ({"residual": False, "rgb": None}, {}, {"accumulate": True},
                         {"accumulate": True, "trace": "block", "residual_size": (56, 72)},
                         {"accumulate": True, "trace": "block", "max_vector": 0.05},
+                        {"accumulate": True, "trace": "block", "min_gain": 1.0}, {"min_gain": 0.0},
                         {"residual_size": (24, 40)}):
             with bs.open(path, **options) as r:
                 frames = list(r)

@@ -166,6 +166,10 @@ class DataSection(_Section):
     max_vector: float = _rule(0.0, "float", minimum=0.0, maximum=1.0,
                               help="drop motion vectors longer than this fraction of the picture's shorter side "
                                    "before tracing (0 = keep all); recorded in the package, read so at run time")
+    min_gain: float = _rule(0.0, "float", minimum=0.0, maximum=255.0,
+                            help="set to 0 the motion vectors that predict their 8x8 cell better than no motion by "
+                                 "fewer than this many grey levels per pixel (0 = keep all); recorded in the "
+                                 "package, read so at run time")
 
     def __post_init__(self):
         super().__post_init__()
@@ -178,7 +182,7 @@ class DataSection(_Section):
 
     def to_dict(self) -> dict:
         out = super().to_dict()
-        for key in ("flow_cells", "max_vector"):  # later additions: configs that leave them at 0 read as before
+        for key in ("flow_cells", "max_vector", "min_gain"):  # later additions: configs that leave them at 0 read as before
             if not out[key]:
                 del out[key]
         return out

@@ -101,7 +101,7 @@ def ensure_cache(data: DataSection, specs, progress: bool = True, rgb: bool = Fa
     if h != w:
         raise ConfigError(f"the cache stores square inputs; the model wants {h}x{w}")
     spec = CacheSpec(representation=rep, size=h, flow=data.flow, flow_layout=flow_layout_for(rep, data.flow), rgb=rgb,
-                     max_vector=data.max_vector)
+                     max_vector=data.max_vector, min_gain=data.min_gain)
     return build_cache_in_parts(place, data.dataset, data.cache, spec, workers=data.workers, progress=progress)
 
 

@@ -127,6 +127,47 @@ def drop_long(d0: np.ndarray, d1: np.ndarray, flags: np.ndarray, gh: int, gw: in
     return dropped
 
 
+def still_vectors(cur, ref, H, W, d, flags, bit, gw, min_gain) -> int:
+    """Set to 0 the vectors of ``d`` (2, gh, gw) towards ``ref`` (reference ``bit``: 1 past, 2
+    future, as ``flags``) that predict their 8x8 cell's luma no better than no motion does, by
+    ``min_gain`` grey levels per pixel: with e = cur - ref[p - round(d)] and e0 = cur - ref[p]
+    (clamped to the frame) over the cell's n pixels inside the frame, and SAD' the sum of
+    |n e - sum(e)| (n times the sum of absolute differences after taking out the cell's mean
+    difference, a brightness change; exact integers), a cell whose vector is not (0, 0) gets 0 when
+    SAD'(e0) <= SAD'(e) + min_gain n^2. Its flag stays: the cell is still, not intra. Returns how
+    many vectors were set to 0."""
+    _check_geometry(H, W, gw)
+    gh = (H + 7) // 8
+    if bit not in (1, 2):
+        raise ValueError(f"bit must be 1 (past reference) or 2 (future), got {bit}")
+    if not 0.0 <= min_gain <= 255.0:  # also refuses NaN
+        raise ValueError(f"min_gain must be in [0, 255] grey levels per pixel, got {min_gain:g}")
+    cur, ref = _check_planes(cur, H, W, "cur"), _check_planes(ref, H, W, "ref")
+    d = _check_array(d, (2, gh, gw), "d", writable=True)
+    flags = _check_array(flags, (gh, gw), "flags")
+    y, r = cur[0][:H, :W].astype(np.int64), ref[0][:H, :W]
+    ox, oy = _round(d[0]), _round(d[1])
+    rows, cols = np.arange(H)[:, None], np.arange(W)[None, :]
+    e = y - _sample(r, rows - _expand(oy, 8, H, W), cols - _expand(ox, 8, H, W))
+    e0 = y - r.astype(np.int64)
+
+    def cell_sums(a):
+        padded = np.zeros((gh * 8, gw * 8), np.int64)
+        padded[:H, :W] = a
+        return padded.reshape(gh, 8, gw, 8).sum(axis=(1, 3))
+
+    n = cell_sums(np.ones((H, W), np.int64))
+    n_px = _expand(n, 8, H, W)
+
+    def sad(err):
+        return cell_sums(np.abs(n_px * err - _expand(cell_sums(err), 8, H, W)))
+
+    tested = ((flags & bit) != 0) & ((d[0] != 0) | (d[1] != 0))
+    still = tested & (sad(e0).astype(np.float64) <= sad(e).astype(np.float64) + float(min_gain) * (n * n))
+    d[:, still] = 0
+    return int(np.count_nonzero(still))
+
+
 def _cell_offsets(d: np.ndarray, shift: int) -> tuple[np.ndarray, np.ndarray]:
     s = np.float32(0.5 if shift else 1.0)
     return _round(d[0] * s), _round(d[1] * s)

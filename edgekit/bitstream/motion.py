@@ -440,7 +440,7 @@ class MotionReader(Reader):
                  accumulate: bool = False, trace: str = "block", threads: str | int = "auto",
                  max_pixels: int = MAX_PIXELS, timeout_s: float = 10.0, fast: bool = True, transcode=None,
                  format=None, residual_size=None, wants=None, residual_layout: str = "444", residual_step=None,
-                 reconnect=None, transport=None, max_vector=None):
+                 reconnect=None, transport=None, max_vector=None, min_gain=None):
         if not isinstance(source, EncoderMotion):
             raise ConfigError(f"MotionReader reads an EncoderMotion, got {type(source).__name__}")
         lacking = [what for what, asked in (("no residual", residual), ("no picture", rgb is not None)) if asked]
@@ -448,7 +448,7 @@ class MotionReader(Reader):
             raise ConfigError(f"{source.name}: an encoder's motion vectors carry {' and '.join(lacking)}: open it "
                               "with residual=False, rgb=None (only a motion-vector-only model runs on it)")
         refused = {"transcode": transcode, "format": format, "residual_size": residual_size,
-                   "transport": transport}
+                   "transport": transport, "min_gain": min_gain}
         for name, value in refused.items():
             if value is not None:
                 raise ConfigError(f"{source.name}: {name}= does not apply to encoder motion vectors")
@@ -468,6 +468,7 @@ class MotionReader(Reader):
         # what Reader.__iter__ and the per-frame methods it calls read
         self.residual, self.rgb, self.accumulate, self.trace = False, None, bool(accumulate), trace
         self.max_vector = check_max_vector(max_vector)
+        self.min_gain = None  # it compares pictures, which an encoder's vectors come without
         self.residual_size, self._wants, self.residual_layout = None, wants, residual_layout
         self.residual_step = residual_step
         self.stats = ReaderStats()

@@ -92,6 +92,7 @@ class ReaderStats:
     undecoded_frames: int = 0   # non-reference pictures never decoded because ``unused`` said no one
                                 # would read them (yielded with mv, intra and residual None)
     dropped_vectors: int = 0    # 8x8 cells whose vector ``max_vector`` dropped (per reference)
+    still_vectors: int = 0      # 8x8 cells whose vector ``min_gain`` set to 0 (per reference)
     kernel_ms: float = 0.0      # wall milliseconds spent in the side-data kernels (MV scatter, long-vector
                                 # drop, residual, accumulation, tracing, area binning), in the iterating thread;
                                 # part of what a caller's ``next()`` waits for (``edgekit profile``)
@@ -169,7 +170,7 @@ class _Decoded:
     """A decoded picture with what the reader needs of it, kept while it may be referenced."""
 
     __slots__ = ("frame", "kind", "pts", "geometry", "planes", "d0", "d1", "flags", "acc", "disp", "residual",
-                 "arrival", "deferred", "wallclock")
+                 "arrival", "deferred", "wallclock", "stilled")
 
     def __init__(self, frame, kind, pts, geometry, arrival=0.0):
         self.frame, self.kind, self.pts, self.geometry, self.arrival = frame, kind, pts, geometry, arrival
@@ -180,6 +181,7 @@ class _Decoded:
         self.d0 = self.d1 = self.flags = None
         self.wallclock = None
         self.deferred = None  # a B-frame's _predict arguments, kept until _emit knows it is wanted
+        self.stilled = False  # min_gain's test done (its vectors are final)
 
 
 def open(source, *, residual: bool = True, rgb: str | None = "iframes", accumulate: bool = False,
@@ -188,7 +190,7 @@ def open(source, *, residual: bool = True, rgb: str | None = "iframes", accumula
          residual_size: tuple[int, int] | None = None, wants=None, residual_layout: str = "444",
          residual_step: int | None = None, unused=None,
          reconnect: "bool | Reconnect | None" = None, transport: str | None = None,
-         max_vector: float | None = None) -> "Reader":
+         max_vector: float | None = None, min_gain: float | None = None) -> "Reader":
     """Open a video source for compressed-domain reading. See ``edgekit.bitstream`` for details."""
     from edgekit.bitstream.motion import EncoderMotion  # encoder-side motion vectors: no container to open
 
@@ -196,12 +198,23 @@ def open(source, *, residual: bool = True, rgb: str | None = "iframes", accumula
         return source.open(residual=residual, rgb=rgb, accumulate=accumulate, transcode=transcode, format=format,
                            threads=threads, timeout_s=timeout_s, max_pixels=max_pixels, fast=fast, trace=trace,
                            residual_size=residual_size, wants=wants, reconnect=reconnect,
-                           transport=transport, max_vector=max_vector)
+                           transport=transport, max_vector=max_vector, min_gain=min_gain)
     return Reader(source, residual=residual, rgb=rgb, accumulate=accumulate, transcode=transcode,
                   format=format, threads=threads, timeout_s=timeout_s, max_pixels=max_pixels,
                   fast=fast, trace=trace, residual_size=residual_size, wants=wants,
                   residual_layout=residual_layout, residual_step=residual_step, unused=unused,
-                  reconnect=reconnect, transport=transport, max_vector=max_vector)
+                  reconnect=reconnect, transport=transport, max_vector=max_vector, min_gain=min_gain)
+
+
+def check_min_gain(value) -> float | None:
+    """``min_gain`` as a float in [0, 255] (grey levels per pixel), or None (keep every vector).
+    ConfigError otherwise."""
+    if value is None:
+        return None
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
+            or not 0 <= value <= 255):
+        raise ConfigError(f"min_gain must be None or grey levels per pixel in [0, 255], got {value!r}")
+    return float(value)
 
 
 def check_max_vector(value) -> float | None:
@@ -221,8 +234,12 @@ class Reader:
     def __init__(self, source, *, residual=True, rgb="iframes", accumulate=False, transcode=None,
                  format=None, threads="auto", timeout_s=10.0, max_pixels=MAX_PIXELS, fast=True, trace="pixel",
                  residual_size=None, wants=None, residual_layout="444", residual_step=None, unused=None,
-                 reconnect=None, transport=None, max_vector=None):
+                 reconnect=None, transport=None, max_vector=None, min_gain=None):
         self.max_vector = check_max_vector(max_vector)
+        self.min_gain = check_min_gain(min_gain)
+        if self.min_gain is not None and not residual and (fast or not accumulate):
+            raise ConfigError("min_gain compares decoded pictures with their references: open with residual=True "
+                              "(or accumulate=True and fast=False, which decodes every picture in full)")
         if rgb not in (None, "iframes", "all"):
             raise ConfigError(f"rgb must be None, 'iframes' or 'all', got {rgb!r}")
         if trace not in ("pixel", "block"):
@@ -816,6 +833,21 @@ class Reader:
             self.stats.dropped_vectors += self._kernel("drop_long", cur.d0, cur.d1, cur.flags, gh, gw,
                                                        self.max_vector * min(g.height, g.width))
 
+    def _still(self, cur: _Decoded, past: _Decoded | None, future: _Decoded | None) -> None:
+        """``min_gain``: once per picture, set to 0 each vector of ``cur`` that predicts its 8x8 cell
+        no better than no motion does, against the reference it points to (``still_vectors``; see
+        edgekit.bitstream). A reference of another size, or never decoded, is not compared."""
+        if self.min_gain is None or cur.stilled or cur.kind == "I" or cur.d0 is None:
+            return
+        cur.stilled = True
+        g = cur.geometry
+        for d, bit, ref in ((cur.d0, 1, past), (cur.d1, 2, future)):
+            if (ref is None or ref.geometry is not g or isinstance(ref.frame, _Undecoded)
+                    or not np.any(cur.flags & bit)):
+                continue
+            self.stats.still_vectors += self._kernel("still_vectors", self._planes(cur), self._planes(ref),
+                                                     g.height, g.width, d, cur.flags, bit, g.gw, self.min_gain)
+
     def _planes(self, d: _Decoded):
         """(native tuple, numpy tuple) of the Y, U, V planes of a decoded frame. DecodeError if a plane
         does not hold the rows its size says (never read past it)."""
@@ -858,6 +890,8 @@ class Reader:
                  iframe: _Decoded | None, future_same_gop: bool = True) -> None:
         """Accumulated mode: set ``cur.acc`` for a P/B frame given its references and, when the
         residual is wanted, ``cur.residual`` in the same pass over memory."""
+        if cur.d0 is not None:
+            self._still(cur, past, future)
         if not self.accumulate or past is None:
             return
         if cur.d0 is None:  # a B-frame not read yet: traced in _emit if wanted
@@ -896,6 +930,7 @@ class Reader:
                                                    height=g.height, width=g.width, arrival=cur.arrival,
                                                    wallclock=cur.wallclock))
             self._grids(cur)
+            self._still(cur, past, future)
             if cur.deferred is not None:
                 self._predict(cur, *cur.deferred)
         flags = cur.flags

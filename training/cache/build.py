@@ -54,7 +54,7 @@ FORMAT_VERSION = 2
 FLOW_SOURCES = ("none", "gt", *FLOW_METHODS)  # no flow, the synthetic ground truth, or a training.flow method
 FLOW_LAYOUTS = ("frame", "accumulated")
 # fields added after caches existed: left out of the key while at their default, so old caches keep their keys
-_KEY_OPTIONAL = {"flow_layout": "frame", "rgb": False, "max_vector": 0.0}
+_KEY_OPTIONAL = {"flow_layout": "frame", "rgb": False, "max_vector": 0.0, "min_gain": 0.0}
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,9 @@ class CacheSpec:
     rgb: bool = False                      # also store the decoded RGB of every P/B frame (RGB teachers)
     max_vector: float = 0.0                # drop vectors longer than this fraction of the picture's shorter
                                            # side before tracing (edgekit.bitstream.open's max_vector; 0 = keep all)
+    min_gain: float = 0.0                  # a vector must predict its cell better than no motion by this many grey
+                                           # levels per pixel, else it reads 0 (edgekit.bitstream.open's min_gain;
+                                           # 0 = keep all)
     normalization: dict = field(default_factory=lambda: {**default_normalization("mv_residual"),
                                                          **default_normalization("iframe"),
                                                          **default_normalization("flow")})
@@ -90,6 +93,9 @@ class CacheSpec:
             raise ConfigError(f"flow_layout must be one of {FLOW_LAYOUTS}, got {self.flow_layout!r}")
         if not 0 <= self.max_vector <= 1:
             raise ConfigError(f"max_vector must be in [0, 1] (0 keeps every vector), got {self.max_vector!r}")
+        if not 0 <= self.min_gain <= 255:
+            raise ConfigError(f"min_gain must be in [0, 255] grey levels per pixel (0 keeps every vector), "
+                              f"got {self.min_gain!r}")
 
     def key_fields(self) -> dict:
         """The fields the key hashes: every field, except later additions still at their default."""
@@ -245,7 +251,8 @@ def extract_clip(path: str | Path, spec: CacheSpec) -> dict:
     to_iframe = None  # accumulated layout: the previous frame's flow back to the I-frame
     # the runtime's reader settings: cell traces and residuals binned straight to the stored size
     with bs.open(path, accumulate=spec.representation == "accumulated", trace=spec.trace, residual_size=hw,
-                 rgb="all" if teacher or spec.rgb else "iframes", max_vector=spec.max_vector or None) as reader:
+                 rgb="all" if teacher or spec.rgb else "iframes", max_vector=spec.max_vector or None,
+                 min_gain=spec.min_gain or None) as reader:
         for f in reader:
             frame_hw = (f.height, f.width)  # the picture size may change mid-stream
             # the parts of edgekit.modality, prepared by the runtime's own function

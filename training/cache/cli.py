@@ -52,6 +52,9 @@ def add_arguments(p) -> None:
     p.add_argument("--max-vector", type=float, default=0.0, metavar="FRACTION",
                    help="drop motion vectors longer than this fraction of the picture's shorter side before "
                         "tracing, as a config's data.max_vector does (default 0: keep all)")
+    p.add_argument("--min-gain", type=float, default=0.0, metavar="LEVELS",
+                   help="set to 0 the vectors that predict their 8x8 cell better than no motion by fewer than this "
+                        "many grey levels per pixel, as a config's data.min_gain does (default 0: keep all)")
     p.add_argument("--splits", default="train,val,test", help="comma-separated splits (default train,val,test)")
     p.add_argument("--layout", default="auto", choices=["auto", "ucf101", "hmdb51", "kinetics", "folder"])
     p.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
@@ -64,7 +67,8 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     layout = flow_layout_for(args.representation, args.flow) if args.flow_layout == "auto" else args.flow_layout
     spec = CacheSpec(representation=args.representation, size=args.size, flow=args.flow, max_frames=args.max_frames,
-                     trace=args.trace, flow_layout=layout, rgb=args.rgb, max_vector=args.max_vector)
+                     trace=args.trace, flow_layout=layout, rgb=args.rgb, max_vector=args.max_vector,
+                     min_gain=args.min_gain)
     part = CachePart.parse(args.shard) if args.shard else CachePart()
     options = {"splits": tuple(args.splits.split(",")), "layout": args.layout, "workers": args.workers}
     t0 = time.perf_counter()
