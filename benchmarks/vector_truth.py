@@ -22,6 +22,10 @@ cells, ``lost_good`` (the vector was within 1 px of the true motion: real motion
 ``removed_wrong`` (off by more than 1 px: a vector no motion explains), and ``good_lost_share``
 (the share of all the codec's good vectors that were dropped).
 
+With ``--min-gain G`` (repeatable), the same three figures per codec for the vectors the reader gives
+with ``min_gain=G`` (each clip read again with its pictures decoded): a vector no better than none
+becomes 0, so ``spurious`` should fall and ``tracked`` should hold.
+
 Example (the committed docs/results/vector-truth.json):
     python benchmarks/vector_truth.py --data data/synth-broad-motion --split test \\
         --data /tmp/edgekit-heldout/heldout-seed0-10x48f > docs/results/vector-truth.json
@@ -65,10 +69,11 @@ def cell_flow(flow_px: np.ndarray, stride: int, gh: int, gw: int) -> np.ndarray:
     return flow_px[:, :h * k, :w * k].reshape(2, h, k, w, k).mean(axis=(2, 4))
 
 
-def clip_figures(video: Path, truth_path: Path, fractions=()) -> dict | None:
+def clip_figures(video: Path, truth_path: Path, fractions=(), min_gain: float | None = None) -> dict | None:
     """``tracked``, ``epe_px``, ``spurious`` of one clip (None when it has no P-frame with moving or
     still inter cells); with ``fractions``, ``long``: {fraction: {"inter", "dropped", "lost_good",
-    "removed_wrong", "good"}} cell counts of what ``max_vector=fraction`` would drop."""
+    "removed_wrong", "good"}} cell counts of what ``max_vector=fraction`` would drop. ``min_gain``:
+    the vectors as the reader gives them with that option (pictures decoded, residuals on)."""
     import edgekit
     from training.synth import load_ground_truth
 
@@ -77,7 +82,8 @@ def clip_figures(video: Path, truth_path: Path, fractions=()) -> dict | None:
     errors, spurious, still = [], 0, 0
     long = {f: {"inter": 0, "dropped": 0, "lost_good": 0, "removed_wrong": 0, "good": 0} for f in fractions}
     anchor = 0
-    with edgekit.open(str(video), residual=False, rgb=None) as reader:
+    options = {"residual": False} if min_gain is None else {"residual": True, "min_gain": min_gain}
+    with edgekit.open(str(video), rgb=None, **options) as reader:
         for f in reader:
             if f.kind == "I":
                 anchor = f.index
@@ -145,8 +151,9 @@ def summary(rows: list[dict]) -> dict:
     return out
 
 
-def measure(root: Path, split: str | None, limit: int, fractions=()) -> dict:
-    """Figures of the dataset at ``root`` (its ``split`` clips, or all), by codec and by codec and class."""
+def measure(root: Path, split: str | None, limit: int, fractions=(), min_gains=()) -> dict:
+    """Figures of the dataset at ``root`` (its ``split`` clips, or all), by codec and by codec and class;
+    with ``min_gains``, the same figures by codec for the vectors read with each ``min_gain``."""
     clips = [json.loads(line) for line in (root / "metadata.jsonl").read_text().splitlines()]
     if split:
         clips = [c for c in clips if c.get("split") == split]
@@ -155,12 +162,17 @@ def measure(root: Path, split: str | None, limit: int, fractions=()) -> dict:
     if not clips:
         raise SystemExit(f"--data {root}: no clips{' in split ' + split if split else ''}")
     by_codec, by_class = defaultdict(list), defaultdict(list)
+    by_gain = {g: defaultdict(list) for g in min_gains}
     t0 = time.perf_counter()
     for n, clip in enumerate(clips, 1):
         row = clip_figures(root / "videos" / clip["clip"], root / "flow" / clip["flow"], fractions)
         if row is not None:
             by_codec[clip["codec"]].append(row)
             by_class[f"{clip['codec']} {clip['label']}"].append(row)
+        for gain, rows in by_gain.items():
+            row = clip_figures(root / "videos" / clip["clip"], root / "flow" / clip["flow"], min_gain=gain)
+            if row is not None:
+                rows[clip["codec"]].append(row)
         if n % 50 == 0:
             log(f"{root.name}: {n}/{len(clips)} clips")
     out = {"data": str(root), "split": split, "clips": len(clips),
@@ -168,6 +180,9 @@ def measure(root: Path, split: str | None, limit: int, fractions=()) -> dict:
            "by_codec_class": {key: summary(rows) for key, rows in sorted(by_class.items())}}
     if fractions:
         out["max_vector"] = {codec: long_vectors(rows) for codec, rows in sorted(by_codec.items())}
+    if min_gains:
+        out["min_gain"] = {str(g): {codec: summary(rows) for codec, rows in sorted(by.items())}
+                           for g, by in by_gain.items()}
     out["seconds"] = round(time.perf_counter() - t0, 1)
     return out
 
@@ -183,7 +198,12 @@ def main(argv=None) -> int:
     parser.add_argument("--limit", type=int, default=0, metavar="N", help="at most N clips per dataset (0: all)")
     parser.add_argument("--max-vector", action="append", type=float, default=[], metavar="F",
                         help="also count what the reader's max_vector=F would drop (repeatable; 0 < F <= 1)")
+    parser.add_argument("--min-gain", action="append", type=float, default=[], metavar="G",
+                        help="also measure the vectors as the reader gives them with min_gain=G (repeatable; "
+                             "grey levels per pixel, 0-255)")
     args = parser.parse_args(argv)
+    if any(not 0 <= g <= 255 for g in args.min_gain):
+        parser.error("--min-gain takes grey levels per pixel in [0, 255]")
     if any(not 0 < f <= 1 for f in args.max_vector):
         parser.error("--max-vector takes fractions of the picture's shorter side in (0, 1]")
     roots = [Path(d) for d in args.data]
@@ -197,7 +217,8 @@ def main(argv=None) -> int:
            "settings": {"moving_px": MOVING_PX, "still_px": STILL_PX, "tracked_px": TRACKED_PX,
                         "vectors": "each P-frame's own (not accumulated), inter cells, 8x8-px cells",
                         "truth": "flow summed over the frames since the previous I/P-frame, mean over the cell"},
-           "datasets": [measure(root, args.split, args.limit, tuple(args.max_vector)) for root in roots]}
+           "datasets": [measure(root, args.split, args.limit, tuple(args.max_vector), tuple(args.min_gain))
+                        for root in roots]}
     print(json.dumps(out, indent=1))
     return 0
 

@@ -626,6 +626,61 @@ fail:
     return NULL;
 }
 
+/* SAD' of a whole 8x8 cell for still_vectors: e = cur - ref at the vector (v), e0 = cur - ref in place
+ * (z), *bv = sum |64 e - sum e|, *b0 likewise for e0. Exact integers: |64 e - sum e| <= 32640 fits
+ * int16, the sums fit int32; both paths give the same numbers. */
+static inline void cell_sads(const uint8_t *cp, Py_ssize_t cs, const uint8_t *vp, const uint8_t *zp, Py_ssize_t rs,
+                             int *bv, int *b0) {
+#if EK_SSE2
+    __m128i ev[8], e0[8], sv = _mm_setzero_si128(), s0 = _mm_setzero_si128();
+    const __m128i ones = _mm_set1_epi16(1);
+    for (int j = 0; j < 8; j++) {
+        __m128i cur = widen8(cp + j * cs);
+        ev[j] = _mm_sub_epi16(cur, widen8(vp + j * rs));
+        e0[j] = _mm_sub_epi16(cur, widen8(zp + j * rs));
+        sv = _mm_add_epi16(sv, ev[j]);  /* per lane |sum| <= 8 * 255 */
+        s0 = _mm_add_epi16(s0, e0[j]);
+    }
+    sv = _mm_madd_epi16(sv, ones);  /* 4 int32 lanes */
+    s0 = _mm_madd_epi16(s0, ones);
+    sv = _mm_add_epi32(sv, _mm_shuffle_epi32(sv, _MM_SHUFFLE(1, 0, 3, 2)));
+    sv = _mm_add_epi32(sv, _mm_shuffle_epi32(sv, _MM_SHUFFLE(2, 3, 0, 1)));  /* the sum in every lane */
+    s0 = _mm_add_epi32(s0, _mm_shuffle_epi32(s0, _MM_SHUFFLE(1, 0, 3, 2)));
+    s0 = _mm_add_epi32(s0, _mm_shuffle_epi32(s0, _MM_SHUFFLE(2, 3, 0, 1)));
+    const __m128i tv = _mm_set1_epi16((int16_t)_mm_cvtsi128_si32(sv)), t0 = _mm_set1_epi16((int16_t)_mm_cvtsi128_si32(s0));
+    __m128i av = _mm_setzero_si128(), a0 = _mm_setzero_si128();
+    for (int j = 0; j < 8; j++) {
+        __m128i u = _mm_sub_epi16(_mm_slli_epi16(ev[j], 6), tv), v = _mm_sub_epi16(_mm_slli_epi16(e0[j], 6), t0);
+        u = _mm_max_epi16(u, _mm_sub_epi16(_mm_setzero_si128(), u));  /* |u|: u is never -32768 */
+        v = _mm_max_epi16(v, _mm_sub_epi16(_mm_setzero_si128(), v));
+        av = _mm_add_epi32(av, _mm_madd_epi16(u, ones));
+        a0 = _mm_add_epi32(a0, _mm_madd_epi16(v, ones));
+    }
+    av = _mm_add_epi32(av, _mm_shuffle_epi32(av, _MM_SHUFFLE(1, 0, 3, 2)));
+    av = _mm_add_epi32(av, _mm_shuffle_epi32(av, _MM_SHUFFLE(2, 3, 0, 1)));
+    a0 = _mm_add_epi32(a0, _mm_shuffle_epi32(a0, _MM_SHUFFLE(1, 0, 3, 2)));
+    a0 = _mm_add_epi32(a0, _mm_shuffle_epi32(a0, _MM_SHUFFLE(2, 3, 0, 1)));
+    *bv = _mm_cvtsi128_si32(av);
+    *b0 = _mm_cvtsi128_si32(a0);
+#else
+    int fv[64], f0[64], tv = 0, t0 = 0, sv = 0, s0 = 0;
+    for (int j = 0; j < 8; j++)
+        for (int i = 0; i < 8; i++) {
+            fv[j * 8 + i] = cp[j * cs + i] - vp[j * rs + i];
+            f0[j * 8 + i] = cp[j * cs + i] - zp[j * rs + i];
+            tv += fv[j * 8 + i];
+            t0 += f0[j * 8 + i];
+        }
+    for (int i = 0; i < 64; i++) {
+        int u = 64 * fv[i] - tv, v = 64 * f0[i] - t0;
+        sv += u < 0 ? -u : u;
+        s0 += v < 0 ? -v : v;
+    }
+    *bv = sv;
+    *b0 = s0;
+#endif
+}
+
 /* still_vectors(cur, ref, H, W, d, flags, bit, gw, min_gain) -> int
  * Sets to 0 the vectors of d (float32 (2, gh, gw)) towards ref (reference `bit`: 1 past, 2 future, as
  * flags) whose 8x8 cell the zero vector predicts about as well: over the cell's n pixels inside the
@@ -672,6 +727,19 @@ static PyObject *still_vectors(PyObject *self, PyObject *args) {
             int ox = roundi(dx[k]), oy = roundi(dy[k]);
             int x0 = cx * 8, x1 = x0 + 8 < W ? x0 + 8 : W;
             int n = (y1 - y0) * (x1 - x0), m = 0;
+            if (n == 64 && x0 - ox >= 0 && y0 - oy >= 0 && x1 - ox <= W && y1 - oy <= H) {
+                /* a whole cell whose source lies inside the picture */
+                int bv, b0;
+                cell_sads(c.data + (Py_ssize_t)y0 * c.stride + x0, c.stride,
+                          r.data + (Py_ssize_t)(y0 - oy) * r.stride + (x0 - ox),
+                          r.data + (Py_ssize_t)y0 * r.stride + x0, r.stride, &bv, &b0);
+                if ((double)b0 <= (double)bv + min_gain * 4096.0) {
+                    dx[k] = 0.0f;
+                    dy[k] = 0.0f;
+                    zeroed++;
+                }
+                continue;
+            }
             int ev[64], e0[64];
             int64_t sv = 0, s0 = 0;
             for (int y = y0; y < y1; y++) {

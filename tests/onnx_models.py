@@ -200,3 +200,19 @@ def mv_tsn_package(root: Path, *, representation: str = "accumulated", modality:
         "outputs": ["logits"], "preprocessing": {"window_frames": window[0], "stride_frames": window[1]},
         "fusion": {"softmax": True}}))
     return write_package(model_dir, Path(root) / f"{modality}-{representation}.edgepkg", precision="fp32")
+
+
+def default_with_cache_spec(path: Path, kind: str = "mv", **fields) -> Path:
+    """The bundled default package ``kind`` ("mvr" or "mv") rewritten to ``path`` with ``fields``
+    set in its ``preprocessing.cache_spec`` (how the Recognizer reads a stream for it)."""
+    from dataclasses import replace
+
+    from edgekit.manifest import Preprocessing
+    from edgekit.package import load_package, rewrite_package
+    from edgekit.recognizer import DEFAULT_PACKAGES
+
+    package = load_package(DEFAULT_PACKAGES[kind])
+    pre = package.manifest.preprocessing
+    extra = {**dict(pre.extra), "cache_spec": {**dict(pre.extra["cache_spec"]), **fields}}
+    manifest = replace(package.manifest, preprocessing=Preprocessing(pre.window_frames, pre.stride_frames, extra))
+    return rewrite_package(package, path, manifest)

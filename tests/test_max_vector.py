@@ -2,18 +2,16 @@
 intra) before anything is traced, in the reader, the training cache and the Recognizer. Real FFmpeg
 encodes of a texture panning 20 px per frame (192x144: 10 % of the shorter side is 14.4 px)."""
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 
 import edgekit
 import edgekit.bitstream as bs
 from edgekit.errors import ConfigError, PackageError
-from edgekit.manifest import Preprocessing
-from edgekit.package import load_package, rewrite_package
+from edgekit.package import load_package
 from edgekit.recognizer import DEFAULT_PACKAGES
 from media import half_pel_pan_clip
+from onnx_models import default_with_cache_spec
 
 
 @pytest.fixture(scope="module", params=["mpeg4", "h264"])
@@ -117,11 +115,7 @@ def test_the_recognizer_reads_as_its_package_says(fast_pan, tmp_path):
 
 
 def _with_cache_spec(tmp_path, name, **fields):
-    package = load_package(DEFAULT_PACKAGES["mv"])
-    pre = package.manifest.preprocessing
-    extra = {**dict(pre.extra), "cache_spec": {**dict(pre.extra["cache_spec"]), **fields}}
-    manifest = replace(package.manifest, preprocessing=Preprocessing(pre.window_frames, pre.stride_frames, extra))
-    return rewrite_package(package, tmp_path / name, manifest)
+    return default_with_cache_spec(tmp_path / name, "mv", **fields)
 
 
 def test_a_package_trained_on_rounded_traces_is_flagged(tmp_path):

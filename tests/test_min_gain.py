@@ -4,8 +4,6 @@ elsewhere the cell reads as still. In the kernels (numpy and native, bit for bit
 training cache and the Recognizer. Real FFmpeg encodes: a still texture under sensor noise and
 flicker, where MPEG-4 finds vectors on most cells, and a texture panning 4 px per frame."""
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 
@@ -14,10 +12,8 @@ import edgekit.bitstream as bs
 from edgekit.bitstream import _reference
 from edgekit.bitstream import reader as reader_module
 from edgekit.errors import ConfigError, PackageError
-from edgekit.manifest import Preprocessing
-from edgekit.package import load_package, rewrite_package
-from edgekit.recognizer import DEFAULT_PACKAGES
 from media import half_pel_pan_clip, noisy_still_clip
+from onnx_models import default_with_cache_spec
 
 
 def _kernel_modules():
@@ -223,11 +219,7 @@ def test_the_cache_spec_keys_and_the_config_carry_it():
 
 
 def _with_cache_spec(tmp_path, kind, name, **fields):
-    package = load_package(DEFAULT_PACKAGES[kind])
-    pre = package.manifest.preprocessing
-    extra = {**dict(pre.extra), "cache_spec": {**dict(pre.extra["cache_spec"]), **fields}}
-    manifest = replace(package.manifest, preprocessing=Preprocessing(pre.window_frames, pre.stride_frames, extra))
-    return rewrite_package(package, tmp_path / name, manifest)
+    return default_with_cache_spec(tmp_path / name, kind, **fields)
 
 
 def test_the_recognizer_reads_as_its_package_says(tmp_path):
