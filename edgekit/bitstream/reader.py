@@ -841,9 +841,9 @@ class Reader:
             return
         cur.stilled = True
         g = cur.geometry
-        for d, bit, ref in ((cur.d0, 1, past), (cur.d1, 2, future)):
-            if (ref is None or ref.geometry is not g or isinstance(ref.frame, _Undecoded)
-                    or not np.any(cur.flags & bit)):
+        # a P-frame has past-reference vectors only (the kernel skips cells without the flag's bit)
+        for d, bit, ref in ((cur.d0, 1, past),) if cur.kind == "P" else ((cur.d0, 1, past), (cur.d1, 2, future)):
+            if ref is None or ref.geometry is not g or isinstance(ref.frame, _Undecoded):
                 continue
             self.stats.still_vectors += self._kernel("still_vectors", self._planes(cur), self._planes(ref),
                                                      g.height, g.width, d, cur.flags, bit, g.gw, self.min_gain)
