@@ -84,3 +84,24 @@ def test_max_vector_counts_what_a_limit_would_drop(clips):
     assert set(shares) == {"0.01", "0.5"} and shares["0.5"]["dropped"] == 0
     assert 0 < shares["0.01"]["good_lost_share"] <= 1 and shares["0.01"]["dropped"] > 0.1
     assert shares["0.01"]["lost_good"] + shares["0.01"]["removed_wrong"] == pytest.approx(1, abs=1e-3)
+
+
+def test_min_gain_reports_the_vectors_the_option_leaves(clips):
+    root = clips["mpeg4"]
+    still = vt.clip_figures(root / "videos/static/static_00000.mp4", root / "flow/static/static_00000.npz")
+    tested = vt.clip_figures(root / "videos/static/static_00000.mp4", root / "flow/static/static_00000.npz",
+                             min_gain=1.0)
+    assert tested["still_cells"] == still["still_cells"] > 100  # the same cells: only vectors become 0
+    assert tested["spurious"] <= still["spurious"]
+    pan = vt.clip_figures(root / "videos/scene_right/scene_right_00000.mp4",
+                          root / "flow/scene_right/scene_right_00000.npz", min_gain=1.0)
+    assert pan["tracked"] > 0.5  # a textured pan keeps its vectors
+    report = run_benchmark("vector_truth.py", "--data", root, "--min-gain", "1", timeout=300)
+    row = report["datasets"][0]["min_gain"]["1.0"]["mpeg4"]
+    assert row["clips"] == 2 and row["spurious"]["median"] <= report["datasets"][0]["by_codec"]["mpeg4"]["spurious"]["median"]
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, str(vt.__file__), "--data", str(root), "--min-gain", "300"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "--min-gain" in proc.stderr
