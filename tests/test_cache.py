@@ -190,3 +190,19 @@ def test_a_missing_dataset_is_refused_with_its_name(tmp_path):
     with pytest.raises(ConfigError, match=r"dataset folder .*missing-set does not exist"):
         build_cache(tmp_path / "missing-set", tmp_path / "cache", CacheSpec(size=32), progress=False)
     assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("name, on, bad", [("max_vector", 0.1, 1.5), ("min_gain", 1.0, 300.0)])
+def test_later_reader_options_keep_old_cache_keys_and_ride_in_the_config(name, on, bad):
+    """Fields added to CacheSpec after caches existed: at their default (0, off) the key is the one
+    caches had before; set, another key. The config's [data] section carries them the same way."""
+    from training.config import DataSection
+
+    assert CacheSpec().key() == CacheSpec(**{name: 0.0}).key()
+    assert CacheSpec(**{name: on}).key() != CacheSpec().key()
+    with pytest.raises(ConfigError, match=name):
+        CacheSpec(**{name: bad})
+    assert name not in DataSection().to_dict()
+    assert DataSection(**{name: on}).to_dict()[name] == on
+    with pytest.raises(ConfigError):
+        DataSection(**{name: -1.0})

@@ -77,20 +77,6 @@ def test_encoder_motion_takes_the_limit_too():
     assert np.all(got[0].mv[0, :, 8:] == 3.0) and not got[0].intra[:, 8:].any()
 
 
-def test_the_cache_spec_keys_and_the_config_carry_it():
-    from training.cache import CacheSpec
-    from training.config import DataSection
-
-    assert CacheSpec().key() == CacheSpec(max_vector=0.0).key()  # caches without it keep their keys
-    assert CacheSpec(max_vector=0.1).key() != CacheSpec().key()
-    with pytest.raises(ConfigError, match="max_vector"):
-        CacheSpec(max_vector=1.5)
-    assert "max_vector" not in DataSection().to_dict()
-    assert DataSection(max_vector=0.1).to_dict()["max_vector"] == 0.1
-    with pytest.raises(ConfigError):
-        DataSection(max_vector=2.0)
-
-
 def _with_max_vector(tmp_path, value):
     return _with_cache_spec(tmp_path, f"mv-{value}.edgepkg", max_vector=value)
 

@@ -204,20 +204,6 @@ def test_encoder_motion_has_no_pictures_to_compare():
         bs.open(EncoderMotion(frames, width=128, height=96, fps=25), residual=False, rgb=None, min_gain=1.0)
 
 
-def test_the_cache_spec_keys_and_the_config_carry_it():
-    from training.cache import CacheSpec
-    from training.config import DataSection
-
-    assert CacheSpec().key() == CacheSpec(min_gain=0.0).key()  # caches without it keep their keys
-    assert CacheSpec(min_gain=1.0).key() != CacheSpec().key()
-    with pytest.raises(ConfigError, match="min_gain"):
-        CacheSpec(min_gain=300.0)
-    assert "min_gain" not in DataSection().to_dict()
-    assert DataSection(min_gain=1.0).to_dict()["min_gain"] == 1.0
-    with pytest.raises(ConfigError):
-        DataSection(min_gain=-1.0)
-
-
 def _with_cache_spec(tmp_path, kind, name, **fields):
     return default_with_cache_spec(tmp_path / name, kind, **fields)
 
