@@ -170,9 +170,9 @@ def measure(root: Path, split: str | None, limit: int, fractions=(), min_gains=(
             by_codec[clip["codec"]].append(row)
             by_class[f"{clip['codec']} {clip['label']}"].append(row)
         for gain, rows in by_gain.items():
-            row = clip_figures(root / "videos" / clip["clip"], root / "flow" / clip["flow"], min_gain=gain)
-            if row is not None:
-                rows[clip["codec"]].append(row)
+            gained = clip_figures(root / "videos" / clip["clip"], root / "flow" / clip["flow"], min_gain=gain)
+            if gained is not None:
+                rows[clip["codec"]].append(gained)
         if n % 50 == 0:
             log(f"{root.name}: {n}/{len(clips)} clips")
     out = {"data": str(root), "split": split, "clips": len(clips),

@@ -82,6 +82,13 @@ static int need(Buf *b, Py_ssize_t nbytes, const char *what) {
     return 0;
 }
 
+/* The MV grid size every grid kernel is given: gh x gw cells, at most 4096 x 8192. */
+static int check_grid(int gh, int gw) {
+    if (gh >= 0 && gw >= 0 && gh <= 4096 && gw <= 8192) return 0;
+    PyErr_Format(PyExc_ValueError, "bad MV grid size: gh=%d gw=%d", gh, gw);
+    return -1;
+}
+
 /* mv_grid(side_data, gh, gw, d0, d1, flags) -> None
  * Scatters FFmpeg's block vectors onto the 8x8 grid. d0/d1: float32 (2, gh, gw); flags: uint8 (gh, gw). */
 static PyObject *mv_grid(PyObject *self, PyObject *args) {
@@ -92,10 +99,7 @@ static PyObject *mv_grid(PyObject *self, PyObject *args) {
     memset(b, 0, sizeof(b));
     if (get_buf(o_sd, &b[0], 0, "side_data") || get_buf(o_d0, &b[1], 1, "d0") ||
         get_buf(o_d1, &b[2], 1, "d1") || get_buf(o_fl, &b[3], 1, "flags")) goto fail;
-    if (gh < 0 || gw < 0 || gh > 4096 || gw > 8192) {
-        PyErr_Format(PyExc_ValueError, "bad MV grid size: gh=%d gw=%d", gh, gw);
-        goto fail;
-    }
+    if (check_grid(gh, gw)) goto fail;
     if (b[0].held && b[0].view.len % (Py_ssize_t)sizeof(MotionVector)) {
         PyErr_Format(PyExc_ValueError, "side_data: %zd bytes is not a whole number of %d-byte motion vectors",
                      b[0].view.len, (int)sizeof(MotionVector));
@@ -156,10 +160,7 @@ static PyObject *drop_long(PyObject *self, PyObject *args) {
     Buf b[3];
     memset(b, 0, sizeof(b));
     if (get_buf(o_d0, &b[0], 1, "d0") || get_buf(o_d1, &b[1], 1, "d1") || get_buf(o_fl, &b[2], 1, "flags")) goto fail;
-    if (gh < 0 || gw < 0 || gh > 4096 || gw > 8192) {
-        PyErr_Format(PyExc_ValueError, "bad MV grid size: gh=%d gw=%d", gh, gw);
-        goto fail;
-    }
+    if (check_grid(gh, gw)) goto fail;
     if (!(limit >= 0.0) || limit > 1e9) {  /* also refuses NaN */
         PyErr_Format(PyExc_ValueError, "limit must be a length in pixels >= 0, got %g", limit);
         goto fail;
@@ -626,12 +627,12 @@ fail:
     return NULL;
 }
 
-/* SAD' of a whole 8x8 cell for still_vectors: e = cur - ref at the vector (v), e0 = cur - ref in place
- * (z), *bv = sum |64 e - sum e|, *b0 likewise for e0. Exact integers: |64 e - sum e| <= 32640 fits
- * int16, the sums fit int32; both paths give the same numbers. */
+#if EK_SSE2
+/* SAD' of a whole 8x8 cell for still_vectors, in SSE2: e = cur - ref at the vector (v), e0 = cur - ref in
+ * place (z), *bv = sum |64 e - sum e|, *b0 likewise for e0. Exact integers (|64 e - sum e| <= 32640
+ * fits int16, the sums fit int32): the same numbers as still_vectors' general loop. */
 static inline void cell_sads(const uint8_t *cp, Py_ssize_t cs, const uint8_t *vp, const uint8_t *zp, Py_ssize_t rs,
                              int *bv, int *b0) {
-#if EK_SSE2
     __m128i ev[8], e0[8], sv = _mm_setzero_si128(), s0 = _mm_setzero_si128();
     const __m128i ones = _mm_set1_epi16(1);
     for (int j = 0; j < 8; j++) {
@@ -662,24 +663,8 @@ static inline void cell_sads(const uint8_t *cp, Py_ssize_t cs, const uint8_t *vp
     a0 = _mm_add_epi32(a0, _mm_shuffle_epi32(a0, _MM_SHUFFLE(2, 3, 0, 1)));
     *bv = _mm_cvtsi128_si32(av);
     *b0 = _mm_cvtsi128_si32(a0);
-#else
-    int fv[64], f0[64], tv = 0, t0 = 0, sv = 0, s0 = 0;
-    for (int j = 0; j < 8; j++)
-        for (int i = 0; i < 8; i++) {
-            fv[j * 8 + i] = cp[j * cs + i] - vp[j * rs + i];
-            f0[j * 8 + i] = cp[j * cs + i] - zp[j * rs + i];
-            tv += fv[j * 8 + i];
-            t0 += f0[j * 8 + i];
-        }
-    for (int i = 0; i < 64; i++) {
-        int u = 64 * fv[i] - tv, v = 64 * f0[i] - t0;
-        sv += u < 0 ? -u : u;
-        s0 += v < 0 ? -v : v;
-    }
-    *bv = sv;
-    *b0 = s0;
-#endif
 }
+#endif
 
 /* still_vectors(cur, ref, H, W, d, flags, bit, gw, min_gain) -> int
  * Sets to 0 the vectors of d (float32 (2, gh, gw)) towards ref (reference `bit`: 1 past, 2 future, as
@@ -728,37 +713,38 @@ static PyObject *still_vectors(PyObject *self, PyObject *args) {
             if (!(fl[k] & bit) || (dx[k] == 0.0f && dy[k] == 0.0f)) continue;  /* NaN is tested, as in numpy */
             int ox = roundi(dx[k]), oy = roundi(dy[k]);
             int x0 = cx * 8, x1 = x0 + 8 < W ? x0 + 8 : W;
-            int n = (y1 - y0) * (x1 - x0), m = 0;
-            if (n == 64 && x0 - ox >= 0 && y0 - oy >= 0 && x1 - ox <= W && y1 - oy <= H) {
-                /* a whole cell whose source lies inside the picture */
+            int n = (y1 - y0) * (x1 - x0);
+            /* the source lies inside the picture: read it straight, else clamped (the codecs' edge) */
+            int inside = x0 - ox >= 0 && y0 - oy >= 0 && x1 - ox <= W && y1 - oy <= H;
+            int64_t av = 0, a0 = 0;
+#if EK_SSE2
+            if (n == 64 && inside) {
                 int bv, b0;
                 cell_sads(c.data + (Py_ssize_t)y0 * c.stride + x0, c.stride,
                           r.data + (Py_ssize_t)(y0 - oy) * r.stride + (x0 - ox),
                           r.data + (Py_ssize_t)y0 * r.stride + x0, r.stride, &bv, &b0);
-                if ((double)b0 <= (double)bv + min_gain * 4096.0) {
-                    dx[k] = 0.0f;
-                    dy[k] = 0.0f;
-                    zeroed++;
+                av = bv, a0 = b0;
+            } else
+#endif
+            {
+                int ev[64], e0[64], m = 0;
+                int64_t sv = 0, s0 = 0;
+                for (int y = y0; y < y1; y++) {
+                    const uint8_t *crow = c.data + (Py_ssize_t)y * c.stride, *rrow = r.data + (Py_ssize_t)y * r.stride;
+                    const uint8_t *vrow = inside ? r.data + (Py_ssize_t)(y - oy) * r.stride + (x0 - ox) : NULL;
+                    for (int x = x0; x < x1; x++, m++) {
+                        /* y - oy, x - ox stay in int: |o| <= 2^24 (roundi saturates), y, x < 2^16 */
+                        ev[m] = crow[x] - (vrow ? vrow[x - x0] : fetch(r, y - oy, x - ox, H, W));
+                        e0[m] = crow[x] - rrow[x];
+                        sv += ev[m];
+                        s0 += e0[m];
+                    }
                 }
-                continue;
-            }
-            int ev[64], e0[64];
-            int64_t sv = 0, s0 = 0;
-            for (int y = y0; y < y1; y++) {
-                const uint8_t *crow = c.data + (Py_ssize_t)y * c.stride, *rrow = r.data + (Py_ssize_t)y * r.stride;
-                for (int x = x0; x < x1; x++, m++) {
-                    /* y - oy, x - ox stay in int: |o| <= 2^24 (roundi saturates), y, x < 2^16 */
-                    ev[m] = crow[x] - fetch(r, y - oy, x - ox, H, W);
-                    e0[m] = crow[x] - rrow[x];
-                    sv += ev[m];
-                    s0 += e0[m];
+                for (int i = 0; i < n; i++) {
+                    int64_t u = (int64_t)n * ev[i] - sv, v = (int64_t)n * e0[i] - s0;
+                    av += u < 0 ? -u : u;
+                    a0 += v < 0 ? -v : v;
                 }
-            }
-            int64_t av = 0, a0 = 0;
-            for (int i = 0; i < n; i++) {
-                int64_t u = (int64_t)n * ev[i] - sv, v = (int64_t)n * e0[i] - s0;
-                av += u < 0 ? -u : u;
-                a0 += v < 0 ? -v : v;
             }
             if ((double)a0 <= (double)av + min_gain * (double)(n * n)) {
                 dx[k] = 0.0f;

@@ -216,7 +216,6 @@ class Recognizer:
         sizes = {tuple(s.size) for s in self._residual_specs}
         if self._reader_options["accumulate"]:
             self._reader_options["trace"] = "block"  # as the training cache traces (CacheSpec.trace)
-        # the vectors the model was trained on: as long as the cache kept them (CacheSpec.max_vector)
         cache_spec = self.package.manifest.preprocessing.extra.get("cache_spec")
         cache_spec = cache_spec if isinstance(cache_spec, Mapping) else {}
         if (self._reader_options["accumulate"] and cache_spec.get("trace", "block") == "block"
@@ -226,25 +225,20 @@ class Recognizer:
                           "it was not trained on (README, 'What exact traces bought', measures what that did "
                           "to the previous defaults): retrain it to be sure of its accuracy",
                           CompatibilityWarning, stacklevel=2)
-        max_vector = cache_spec.get("max_vector")
-        if max_vector:  # 0 or absent: every vector, as packages before the option were trained
-            try:
-                self._reader_options["max_vector"] = check_max_vector(max_vector)
-            except ConfigError:
-                raise PackageError(f"{self.package.path}: preprocessing.cache_spec.max_vector must be a fraction "
-                                   f"of the picture's shorter side in (0, 1], got {max_vector!r}") from None
-        min_gain = cache_spec.get("min_gain")
-        if min_gain:  # 0 or absent: every vector (CacheSpec.min_gain)
-            try:
-                self._reader_options["min_gain"] = check_min_gain(min_gain)
-            except ConfigError:
-                raise PackageError(f"{self.package.path}: preprocessing.cache_spec.min_gain must be grey levels "
-                                   f"per pixel in [0, 255], got {min_gain!r}") from None
-            if not self._reader_options["residual"]:  # it compares pictures: decode them in full
-                if not self._reader_options["accumulate"]:
-                    raise PackageError(f"{self.package.path}: preprocessing.cache_spec.min_gain needs residual or "
-                                       "accumulated inputs (the reader compares each picture with its reference)")
-                self._reader_options["fast"] = False
+        # the vectors the model was trained on (CacheSpec.max_vector, .min_gain; 0 or absent: every
+        # vector, as packages before the options were trained)
+        for key, check in (("max_vector", check_max_vector), ("min_gain", check_min_gain)):
+            if cache_spec.get(key):
+                try:
+                    self._reader_options[key] = check(cache_spec[key])
+                except ConfigError as err:
+                    raise PackageError(f"{self.package.path}: preprocessing.cache_spec.{err}") from None
+        if "min_gain" in self._reader_options and not self._reader_options["residual"]:
+            # it compares pictures with their references: a package without residuals decodes them in full
+            if not self._reader_options["accumulate"]:
+                raise PackageError(f"{self.package.path}: preprocessing.cache_spec.min_gain needs residual or "
+                                   "accumulated inputs (the reader compares each picture with its reference)")
+            self._reader_options["fast"] = False
         if self._reader_options["residual"]:
             if len(sizes) == 1:
                 self._reader_options["residual_size"] = sizes.pop()

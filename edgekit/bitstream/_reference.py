@@ -68,12 +68,17 @@ def _round(v: np.ndarray) -> np.ndarray:
     return np.floor(v + np.float32(0.5)).astype(np.int64)
 
 
-def mv_grid(side_data, gh: int, gw: int, d0: np.ndarray, d1: np.ndarray, flags: np.ndarray) -> None:
+def _check_grids(gh, gw, d0, d1, flags) -> None:
+    """The grid size (at most 4096 x 8192 cells) and the vector and flag grids of that size."""
     if not (0 <= gh <= 4096 and 0 <= gw <= 8192):
         raise ValueError(f"bad MV grid size: gh={gh} gw={gw}")
     for a, shape, what in ((d0, (2, gh, gw), "d0"), (d1, (2, gh, gw), "d1"), (flags, (gh, gw), "flags")):
         if a.shape != shape:
             raise ValueError(f"{what}: expected shape {shape}, got {a.shape}")
+
+
+def mv_grid(side_data, gh: int, gw: int, d0: np.ndarray, d1: np.ndarray, flags: np.ndarray) -> None:
+    _check_grids(gh, gw, d0, d1, flags)
     d0[...] = 0
     d1[...] = 0
     flags[...] = 0
@@ -108,13 +113,9 @@ def mv_grid(side_data, gh: int, gw: int, d0: np.ndarray, d1: np.ndarray, flags: 
 
 
 def drop_long(d0: np.ndarray, d1: np.ndarray, flags: np.ndarray, gh: int, gw: int, limit: float) -> int:
-    if not (0 <= gh <= 4096 and 0 <= gw <= 8192):
-        raise ValueError(f"bad MV grid size: gh={gh} gw={gw}")
+    _check_grids(gh, gw, d0, d1, flags)
     if not 0.0 <= limit <= 1e9:  # also refuses NaN
         raise ValueError(f"limit must be a length in pixels >= 0, got {limit:g}")
-    for a, shape, what in ((d0, (2, gh, gw), "d0"), (d1, (2, gh, gw), "d1"), (flags, (gh, gw), "flags")):
-        if a.shape != shape:
-            raise ValueError(f"{what}: expected shape {shape}, got {a.shape}")
     limit2 = np.float32(limit) * np.float32(limit)
     dropped = 0
     for d, bit in ((d0, 1), (d1, 2)):

@@ -170,7 +170,7 @@ class _Decoded:
     """A decoded picture with what the reader needs of it, kept while it may be referenced."""
 
     __slots__ = ("frame", "kind", "pts", "geometry", "planes", "d0", "d1", "flags", "acc", "disp", "residual",
-                 "arrival", "deferred", "wallclock", "stilled")
+                 "arrival", "deferred", "wallclock")
 
     def __init__(self, frame, kind, pts, geometry, arrival=0.0):
         self.frame, self.kind, self.pts, self.geometry, self.arrival = frame, kind, pts, geometry, arrival
@@ -181,7 +181,6 @@ class _Decoded:
         self.d0 = self.d1 = self.flags = None
         self.wallclock = None
         self.deferred = None  # a B-frame's _predict arguments, kept until _emit knows it is wanted
-        self.stilled = False  # min_gain's test done (its vectors are final)
 
 
 def open(source, *, residual: bool = True, rgb: str | None = "iframes", accumulate: bool = False,
@@ -206,26 +205,26 @@ def open(source, *, residual: bool = True, rgb: str | None = "iframes", accumula
                   reconnect=reconnect, transport=transport, max_vector=max_vector, min_gain=min_gain)
 
 
-def check_min_gain(value) -> float | None:
-    """``min_gain`` as a float in [0, 255] (grey levels per pixel), or None (keep every vector).
-    ConfigError otherwise."""
+def _option_number(name: str, value, inside, what: str) -> float | None:
+    """``value`` as a float for which ``inside`` holds, or None; ConfigError naming ``what`` otherwise."""
     if value is None:
         return None
     if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
-            or not 0 <= value <= 255):
-        raise ConfigError(f"min_gain must be None or grey levels per pixel in [0, 255], got {value!r}")
+            or not inside(value)):
+        raise ConfigError(f"{name} must be None or {what}, got {value!r}")
     return float(value)
+
+
+def check_min_gain(value) -> float | None:
+    """``min_gain`` as a float in [0, 255] (grey levels per pixel), or None (keep every vector).
+    ConfigError otherwise."""
+    return _option_number("min_gain", value, lambda v: 0 <= v <= 255, "grey levels per pixel in [0, 255]")
 
 
 def check_max_vector(value) -> float | None:
     """``max_vector`` as a float in (0, 1], or None (keep every vector). ConfigError otherwise."""
-    if value is None:
-        return None
-    if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
-            or not 0 < value <= 1):
-        raise ConfigError(f"max_vector must be None or a fraction of the picture's shorter side in (0, 1], "
-                          f"got {value!r}")
-    return float(value)
+    return _option_number("max_vector", value, lambda v: 0 < v <= 1,
+                          "a fraction of the picture's shorter side in (0, 1]")
 
 
 class Reader:
@@ -834,12 +833,13 @@ class Reader:
                                                        self.max_vector * min(g.height, g.width))
 
     def _still(self, cur: _Decoded, past: _Decoded | None, future: _Decoded | None) -> None:
-        """``min_gain``: once per picture, set to 0 each vector of ``cur`` that predicts its 8x8 cell
-        no better than no motion does, against the reference it points to (``still_vectors``; see
-        edgekit.bitstream). A reference of another size, or never decoded, is not compared."""
-        if self.min_gain is None or cur.stilled or cur.kind == "I" or cur.d0 is None:
+        """``min_gain``: set to 0 each vector of ``cur`` that predicts its 8x8 cell no better than no
+        motion does, against the reference it points to (``still_vectors``; see edgekit.bitstream).
+        Called once per picture, when its vectors are read and its references known (``_predict``, or
+        ``_emit`` for a B-frame read late outside accumulated mode). A reference of another size, or
+        never decoded, is not compared."""
+        if self.min_gain is None or cur.kind == "I" or cur.d0 is None:
             return
-        cur.stilled = True
         g = cur.geometry
         # a P-frame has past-reference vectors only (the kernel skips cells without the flag's bit)
         for d, bit, ref in ((cur.d0, 1, past),) if cur.kind == "P" else ((cur.d0, 1, past), (cur.d1, 2, future)):
@@ -890,8 +890,7 @@ class Reader:
                  iframe: _Decoded | None, future_same_gop: bool = True) -> None:
         """Accumulated mode: set ``cur.acc`` for a P/B frame given its references and, when the
         residual is wanted, ``cur.residual`` in the same pass over memory."""
-        if cur.d0 is not None:
-            self._still(cur, past, future)
+        self._still(cur, past, future)  # nothing while a B-frame's vectors wait (deferred below)
         if not self.accumulate or past is None:
             return
         if cur.d0 is None:  # a B-frame not read yet: traced in _emit if wanted
@@ -930,9 +929,10 @@ class Reader:
                                                    height=g.height, width=g.width, arrival=cur.arrival,
                                                    wallclock=cur.wallclock))
             self._grids(cur)
-            self._still(cur, past, future)
             if cur.deferred is not None:
                 self._predict(cur, *cur.deferred)
+            else:
+                self._still(cur, past, future)
         flags = cur.flags
         intra = flags == 0
         if cur.kind == "I":
