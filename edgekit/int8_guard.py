@@ -56,7 +56,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -356,8 +356,17 @@ def check_int8(model_dir, data, *, max_drop_points: float = DEFAULT_MAX_DROP_POI
     _, int8_path = _model_files(model_dir)
     held = held_out or prepare_held_out(model_dir, data, split=split, clips=clips, threads=threads, progress=progress)
     (progress or (lambda message: None))(f"running INT8 on {len(held.inputs)} windows")
-    return _report(held, _scores(int8_path.read_bytes(), held), max_drop_points=max_drop_points,
-                   min_agreement=min_agreement, started=started)
+    return check_onnx(int8_path.read_bytes(), held, max_drop_points=max_drop_points, min_agreement=min_agreement,
+                      started=started)
+
+
+def check_onnx(int8_bytes: bytes, held: HeldOut, *, max_drop_points: float = DEFAULT_MAX_DROP_POINTS,
+               min_agreement: float | None = None, started: float | None = None) -> Int8GuardReport:
+    """:func:`check_int8` on a model in memory against the FP32 outputs ``held`` holds (see
+    :func:`fallback_onnx`)."""
+    _check_options(max_drop_points, min_agreement, None)
+    return _report(held, _scores(int8_bytes, held), max_drop_points=max_drop_points, min_agreement=min_agreement,
+                   started=time.perf_counter() if started is None else started)
 
 
 # ------------------------------------------------------------------------------------------ fallback
@@ -540,16 +549,29 @@ def fallback_int8(model_dir, data, *, max_drop_points: float = DEFAULT_MAX_DROP_
     :func:`check_int8` raises.
     """
     started = time.perf_counter()
-    say = progress or (lambda message: None)
     _check_options(max_drop_points, min_agreement, clips)
     fp32_path, int8_path = _model_files(model_dir)
     _onnx()  # a missing dependency fails before the clips are read
     held = held_out or prepare_held_out(model_dir, data, split=split, clips=clips, threads=threads, progress=progress)
-    int8_bytes = int8_path.read_bytes()
-    variants = _FloatLayers(int8_bytes, fp32_path.read_bytes())
+    return fallback_onnx(fp32_path.read_bytes(), int8_path.read_bytes(), held, max_drop_points=max_drop_points,
+                         min_agreement=min_agreement, progress=progress, started=started)
+
+
+def fallback_onnx(fp32_bytes: bytes, int8_bytes: bytes, held: HeldOut, *,
+                  max_drop_points: float = DEFAULT_MAX_DROP_POINTS, min_agreement: float | None = None,
+                  progress: Progress | None = None, started: float | None = None) -> tuple[bytes, Int8GuardReport]:
+    """:func:`fallback_int8` on models in memory: ``int8_bytes`` (a QDQ model of ``fp32_bytes``)
+    with its most sensitive layers kept in FP32 until the guard passes on ``held`` (windows
+    prepared by :func:`prepare_held_out`, or built by the caller: ``held.fp32_outputs`` must be
+    ``fp32_bytes``' outputs on ``held.inputs``). Returns and raises as :func:`fallback_int8`."""
+    started = time.perf_counter() if started is None else started
+    say = progress or (lambda message: None)
+    _check_options(max_drop_points, min_agreement, None)
+    _onnx()
+    variants = _FloatLayers(int8_bytes, fp32_bytes)
     say(f"running INT8 on {len(held.inputs)} windows")
-    report = _report(held, _scores(int8_bytes, held), max_drop_points=max_drop_points, min_agreement=min_agreement,
-                     quantized_layers=len(variants.layers), started=started)
+    report = replace(check_onnx(int8_bytes, held, max_drop_points=max_drop_points, min_agreement=min_agreement,
+                                started=started), quantized_layers=len(variants.layers))
     if report.passed:
         return int8_bytes, report
 

@@ -17,7 +17,7 @@ from training.reproduce.report import orderings
 
 REPO = Path(__file__).resolve().parents[1]
 CHECK_NAMES = {"dmc-vs-mv", "distilled-p-stream", "off-vs-backbone", "mfcd-teacher", "fused-coviar-fused",
-               "fused-costvol", "compressed-vs-flow", "int8-within-1"}
+               "fused-costvol", "compressed-vs-flow", "int8-within-1", "int8-guarded-within-1"}
 
 
 def run_cli(*args, timeout=600):
@@ -81,6 +81,49 @@ def test_rows_are_measured_from_real_onnx_files(tiny):
     assert result["rows"]["costvol-motion"]["params"] < result["rows"]["costvol"]["params"]
 
 
+def test_the_int8_guard_chooses_on_validation_and_scores_on_test(tiny):
+    """Guarded INT8: the guard's model is a real ONNX file whose stored logits are ORT's, it keeps
+    a subset of the quantized layers in FP32 chosen on the val split, where it passes; a refused row
+    has no model and says so."""
+    root, result, _, _ = tiny
+    from edgekit.spec import InputSpec
+    from quantize.evaluate import load_session
+    from training.reproduce.measure import GUARD_SPLIT, clip_inputs
+
+    assert result["guard"] == {"split": "val", "max_drop_points": 1.0, "min_agreement": 0.99}
+    measured = {rid: r for rid, r in result["rows"].items() if not r.get("fuse")}
+    passed = [rid for rid, r in measured.items() if r["guard"]["passed"]]
+    assert passed, "no row passed the guard"
+    for row_id, row in measured.items():
+        g, folder = row["guard"], root / "out" / "rows" / row_id
+        assert g["split"] == GUARD_SPLIT and g["clips"] > 0 and 0 <= g["kept_fp32"] <= g["quantized_layers"]
+        assert len(g["kept_layers"]) == g["kept_fp32"]
+        if not g["passed"]:  # refused: every layer in FP32 still disagrees on validation
+            assert row["top1_int8_guarded"] is None and not (folder / "int8-guarded.onnx").exists()
+            assert g["kept_fp32"] == g["quantized_layers"] and g["agreement"] < 0.99
+            continue
+        assert g["agreement"] >= 0.99 and g["drop_points"] <= 1.0
+        if g["kept_fp32"] == 0:  # plain INT8 already passed: the guard ships it unchanged
+            assert (folder / "int8-guarded.onnx").read_bytes() == (folder / "int8.onnx").read_bytes()
+            assert g["int8_agreement"] >= 0.99
+    row_id = max(passed, key=lambda r: measured[r]["guard"]["kept_fp32"])
+    folder = root / "out" / "rows" / row_id
+    meta = json.loads(Path(measured[row_id]["checkpoint"]).read_text())
+    specs = [InputSpec.from_dict(d) for d in meta["input_specs"]]
+    from training.reproduce.measure import input_feeds
+
+    feeds = input_feeds(meta)
+    labels = np.load(folder / "labels.npy")
+    stored = np.load(folder / "logits-int8-guarded.npy")
+    with load_session(folder / "int8-guarded.onnx", "cpu", threads=1) as backend:
+        for i, (x, label) in enumerate(clip_inputs(Path(meta["cache"]), specs, "test", feeds)):
+            assert label == labels[i]
+            np.testing.assert_allclose(backend.run(x)["logits"][0], stored[i], rtol=1e-5, atol=1e-5)
+    assert measured[row_id]["top1_int8_guarded"] == pytest.approx(float(np.mean(stored.argmax(1) == labels)))
+    md = (root / "seeds.md").read_text()
+    assert "top-1 INT8 guarded" in md and "Guarded INT8: `edgekit export --fallback`'s guard" in md
+
+
 def test_orderings_list_each_check_with_its_numbers(tiny):
     root, result, _, _ = tiny
     checks = {c["name"]: c for c in result["orderings"]}
@@ -116,6 +159,8 @@ def test_resuming_skips_finished_stages_and_rows(tiny):
     ('[reproduce]\n[[reproduce.stage]]\nname = "a"\nconfig = "edge-mv"\n[[reproduce.row]]\nid = "x"\nlabel = "X"\n'
      'paper = "P"\ndomain = "compresed"\nstage = "a"\n', "domain must be one of compressed, flow, rgb"),
     ('[reproduce]\n[reproduce.set]\nepochs = 3\n', "'epochs' is not a \"section.key\" name"),
+    ('[reproduce]\n[reproduce.eval]\nguard_agreement = 1.5\n', "guard_agreement is the fraction of validation clips"),
+    ('[reproduce]\n[reproduce.eval]\nguard_agreement = true\n', "in (0, 1], got True"),
 ])
 def test_bad_plans_are_refused_in_one_line(tmp_path, plan_text, message):
     plan = tmp_path / "plan.toml"
@@ -180,6 +225,19 @@ def test_orderings_follow_the_numbers():
     rows["flow-teacher"] = row("flow", 0.72)
     checks = {c.name: c for c in orderings(rows)}
     assert checks["compressed-vs-flow"].status == "holds" and checks["int8-within-1"].status == "holds"
+    assert "int8-guarded-within-1" not in checks  # measured without a guard
+    guard = {"kept_fp32": 2, "quantized_layers": 20}
+    for rid in rows:
+        rows[rid].update(top1_int8_guarded=rows[rid]["top1_fp32"], guard=guard)
+    rows["iptsn-p"].update(top1_int8_guarded=0.685)
+    check = {c.name: c for c in orderings(rows)}["int8-guarded-within-1"]
+    assert check.status == "does not hold" and check.rows == ("iptsn-p",) and "P +1.5" in check.detail
+    assert "10 of 100 quantized layers kept in FP32" in check.detail
+    rows["iptsn-p"].update(top1_int8_guarded=None)
+    check = {c.name: c for c in orderings(rows)}["int8-guarded-within-1"]
+    assert check.status == "does not hold" and "the guard refuses" in check.detail and "4 rows within 1" in check.detail
+    rows["iptsn-p"].update(top1_int8_guarded=0.695)
+    assert {c.name: c for c in orderings(rows)}["int8-guarded-within-1"].status == "holds"
 
 
 def test_stream_rows_count_only_what_their_output_needs():

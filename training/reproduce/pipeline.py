@@ -184,7 +184,8 @@ class Reproduction:
         folder = self.rows_dir / row.id
         head = f"[row {index}/{len(self.plan.rows)}] {row.id}"
         done = folder / "result.json"
-        settings = measuring_settings(self.plan.calib_clips, self.plan.latency_runs, self.plan.eval_clips)
+        settings = measuring_settings(self.plan.calib_clips, self.plan.latency_runs, self.plan.eval_clips,
+                                      guard_agreement=self.plan.guard_agreement)
         if row.fuse:  # a fused row follows its rows: measured again whenever one of them was
             settings = {**settings, "fused": {r: results[r].get("measured_at") for r in row.fuse}}
         if done.exists() and not self.overwrite:
@@ -204,13 +205,18 @@ class Reproduction:
                       "ms_fp32": sum(p["ms_fp32"] for p in parts), "ms_int8": sum(p["ms_int8"] for p in parts),
                       "train_minutes": sum(p["train_minutes"] for p in parts),
                       "chain_minutes": sum(p["chain_minutes"] for p in parts)}
+            if "top1_int8_guarded" in fused:
+                result.update(ms_int8_guarded=sum(p["ms_int8_guarded"] for p in parts),
+                              guard={key: sum(p["guard"][key] for p in parts)
+                                     for key in ("kept_fp32", "quantized_layers")} | {"passed": True})
         else:
             stage = self.plan.stage(row.stage)
             checkpoint = self.runs / stage.name / f"{row.checkpoint}.json"
             self.say(f"{head}: {row.label}: ONNX FP32 + INT8, top-1, latency"
                      + (f" (stream {row.stream})" if row.stream else ""))
             m = measure_checkpoint(checkpoint, row.stream, folder, calib_clips=self.plan.calib_clips,
-                                   latency_runs=self.plan.latency_runs, eval_clips=self.plan.eval_clips)
+                                   latency_runs=self.plan.latency_runs, eval_clips=self.plan.eval_clips,
+                                   guard_agreement=self.plan.guard_agreement)
             result = {**base, "stage": row.stage, "stream": row.stream, "checkpoint": str(checkpoint), **m.to_dict(),
                       "train_minutes": self.state["stages"].get(row.stage, {}).get("seconds", 0.0) / 60,
                       "chain_minutes": self.chain_seconds(row.stage) / 60}
@@ -220,8 +226,14 @@ class Reproduction:
         self.state["measure_seconds"] += time.perf_counter() - t0
         self._save_state()
         atomic_write(done, json.dumps(result, indent=1))
-        self.say(f"{head}: top-1 FP32 {100 * result['top1_fp32']:.1f} % INT8 {100 * result['top1_int8']:.1f} %, "
-                 f"{result['gflops']:.4f} GFLOPs, {result['ms_fp32']:.2f}/{result['ms_int8']:.2f} ms")
+        guarded = ""
+        if result.get("guard"):
+            g = result["guard"]
+            guarded = (f", guarded INT8 {100 * result['top1_int8_guarded']:.1f} % ({g['kept_fp32']} of "
+                       f"{g['quantized_layers']} layers in FP32)" if result.get("top1_int8_guarded") is not None else
+                       ", the INT8 guard refuses")
+        self.say(f"{head}: top-1 FP32 {100 * result['top1_fp32']:.1f} % INT8 {100 * result['top1_int8']:.1f} %"
+                 f"{guarded}, {result['gflops']:.4f} GFLOPs, {result['ms_fp32']:.2f}/{result['ms_int8']:.2f} ms")
         return result
 
     # -- everything ---------------------------------------------------------------------------------
@@ -262,6 +274,8 @@ class Reproduction:
         return 0
 
     def write(self, data: dict, rows: dict[str, dict], load_start, t_start: float) -> dict:
+        from training.reproduce.measure import guard_settings
+
         ordered = {r.id: rows[r.id] for r in self.plan.rows if r.id in rows}
         checks = orderings(ordered)
         stage_records = {}
@@ -282,6 +296,7 @@ class Reproduction:
             "preset": self.plan.preset, "plan": _shown(self.plan.path), "command": self.command,
             "complete": len(ordered) == len(self.plan.rows), "rows_planned": len(self.plan.rows),
             "data": data, "test_clips": test_clips, "calib_clips": self.plan.calib_clips,
+            "guard": guard_settings(self.plan.guard_agreement),
             "rows": ordered, "orderings": [c.to_dict() for c in checks],
             "notes": notes(checks, ordered, test_clips, stage_records, self.classes(ordered)),
             "reductions": list(self.plan.reductions),
@@ -313,12 +328,12 @@ def notes(checks: list[Check], rows: dict, test_clips: int, stages: dict, classe
         return math.sqrt(max(p * (1 - p), 1e-9) / test_clips)
 
     for c in checks:
-        if c.status == "not run" or (c.status == "holds" and c.name == "int8-within-1"):
+        if c.status == "not run" or (c.status == "holds" and c.name.startswith("int8-")):
             continue
         holds = c.status == "holds"
         involved = [r for r in c.rows if r in rows]
         said = []
-        weak = [r for r in involved if rows[r]["top1_fp32"] < 2 * chance] if c.name != "int8-within-1" else []
+        weak = [r for r in involved if rows[r]["top1_fp32"] < 2 * chance] if not c.name.startswith("int8-") else []
         by_stage: dict[str, list[str]] = {}
         for r in weak:
             by_stage.setdefault(rows[r].get("stage") or r, []).append(r)
@@ -346,6 +361,8 @@ def notes(checks: list[Check], rows: dict, test_clips: int, stages: dict, classe
             said.append("; ".join(f"{rows[r]['label']}: {abs(rows[r]['int8_drop_points']):.1f} points = "
                                   f"{round(abs(rows[r]['int8_drop_points']) * test_clips / 100)} of {test_clips} clips"
                                   for r in involved))
+        elif c.name == "int8-guarded-within-1":
+            said.append("; ".join(_guard_note(rows[r], chance) for r in involved))
         elif len(involved) >= 2 and not weak:
             a, b = rows[involved[0]]["top1_fp32"], max(rows[r]["top1_fp32"] for r in involved[1:])
             sd = 100 * math.sqrt(se(a) ** 2 + se(b) ** 2)
@@ -357,3 +374,20 @@ def notes(checks: list[Check], rows: dict, test_clips: int, stages: dict, classe
         if said:
             out.append(f"{c.claim} ({c.status}): " + "; ".join(said) + ".")
     return out
+
+
+def _guard_note(row: dict, chance: float) -> str:
+    """Why a row's guarded INT8 misses: what the guard saw on the validation split."""
+    g = row["guard"]
+    if row.get("fuse"):
+        drop = 100 * (row["top1_fp32"] - row["top1_int8_guarded"])
+        return f"{row['label']}: {drop:+.1f} points on the test split (the sum of its rows' guarded logits)"
+    seen = (f"on {g['clips']} {g['split']} clips plain INT8 agreed with FP32 on {100 * g['int8_agreement']:.1f} % "
+            f"and the guarded model on {100 * g['agreement']:.1f} % ({g['kept_fp32']} of {g['quantized_layers']} "
+            "layers in FP32)")
+    tied = (f"; FP32 is near chance ({100 * row['top1_fp32']:.1f} %), where nearly tied logits flip under any "
+            "rounding") if row["top1_fp32"] < 2 * chance else ""
+    if row.get("top1_int8_guarded") is None:
+        return f"{row['label']}: the guard refuses: {seen}{tied}"
+    drop = 100 * (row["top1_fp32"] - row["top1_int8_guarded"])
+    return f"{row['label']}: {drop:+.1f} points on the test split although {seen}{tied}"

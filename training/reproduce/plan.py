@@ -13,7 +13,8 @@ Layout (TOML)::
     reductions = ["...", ...]              # what was reduced against the papers, stated in the md
     [reproduce.synth]                      # edgekit synth settings (preset, clips_per_class, size, frames, seed, codec)
     [reproduce.set]                        # "section.key" = value, applied to every stage's config
-    [reproduce.eval]                       # calib_clips, latency_runs, eval_clips (0: the whole test split)
+    [reproduce.eval]                       # calib_clips, latency_runs, eval_clips (0: the whole test split),
+                                           # guard_agreement (INT8 guard on the val split; absent: no guard)
     [[reproduce.stage]]                    # name, config, set = {...}, init_from = "stage[/last]", teacher = "stage"
     [[reproduce.row]]                      # id, label, paper, domain, stage, stream | fuse = [ids], weights = [...]
 """
@@ -30,7 +31,7 @@ from training.config import CONFIG_DIR
 
 PLAN_KEYS = {"preset", "description", "reductions", "synth", "set", "eval", "stage", "row"}
 SYNTH_KEYS = {"preset", "clips_per_class", "size", "frames", "seed", "codec"}
-EVAL_KEYS = {"calib_clips", "latency_runs", "eval_clips"}
+EVAL_KEYS = {"calib_clips", "latency_runs", "eval_clips", "guard_agreement"}
 STAGE_KEYS = {"name", "config", "set", "init_from", "teacher", "note"}
 ROW_KEYS = {"id", "label", "paper", "domain", "stage", "stream", "fuse", "weights", "checkpoint"}
 DOMAINS = ("compressed", "flow", "rgb")
@@ -89,6 +90,7 @@ class Plan:
     stages: tuple[Stage, ...]
     rows: tuple[Row, ...]
     raw: dict = field(repr=False, default_factory=dict)
+    guard_agreement: float | None = None
 
     def stage(self, name: str) -> Stage:
         return next(s for s in self.stages if s.name == name)
@@ -133,6 +135,10 @@ def parse_plan(data: dict, path: Path) -> Plan:
     _keys(synth, SYNTH_KEYS, f"{where}: [reproduce.synth]")
     evals = dict(top.get("eval", {}))
     _keys(evals, EVAL_KEYS, f"{where}: [reproduce.eval]")
+    guard = evals.pop("guard_agreement", None)
+    if guard is not None and (isinstance(guard, bool) or not isinstance(guard, (int, float)) or not 0 < guard <= 1):
+        raise ConfigError(f"{where}: reproduce.eval.guard_agreement is the fraction of validation clips on which "
+                          f"guarded INT8 must pick FP32's class, in (0, 1], got {guard!r}")
     for key, value in evals.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 0 or (key != "eval_clips" and value < 1):
             raise ConfigError(f"{where}: reproduce.eval.{key} must be a positive integer, got {value!r}")
@@ -162,6 +168,7 @@ def parse_plan(data: dict, path: Path) -> Plan:
                 description=str(top.get("description", "")), reductions=tuple(map(str, top.get("reductions", []))),
                 synth=synth, overrides=overrides, calib_clips=evals.get("calib_clips", 64),
                 latency_runs=evals.get("latency_runs", 30), eval_clips=evals.get("eval_clips", 0),
+                guard_agreement=None if guard is None else float(guard),
                 stages=tuple(_ordered(stages, where)), rows=tuple(rows), raw=data)
 
 

@@ -96,7 +96,37 @@ def orderings(rows: dict[str, dict]) -> list[Check]:
                      if over else f"; all {len(rows)} rows within {INT8_POINTS:g}"))
         checks.append(Check("int8-within-1", f"every row's INT8 within {INT8_POINTS:g} point of its FP32",
                             "does not hold" if over else "holds", detail, tuple(over)))
+    guarded = {rid: r for rid, r in rows.items() if r.get("guard")}
+    if guarded:  # the INT8 the export guard would ship: layers kept in FP32 chosen on the validation split
+        refused = [rid for rid, r in guarded.items() if r.get("top1_int8_guarded") is None]
+        drops = {rid: 100 * (r["top1_fp32"] - r["top1_int8_guarded"]) for rid, r in guarded.items()
+                 if rid not in refused}
+        over = [rid for rid, d in drops.items() if abs(d) > INT8_POINTS]
+        parts = []
+        if drops:
+            worst = max(drops, key=lambda rid: abs(drops[rid]))
+            parts.append(f"largest |FP32 - guarded INT8|: {rows[worst]['label']} {drops[worst]:+.1f} points")
+        parts.append(f"over {INT8_POINTS:g}: " + ", ".join(f"{rows[r]['label']} {drops[r]:+.1f}" for r in over)
+                     if over else f"{len(drops)} rows within {INT8_POINTS:g}")
+        if refused:
+            parts.append("the guard refuses (no INT8 model passes on validation): "
+                         + ", ".join(rows[r]["label"] for r in refused))
+        kept = sum(r["guard"]["kept_fp32"] for r in guarded.values() if not r.get("fuse"))
+        layers = sum(r["guard"]["quantized_layers"] for r in guarded.values() if not r.get("fuse"))
+        parts.append(f"{kept} of {layers} quantized layers kept in FP32 over the measured rows")
+        checks.append(Check("int8-guarded-within-1", f"every row's guarded INT8 within {INT8_POINTS:g} point of "
+                            "its FP32", "does not hold" if over or refused else "holds", "; ".join(parts),
+                            tuple(over + refused)))
     return checks
+
+
+def _guarded_cell(r: dict) -> str:
+    """The guarded INT8 column: top-1 (layers kept in FP32 / quantized), "refused" or "-"."""
+    if not r.get("guard"):
+        return "-"
+    if r.get("top1_int8_guarded") is None:
+        return "refused"
+    return f"{100 * r['top1_int8_guarded']:.1f} ({r['guard']['kept_fp32']}/{r['guard']['quantized_layers']})"
 
 
 def markdown(result: dict) -> str:
@@ -111,14 +141,28 @@ def markdown(result: dict) -> str:
              "Top-1 on the test split through ONNX Runtime (CPU EP), FP32 and static INT8 QDQ (calibrated on "
              f"{result['calib_clips']} training clips); ms per clip: median of batch-1 runs at 1 thread; GFLOPs: "
              "multiply-accumulates / 1e9 of what the row's output depends on; train min: the row's own stage "
-             "(chain: with the stages it starts from).", "",
-             "| Row | Paper | Input | top-1 FP32 | top-1 INT8 | GFLOPs | params | ms FP32 | ms INT8 "
-             "| train min (chain) |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "(chain: with the stages it starts from).", ""]
+    guard = result.get("guard")
+    if guard:
+        lines += [f"Guarded INT8: `edgekit export --fallback`'s guard, run on the {guard['split']} split: the most "
+                  "sensitive layers stay in FP32, one by one, until INT8 loses at most "
+                  f"{guard['max_drop_points']:g} point there and picks FP32's class on at least "
+                  f"{100 * guard['min_agreement']:g} % of its clips; then scored on the test split. In brackets: "
+                  "layers kept in FP32 / quantized layers; 'refused': even all of them in FP32 do not pass, so "
+                  "no INT8 model is shipped; ms guarded: that model's latency.", ""]
+    guarded = bool(guard)
+    lines += ["| Row | Paper | Input | top-1 FP32 | top-1 INT8 | " + ("top-1 INT8 guarded | " if guarded else "")
+              + "GFLOPs | params | ms FP32 | ms INT8 | " + ("ms guarded | " if guarded else "") + "train min (chain) |",
+              "|---|---|---|---:|---:|" + ("---:|" if guarded else "") + "---:|---:|---:|---:|"
+              + ("---:|" if guarded else "") + "---:|"]
     for r in rows.values():
+        extra = f"{_guarded_cell(r)} | " if guarded else ""
+        ms_extra = (f"{r['ms_int8_guarded']:.2f} | " if r.get("ms_int8_guarded") is not None else "- | ") if guarded \
+            else ""
         lines.append(f"| {r['label']} | {r['paper']} | {r['domain']} | {100 * r['top1_fp32']:.1f} | "
-                     f"{100 * r['top1_int8']:.1f} | {r['gflops']:.4f} | {r['params'] / 1e6:.3f} M | "
-                     f"{r['ms_fp32']:.2f} | {r['ms_int8']:.2f} | {r['train_minutes']:.1f} ({r['chain_minutes']:.1f}) |")
+                     f"{100 * r['top1_int8']:.1f} | {extra}{r['gflops']:.4f} | {r['params'] / 1e6:.3f} M | "
+                     f"{r['ms_fp32']:.2f} | {r['ms_int8']:.2f} | {ms_extra}{r['train_minutes']:.1f} "
+                     f"({r['chain_minutes']:.1f}) |")
     lines += ["", "Fused rows: logits of their rows summed with the weights given (no extra training); their GFLOPs, "
               "parameters, ms and minutes are the sums over the fused rows.", "",
               "## The papers' orderings", ""]
