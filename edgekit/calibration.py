@@ -11,7 +11,8 @@ and applied by ``edgekit.Recognizer``:
 - the **threshold**: a window or video whose top calibrated score is under it is reported as
   ``"none"``. :func:`choose_threshold` takes the lowest threshold under which at most
   ``max_false_event_rate`` of the windows of every *negative* set (clips with no motion event:
-  the ``static`` class, and :func:`write_noise_clip`'s noise-only clips) are reported as an event
+  the ``static`` class, :func:`write_noise_clip`'s noise-only clips, and any folders of such clips
+  the caller gives) are reported as an event
   (any label other than ``static`` and ``none``): the lowest threshold loses the fewest correct
   event windows.
 
@@ -229,6 +230,36 @@ def dataset_split(data: str | os.PathLike, split: str) -> list[tuple[str, str]]:
     return clips
 
 
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mkv", ".mov", ".avi", ".webm", ".ts", ".264", ".h264")
+
+
+def negative_clips(folder: str | os.PathLike) -> list[tuple[str, None]]:
+    """``(path, None)`` for every video file (:data:`VIDEO_SUFFIXES`) under ``folder``, recursively,
+    in path order: clips with no motion event to choose a threshold on. Raises SourceError for a
+    folder that does not exist or holds no video."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SourceError(f"{folder}: no such folder of clips without a motion event")
+    clips = sorted(p for p in folder.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+    if not clips:
+        raise SourceError(f"{folder}: holds no video ({', '.join(VIDEO_SUFFIXES)}) to use as clips without a "
+                          "motion event")
+    return [(str(p), None) for p in clips]
+
+
+def negative_set_names(folders: Sequence[str | os.PathLike]) -> list[str]:
+    """The negative set's name of each folder: ``negatives:<folder name>``, made unique with ``#2``..."""
+    names: list[str] = []
+    for folder in folders:
+        base = f"negatives:{Path(folder).resolve().name}"
+        name, n = base, 1
+        while name in names:
+            n += 1
+            name = f"{base}#{n}"
+        names.append(name)
+    return names
+
+
 def first_per_class(clips: Sequence[tuple[str, str]], limit: int) -> list[tuple[str, str]]:
     """The first ``limit`` clips of each class, in their order (a quick run)."""
     seen: dict[str, int] = {}
@@ -361,14 +392,17 @@ def split_scores(results: Sequence[ClipLogits], temperature: float) -> tuple[dic
 def calibrate_package(package, data: str | os.PathLike, *, split: str = "val", threshold: float | None = None,
                       max_false_event_rate: float = 0.05, noise: int = 40, noise_dir: str | os.PathLike | None = None,
                       limit: int | None = None, device: str | None = None, backend: str | None = None,
-                      threads: int | None = None, progress: Callable[[str], None] | None = None) -> CalibrationRun:
+                      threads: int | None = None, progress: Callable[[str], None] | None = None,
+                      negatives: Sequence[str | os.PathLike] = ()) -> CalibrationRun:
     """Fit a temperature and choose a threshold for ``package`` (a path or loaded
     ``edgekit.package.Package``) on ``split`` of the dataset folder ``data``, through the Recognizer.
 
     The temperature is fitted on the clip-level logits of every clip of the split. The threshold
     is ``threshold`` when given, else :func:`choose_threshold` at ``max_false_event_rate`` over the
     windows of the split's ``static`` clips and of ``noise`` noise-only clips (written to
-    ``noise_dir``, default a temporary folder). ``limit``: at most this many clips per class (a
+    ``noise_dir``, default a temporary folder), and of each folder in ``negatives`` (every video
+    under it: :func:`negative_clips`; a negative set of its own, ``negatives:<folder name>``, that the
+    rate must hold on too; not used for the temperature). ``limit``: at most this many clips per class (a
     quick run). Returns a :class:`CalibrationRun`; the package is not changed. Raises ConfigError /
     SourceError for bad arguments or data, PackageError for a package that fails verification."""
     from edgekit.manifest import Calibration
@@ -384,6 +418,7 @@ def calibrate_package(package, data: str | os.PathLike, *, split: str = "val", t
     clips = dataset_split(data, split)
     if limit is not None:
         clips = first_per_class(clips, limit)
+    extra = {name: negative_clips(folder) for name, folder in zip(negative_set_names(negatives), negatives)}
     with Recognizer(package, device=device, backend=backend, threads=threads, threshold=0) as recognizer:
         labels = recognizer.labels
         unknown = sorted({label for _, label in clips} - set(labels))
@@ -397,11 +432,17 @@ def calibrate_package(package, data: str | os.PathLike, *, split: str = "val", t
                 folder = Path(noise_dir) if noise_dir is not None else Path(scratch)
                 say(f"writing and scoring {noise} noise-only clips")
                 results += clip_logits(recognizer, noise_clips(folder, noise))
+        extra_results = {}
+        for name, negative in extra.items():
+            say(f"scoring {len(negative)} clips of {name}")
+            extra_results[name] = clip_logits(recognizer, negative)
     labelled = [r for r in results if r.label is not None]
     truth = np.array([labels.index(r.label) for r in labelled])
     fitted = fit(np.stack([r.video_logits for r in labelled]), truth)
-    negatives, events = split_scores(results, fitted.temperature)
-    negatives = {name: s for name, s in negatives.items() if len(s)}
+    sets, events = split_scores(results, fitted.temperature)
+    for name, items in extra_results.items():
+        sets[name] = np.concatenate([softmax(r.window_logits, fitted.temperature) for r in items])
+    negatives = {name: s for name, s in sets.items() if len(s)}
     if threshold is None:
         chosen, rule = choose_threshold(negatives, labels, max_false_event_rate), \
             f"max_false_event_rate={max_false_event_rate:g}"

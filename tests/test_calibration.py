@@ -224,7 +224,55 @@ def test_calibrate_with_a_fixed_threshold_stores_it(uncalibrated, tiny_data, tmp
         0.42, "fixed", {"static": calibration.false_event_rate["static"]})
 
 
+def test_calibrate_holds_the_rate_on_a_folder_of_negatives(uncalibrated, tiny_data, tmp_path, capsys):
+    """--negatives: every video under the folder is a negative set of its own; at rate 0 the chosen
+    threshold leaves none of its windows an event (checked through the Recognizer), and it is at
+    least the threshold chosen without it."""
+    import shutil
+
+    from edgekit.calibration import NO_EVENT_LABELS
+
+    folder = tmp_path / "quiet"
+    (folder / "sub").mkdir(parents=True)
+    shutil.copy(DEMO, folder / "sub" / "camera-1.mp4")  # a clip with events: the threshold must silence them
+    (folder / "notes.txt").write_text("not a video")
+    plain, with_negatives = tmp_path / "plain.edgepkg", tmp_path / "negatives.edgepkg"
+    common = ["calibrate", str(uncalibrated), "--data", str(tiny_data), "--noise-clips", "0",
+              "--max-false-event-rate", "0", "--json"]
+    assert cli_main([*common, "-o", str(plain)]) == 0
+    capsys.readouterr()
+    assert cli_main([*common, "--negatives", str(folder), "-o", str(with_negatives)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    calibration = load_package(with_negatives).manifest.calibration
+    with Recognizer(uncalibrated, threshold=0) as rec:
+        windows = len(list(rec.windows(str(folder / "sub" / "camera-1.mp4"))))
+    assert report["negative_windows"]["negatives:quiet"] == windows > 0
+    assert calibration.false_event_rate["negatives:quiet"] == 0.0
+    assert calibration.threshold >= load_package(plain).manifest.calibration.threshold
+    with Recognizer(with_negatives) as rec:
+        labels = [w.label for w in rec.windows(str(folder / "sub" / "camera-1.mp4"))]
+    assert labels and all(label in NO_EVENT_LABELS for label in labels)
+    # the temperature is fitted on the labelled clips only: the negatives do not move it
+    assert calibration.temperature == load_package(plain).manifest.calibration.temperature
+
+
+def test_negative_folders_are_listed_and_named(tmp_path):
+    from edgekit.calibration import negative_clips, negative_set_names
+    from edgekit.errors import SourceError
+
+    (tmp_path / "readme.txt").write_text("no video here")
+    with pytest.raises(SourceError, match="holds no video"):
+        negative_clips(tmp_path)
+
+    assert negative_clips(DEMO.parent) and all(label is None for _, label in negative_clips(DEMO.parent))
+    assert negative_set_names(["/a/cams", "/b/cams", "/c/other"]) == ["negatives:cams", "negatives:cams#2",
+                                                                        "negatives:other"]
+    with pytest.raises(SourceError, match="no such folder"):
+        negative_clips("/nonexistent/quiet")
+
+
 @pytest.mark.parametrize("argv, words", [
+    (["--negatives", "/nonexistent/quiet"], "no such folder of clips without a motion event"),
     (["--threshold", "1.5"], "--threshold is a score between 0 and 1"),
     (["--max-false-event-rate", "-0.1"], "--max-false-event-rate is a fraction between 0 and 1"),
     (["--noise-clips", "-1"], "--noise-clips must be a whole number >= 0"),

@@ -22,6 +22,8 @@ EXAMPLES = """examples:
       # temperature on the val split; the lowest threshold under which at most 5 % of the windows of
       # static and noise-only clips are reported as an event
   edgekit calibrate my.edgepkg --data data/synth-small-motion --max-false-event-rate 0.02 --noise-clips 80 -o out.edgepkg
+  edgekit calibrate my.edgepkg --data data/synth-small-motion --negatives quiet-footage/ -o out.edgepkg
+      # the rate holds on the windows of every video under quiet-footage/ too (clips with no event)
   edgekit calibrate my.edgepkg --data data/synth-small-motion --threshold 0.6 -o out.edgepkg --json   # a fixed threshold
   edgekit calibrate signed.edgepkg --data data/synth-small-motion --sign key.pem -o out.edgepkg       # re-signed
   edgekit recognize clip.mp4 --package out.edgepkg --threshold 0      # then: 0 turns "none" off
@@ -51,6 +53,9 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--noise-clips", type=whole_number("--noise-clips", 0), default=40, metavar="N",
                    help="noise-only clips (still scenes, sensor noise, flicker, exposure changes) written and "
                    "scored beside the split's static clips (default 40; 0: static clips only)")
+    p.add_argument("--negatives", action="append", default=[], metavar="DIR",
+                   help="a folder of clips with no motion event (every video under it); the threshold holds the "
+                   "false-event rate on its windows too (repeatable; e.g. static clips of your own cameras)")
     p.add_argument("--limit", type=positive_int("--limit"), metavar="N", help="at most N clips per class (quick run)")
     p.add_argument("--device", metavar="D", help=device_help("the package's target"))
     p.add_argument("--backend", metavar="B", help=backend_help("the device's usual runtime"))
@@ -78,7 +83,8 @@ def calibrate(args: argparse.Namespace) -> int:
     say = (lambda message: print(message, file=sys.stderr)) if args.json else print
     run = calibrate_package(package, args.data, split=args.split, threshold=args.threshold,
                             max_false_event_rate=args.max_false_event_rate, noise=args.noise_clips, limit=args.limit,
-                            device=args.device, backend=args.backend, threads=args.threads, progress=say)
+                            device=args.device, backend=args.backend, threads=args.threads, progress=say,
+                            negatives=args.negatives)
     out = rewrite_package(package, args.output, with_calibration(package.manifest, run.calibration),
                           sign_key=args.sign)
     written = load_package(out, trusted_keys=[args.sign] if args.sign else None)  # verify what was written

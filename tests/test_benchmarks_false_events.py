@@ -1,0 +1,66 @@
+"""benchmarks/false_events.py makes static clips of both renderers and noise-only clips from seeds no
+model has seen, runs a bundled default on them, and prints one JSON object whose rates follow from
+the window labels it lists (and that the Recognizer gives again)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchscripts import load_benchmark, run_benchmark
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("false-events")
+    return run_benchmark("false_events.py", "--clips", 2, "--kinds", "mv", "--workdir", workdir, timeout=600), workdir
+
+
+def test_sets_are_made_from_unseen_seeds(run):
+    report, workdir = run
+    assert set(report) >= {"benchmark", "command", "target", "sets", "results", "env", "elapsed_s"}
+    assert report["target"] == {"max_rate": 0.05}
+    sets = report["sets"]
+    assert list(sets) == ["broad", "heldout", "noise"]
+    assert (sets["broad"]["renderer"], sets["broad"]["preset"], sets["broad"]["seed"]) == ("synth", "broad-small", 101)
+    assert (sets["heldout"]["renderer"], sets["heldout"]["seed"]) == ("heldout", 101)
+    assert sets["noise"]["first_seed"] == 3_000_000
+    for part in sets.values():
+        assert part["clips"] == 2 and Path(part["out_dir"]).parent == workdir
+    assert sorted(p.parent.name for p in (workdir / "synth-broad-small-static-seed101-2" / "videos").rglob("*.mp4")) \
+        == ["static", "static"]
+
+
+def test_rates_follow_from_the_listed_windows(run):
+    report, workdir = run
+    import edgekit
+    from edgekit.recognizer import DEFAULT_PACKAGES
+
+    result = report["results"]["mv"]
+    assert result["model"] == "edge-mv-ref" and 0 < result["threshold"] < 1
+    total_windows = total_events = 0
+    for part, figures in result["parts"].items():
+        flags = [[label not in ("static", "none") for label in labels] for labels in figures["per_clip"].values()]
+        windows, events = sum(map(len, flags)), sum(map(sum, flags))
+        assert figures["windows"] == windows > 0 and figures["false_events"] == events
+        assert figures["clips"] == 2 and figures["clips_with_an_event"] == sum(any(f) for f in flags)
+        assert figures["rate"] == pytest.approx(events / windows, abs=1e-4)
+        low, high = figures["ci95"]
+        assert low <= figures["rate"] <= high
+        assert figures["within_target"] == (events / windows <= 0.05)
+        assert sum(figures["reported"].values()) == windows
+        total_windows, total_events = total_windows + windows, total_events + events
+    assert (result["all"]["windows"], result["all"]["false_events"]) == (total_windows, total_events)
+    # the listed labels are the Recognizer's own, window for window
+    name, labels = next(iter(result["parts"]["noise"]["per_clip"].items()))
+    with edgekit.Recognizer(DEFAULT_PACKAGES["mv"]) as recognizer:
+        assert [w.label for w in recognizer.windows(str(workdir / "noise" / name))] == labels
+
+
+def test_wilson_interval():
+    script = load_benchmark("false_events.py")
+    low, high = script.wilson(10, 200)
+    assert low == pytest.approx(0.0274, abs=5e-4) and high == pytest.approx(0.0899, abs=5e-4)
+    assert script.wilson(0, 200)[0] == 0 and script.wilson(0, 200)[1] == pytest.approx(0.0188, abs=5e-4)
+    assert script.wilson(0, 0) == (0.0, 1.0)
