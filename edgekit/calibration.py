@@ -373,15 +373,18 @@ class CalibrationRun:
                 "negative_windows": self.negative_windows}
 
 
-def split_scores(results: Sequence[ClipLogits], temperature: float) -> tuple[dict, tuple[np.ndarray, list[str]]]:
-    """Calibrated window scores of the negative sets (``static`` clips, noise-only clips) and the
-    calibrated clip-level scores and class names of the event clips, from ``results``."""
+def split_scores(results: Sequence[ClipLogits], temperature: float,
+                 extra: Mapping[str, Sequence[ClipLogits]] | None = None) -> tuple[dict, tuple[np.ndarray, list[str]]]:
+    """Calibrated window scores of the negative sets (``static`` clips, noise-only clips, and each
+    ``extra`` set by its name) and the calibrated clip-level scores and class names of the event
+    clips, from ``results``."""
     def windows(items):
         stacked = [softmax(r.window_logits, temperature) for r in items]
         return np.concatenate(stacked) if stacked else np.zeros((0, 0))
 
     negatives = {"static": windows([r for r in results if r.label == "static"]),
-                 "noise": windows([r for r in results if r.label is None])}
+                 "noise": windows([r for r in results if r.label is None]),
+                 **{name: windows(items) for name, items in (extra or {}).items()}}
     events = [r for r in results if r.label is not None and r.label not in NO_EVENT_LABELS]
     # a clip's scores as the Recognizer fuses them: the mean of its windows' calibrated scores
     event_scores = (np.stack([softmax(r.window_logits, temperature).mean(axis=0) for r in events]) if events
@@ -439,10 +442,8 @@ def calibrate_package(package, data: str | os.PathLike, *, split: str = "val", t
     labelled = [r for r in results if r.label is not None]
     truth = np.array([labels.index(r.label) for r in labelled])
     fitted = fit(np.stack([r.video_logits for r in labelled]), truth)
-    sets, events = split_scores(results, fitted.temperature)
-    for name, items in extra_results.items():
-        sets[name] = np.concatenate([softmax(r.window_logits, fitted.temperature) for r in items])
-    negatives = {name: s for name, s in sets.items() if len(s)}
+    negatives, events = split_scores(results, fitted.temperature, extra_results)
+    negatives = {name: s for name, s in negatives.items() if len(s)}
     if threshold is None:
         chosen, rule = choose_threshold(negatives, labels, max_false_event_rate), \
             f"max_false_event_rate={max_false_event_rate:g}"
