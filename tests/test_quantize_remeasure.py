@@ -49,6 +49,9 @@ def test_a_fused_row_is_measured_again_only_when_its_settings_or_rows_change(tmp
     first = _reproduction(tmp_path, plan, lines).measure_row(index, fused, parts)
     assert first["measuring"]["calib_clips"] == plan.calib_clips
     assert first["measuring"]["calibration"] == CALIBRATION.to_dict()
+    assert first["measuring"]["guard"] == {"split": "val", "max_drop_points": 1.0,
+                                           "min_agreement": plan.guard_agreement}
+    assert "top1_int8_guarded" not in first  # its rows have no guarded logits
 
     again = _reproduction(tmp_path, plan, lines).measure_row(index, fused, parts)
     assert again == first and lines[-1].endswith("done, not measured again")
@@ -68,7 +71,8 @@ def test_a_trained_row_is_kept_with_its_settings_else_measured_again_from_its_ch
     row = plan.row("coviar-mv")
     folder = tmp_path / "out" / "rows" / row.id
     folder.mkdir(parents=True)
-    current = measuring_settings(plan.calib_clips, plan.latency_runs, plan.eval_clips)
+    current = measuring_settings(plan.calib_clips, plan.latency_runs, plan.eval_clips,
+                                 guard_agreement=plan.guard_agreement)
     kept = {"id": row.id, "top1_fp32": 0.5, "top1_int8": 0.5, "measuring": current}
     (folder / "result.json").write_text(json.dumps(kept))
     lines: list[str] = []
@@ -80,3 +84,25 @@ def test_a_trained_row_is_kept_with_its_settings_else_measured_again_from_its_ch
     with pytest.raises(ConfigError, match="no checkpoint at .*runs/coviar-mv/best.json"):  # none trained here
         _reproduction(tmp_path, plan, lines).measure_row(2, row, {})
     assert "measured with other settings (none recorded), measuring again" in lines[-2]
+
+
+def test_a_fused_row_sums_its_rows_guarded_logits_when_every_row_has_them(tmp_path):
+    plan = load_plan("tiny")
+    fused = plan.row("coviar-fused")
+    index = [r.id for r in plan.rows].index(fused.id) + 1
+    rows_dir = tmp_path / "out" / "rows"
+    parts = _measured_parts(rows_dir, measured_at=1.0)
+    rng = np.random.default_rng(1)
+    for n, row_id in enumerate(PARTS):
+        np.save(rows_dir / row_id / "logits-int8-guarded.npy", rng.standard_normal((12, 3)).astype(np.float32))
+        parts[row_id].update(ms_int8_guarded=0.25, guard={"kept_fp32": n, "quantized_layers": 19, "passed": True})
+    result = _reproduction(tmp_path, plan, []).measure_row(index, fused, parts)
+    labels = np.load(rows_dir / PARTS[0] / "labels.npy")
+    summed = sum(w * np.load(rows_dir / r / "logits-int8-guarded.npy") for r, w in zip(fused.fuse, fused.weights))
+    assert result["top1_int8_guarded"] == pytest.approx(float(np.mean(summed.argmax(1) == labels)))
+    assert result["ms_int8_guarded"] == pytest.approx(0.75)
+    assert result["guard"] == {"kept_fp32": 3, "quantized_layers": 57, "passed": True}
+    (rows_dir / "coviar-r" / "logits-int8-guarded.npy").unlink()  # that row's guard refused: no guarded fusion
+    again = _reproduction(tmp_path, dataclasses.replace(plan, calib_clips=plan.calib_clips + 1), []).measure_row(
+        index, fused, parts)
+    assert "top1_int8_guarded" not in again and "guard" not in again
