@@ -42,10 +42,7 @@ QLinearConv into 18 or 19). The sensitivity is the normalised mean squared error
 the score output against FP32 that this removes (``err(INT8) - err(INT8 with that node in FP32)``;
 ``err = mean((y - y_fp32)^2) / var(y_fp32)``), measured on up to :data:`SENSITIVITY_WINDOWS`
 held-out windows. The nodes are ranked by it and kept in FP32 one by one, most sensitive first,
-each step re-measured on every held-out window, until the guard passes. Before the ranking, the
-model with every compute node in FP32 is measured once: when even it does not pass, the fallback
-refuses at once (a model whose logits are nearly tied, where what stays quantized still flips
-predictions), instead of after two passes per layer. Everything else keeps its
+each step re-measured on every held-out window, until the guard passes. Everything else keeps its
 symmetric zero-point-0 int8 Q/DQ (``quantize.graph.zero_point_violations`` stays empty), inputs
 and outputs are unchanged, and ONNX Runtime and OpenVINO load the result. A quantization point next to
 no compute node (the logits' own Q/DQ after the last layer's reshape) is never removed. Graph surgery needs the ``onnx`` package (extra ``train``).
@@ -82,12 +79,11 @@ Progress = Callable[[str], None]
 @dataclass(frozen=True)
 class KeptLayer:
     """A compute node the fallback runs in FP32: its ONNX node ``name``, ``op_type``, and its
-    ``sensitivity`` (the normalised output MSE against FP32 removed when it alone is in FP32; None
-    when the fallback refused before ranking, with every layer in FP32)."""
+    ``sensitivity`` (the normalised output MSE against FP32 removed when it alone is in FP32)."""
 
     name: str
     op_type: str
-    sensitivity: float | None
+    sensitivity: float
 
     def to_dict(self) -> dict:
         return {"name": self.name, "op_type": self.op_type, "sensitivity": self.sensitivity}
@@ -578,16 +574,6 @@ def fallback_onnx(fp32_bytes: bytes, int8_bytes: bytes, held: HeldOut, *,
                                 started=started), quantized_layers=len(variants.layers))
     if report.passed:
         return int8_bytes, report
-
-    # the most the fallback can do: every layer in FP32. When even that fails, refuse now rather than
-    # after ranking and trying every layer one by one (2 x layers passes over the held-out windows)
-    every = tuple(KeptLayer(layer, variants.op_types[layer], None) for layer in variants.layers)
-    say(f"every one of the {len(every)} quantized layers in FP32")
-    ceiling = _report(held, _scores(variants.model_bytes([k.name for k in every]), held),
-                      max_drop_points=max_drop_points, min_agreement=min_agreement, kept=every,
-                      quantized_layers=len(variants.layers), started=started)
-    if not ceiling.passed:
-        raise AccuracyGuardError(_refusal(ceiling, after_fallback=True), ceiling)
 
     # rank: how much closer to FP32 each layer alone in FP32 brings the outputs
     count = min(len(held.inputs), SENSITIVITY_WINDOWS)

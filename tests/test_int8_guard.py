@@ -253,17 +253,11 @@ def test_fallback_refuses_when_no_layer_in_fp32_helps(model_dir, held_out, tmp_p
 
     crushed = tmp_path / "crushed"
     _damaged_copy(model_dir, crushed, crush_logits)
-    steps: list[str] = []
     with pytest.raises(AccuracyGuardError) as caught:
-        fallback_int8(crushed, None, max_drop_points=LIMIT_POINTS, held_out=held_out, progress=steps.append)
+        fallback_int8(crushed, None, max_drop_points=LIMIT_POINTS, held_out=held_out)
     report = caught.value.report
     assert len(report.kept_fp32) == report.quantized_layers == 4 and not report.passed
     assert "even with all 4 quantized layers in FP32" in str(caught.value)
-    # refused once every layer in FP32 was measured: no ranking, no greedy steps
-    assert steps[-1] == "every one of the 4 quantized layers in FP32"
-    assert not any(step.startswith(("sensitivity", "1 layer(s)")) for step in steps)
-    assert all(k.sensitivity is None for k in report.kept_fp32)
-    assert json.loads(json.dumps(report.to_dict()))["kept_fp32"][0]["sensitivity"] is None
     assert f"FP32 {100 * report.fp32_top1:.1f} %" in str(caught.value)
 
 
