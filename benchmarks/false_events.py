@@ -171,8 +171,8 @@ def main(argv=None) -> int:
         results[kind] = run_package(kind, parts)
         log(f"{kind}: {results[kind]['all']['false_events']} false events in {results[kind]['all']['windows']} "
             f"windows ({100 * results[kind]['all']['rate']:.1f} %)")
-    print(json.dumps({"benchmark": "false_events",
-                      "command": "python benchmarks/false_events.py " + " ".join(sys.argv[1:] if argv is None else argv),
+    command = "python benchmarks/false_events.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    print(json.dumps({"benchmark": "false_events", "command": command,
                       "target": {"max_rate": TARGET}, "sets": made, "results": results, "env": machine(),
                       "elapsed_s": round(time.perf_counter() - t0, 1)}, indent=1))
     return 0

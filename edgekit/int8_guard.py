@@ -559,19 +559,24 @@ def fallback_int8(model_dir, data, *, max_drop_points: float = DEFAULT_MAX_DROP_
 
 def fallback_onnx(fp32_bytes: bytes, int8_bytes: bytes, held: HeldOut, *,
                   max_drop_points: float = DEFAULT_MAX_DROP_POINTS, min_agreement: float | None = None,
-                  progress: Progress | None = None, started: float | None = None) -> tuple[bytes, Int8GuardReport]:
+                  progress: Progress | None = None, started: float | None = None,
+                  plain: Int8GuardReport | None = None) -> tuple[bytes, Int8GuardReport]:
     """:func:`fallback_int8` on models in memory: ``int8_bytes`` (a QDQ model of ``fp32_bytes``)
     with its most sensitive layers kept in FP32 until the guard passes on ``held`` (windows
     prepared by :func:`prepare_held_out`, or built by the caller: ``held.fp32_outputs`` must be
-    ``fp32_bytes``' outputs on ``held.inputs``). Returns and raises as :func:`fallback_int8`."""
+    ``fp32_bytes``' outputs on ``held.inputs``). ``plain``: :func:`check_onnx`'s report of
+    ``int8_bytes`` on ``held`` with the same limits, when the caller has it (else measured here).
+    Returns and raises as :func:`fallback_int8`."""
     started = time.perf_counter() if started is None else started
     say = progress or (lambda message: None)
     _check_options(max_drop_points, min_agreement, None)
     _onnx()
     variants = _FloatLayers(int8_bytes, fp32_bytes)
-    say(f"running INT8 on {len(held.inputs)} windows")
-    report = replace(check_onnx(int8_bytes, held, max_drop_points=max_drop_points, min_agreement=min_agreement,
-                                started=started), quantized_layers=len(variants.layers))
+    if plain is None:
+        say(f"running INT8 on {len(held.inputs)} windows")
+        plain = check_onnx(int8_bytes, held, max_drop_points=max_drop_points, min_agreement=min_agreement,
+                           started=started)
+    report = replace(plain, quantized_layers=len(variants.layers))
     if report.passed:
         return int8_bytes, report
 

@@ -201,7 +201,7 @@ def guard_int8(fp32: Path, int8: Path, samples: list, *, min_agreement: float,
     plain = check_onnx(int8_bytes, held, max_drop_points=max_drop_points, min_agreement=min_agreement)
     try:
         model, report = fallback_onnx(fp32.read_bytes(), int8_bytes, held, max_drop_points=max_drop_points,
-                                      min_agreement=min_agreement)
+                                      min_agreement=min_agreement, plain=plain)
     except AccuracyGuardError as err:  # as edgekit export does: no INT8 model is shipped
         model, report = None, err.report
     info = {"split": GUARD_SPLIT, "clips": len(samples), "min_agreement": float(min_agreement),

@@ -150,19 +150,19 @@ def markdown(result: dict) -> str:
                   f"{100 * guard['min_agreement']:g} % of its clips; then scored on the test split. In brackets: "
                   "layers kept in FP32 / quantized layers; 'refused': even all of them in FP32 do not pass, so "
                   "no INT8 model is shipped; ms guarded: that model's latency.", ""]
-    guarded = bool(guard)
-    lines += ["| Row | Paper | Input | top-1 FP32 | top-1 INT8 | " + ("top-1 INT8 guarded | " if guarded else "")
-              + "GFLOPs | params | ms FP32 | ms INT8 | " + ("ms guarded | " if guarded else "") + "train min (chain) |",
-              "|---|---|---|---:|---:|" + ("---:|" if guarded else "") + "---:|---:|---:|---:|"
-              + ("---:|" if guarded else "") + "---:|"]
-    for r in rows.values():
-        extra = f"{_guarded_cell(r)} | " if guarded else ""
-        ms_extra = (f"{r['ms_int8_guarded']:.2f} | " if r.get("ms_int8_guarded") is not None else "- | ") if guarded \
-            else ""
-        lines.append(f"| {r['label']} | {r['paper']} | {r['domain']} | {100 * r['top1_fp32']:.1f} | "
-                     f"{100 * r['top1_int8']:.1f} | {extra}{r['gflops']:.4f} | {r['params'] / 1e6:.3f} M | "
-                     f"{r['ms_fp32']:.2f} | {r['ms_int8']:.2f} | {ms_extra}{r['train_minutes']:.1f} "
-                     f"({r['chain_minutes']:.1f}) |")
+    columns = [  # (header, cell of a row); the guarded ones only when the rows were guarded
+        ("Row", lambda r: r["label"]), ("Paper", lambda r: r["paper"]), ("Input", lambda r: r["domain"]),
+        ("top-1 FP32", lambda r: f"{100 * r['top1_fp32']:.1f}"),
+        ("top-1 INT8", lambda r: f"{100 * r['top1_int8']:.1f}"),
+        ("top-1 INT8 guarded", _guarded_cell), ("GFLOPs", lambda r: f"{r['gflops']:.4f}"),
+        ("params", lambda r: f"{r['params'] / 1e6:.3f} M"), ("ms FP32", lambda r: f"{r['ms_fp32']:.2f}"),
+        ("ms INT8", lambda r: f"{r['ms_int8']:.2f}"),
+        ("ms guarded", lambda r: "-" if r.get("ms_int8_guarded") is None else f"{r['ms_int8_guarded']:.2f}"),
+        ("train min (chain)", lambda r: f"{r['train_minutes']:.1f} ({r['chain_minutes']:.1f})")]
+    columns = [(h, cell) for h, cell in columns if guard or "guarded" not in h]
+    lines += ["| " + " | ".join(h for h, _ in columns) + " |",
+              "|" + "|".join("---" if i < 3 else "---:" for i in range(len(columns))) + "|"]
+    lines += ["| " + " | ".join(cell(r) for _, cell in columns) + " |" for r in rows.values()]
     lines += ["", "Fused rows: logits of their rows summed with the weights given (no extra training); their GFLOPs, "
               "parameters, ms and minutes are the sums over the fused rows.", "",
               "## The papers' orderings", ""]
