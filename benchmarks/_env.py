@@ -44,6 +44,18 @@ def machine() -> dict:
     }
 
 
+def wilson(events: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % Wilson score interval of a rate ``events``/``n`` ((0, 1) when ``n`` is 0)."""
+    import math
+
+    if n == 0:
+        return (0.0, 1.0)
+    p = events / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
 def script_parser(description: str, example: str):
     """The argument parser of a benchmark script: what it measures, that it prints one JSON object
     on stdout, and one example command."""

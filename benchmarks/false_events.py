@@ -32,7 +32,6 @@ Example (the committed docs/results/false-events.json):
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from collections import Counter
@@ -43,7 +42,7 @@ BENCHMARKS = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCHMARKS.parent))  # this tree's edgekit and training, run as a script
 sys.path.append(str(BENCHMARKS))
 
-from _env import machine, script_parser  # noqa: E402
+from _env import machine, script_parser, wilson  # noqa: E402
 
 NOISE_FIRST_SEED = 3_000_000  # far from edgekit calibrate's 1,000,000 and calibration.py's 2,000,000
 PARTS = ("broad", "heldout", "noise")
@@ -99,16 +98,6 @@ def static_clips(preset: str | None, renderer: str, args) -> tuple[list[str], di
         paths = list(pool.map(_write, [(job, out) for job in jobs]))
     return paths, {"out_dir": str(out), "renderer": renderer, "preset": preset, "seed": args.seed,
                    "clips": len(paths), "seconds_to_make": round(time.perf_counter() - t0, 1)}
-
-
-def wilson(events: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95 % Wilson score interval of a rate ``events``/``n``."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = events / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def rate(events: int, windows: int) -> dict:
