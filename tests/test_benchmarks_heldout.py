@@ -67,6 +67,31 @@ def test_a_rerun_reuses_the_clips(run):
     assert list(again["results"]) == ["mv"]
 
 
+def test_several_draws_pool_their_clips(run):
+    single, workdir = run
+    report = run_benchmark("heldout.py", "--clips-per-class", 1, "--seed", 0, 1, "--workers", 1, "--workdir", workdir,
+                           timeout=600)
+    script = load_benchmark("heldout.py")
+    assert report["settings"]["seed"] == [0, 1] and [d["seed"] for d in report["draws"]] == [0, 1]
+    assert [g["clips_reused"] for g in report["generation"]] == [12, 0]  # draw 0 is the fixture's
+    clips = report["per_clip"]
+    assert len(clips) == 24 and {c["seed"] for c in clips} == {0, 1}
+    assert all(c["clip"].startswith(f"seed{c['seed']}/") for c in clips)
+    for kind in KINDS:
+        result = report["results"][kind]
+        right = sum(c["pred"][kind] == c["label"] for c in clips)
+        assert (result["correct"], result["clips"]) == (right, 24)
+        assert result["ci95"] == [round(x, 4) for x in script.wilson(right, 24)]
+        draws = [d["results"][kind] for d in report["draws"]]
+        assert sum(d["correct"] for d in draws) == right and [d["clips"] for d in draws] == [12, 12]
+        # draw 0 scores as it does alone (same clips, same package)
+        assert draws[0]["correct"] == single["results"][kind]["correct"]
+        for d, seed in zip(draws, (0, 1)):
+            mine = [c for c in clips if c["seed"] == seed]
+            assert d["none_share"] == pytest.approx(sum(c["none"][kind] for c in mine) / 12, abs=1e-4)
+        assert sum(r["clips"] for r in result["per_class"].values()) == 24
+
+
 def test_helpers_on_made_up_predictions():
     script = load_benchmark("heldout.py")
     topk = (("meet", 0.6), ("scene_left", 0.3), ("static", 0.1))
@@ -84,7 +109,8 @@ def test_helpers_on_made_up_predictions():
 
 
 @pytest.mark.parametrize("argv, words", [(["--kinds", "mvr,nonsense"], ["nonsense", "mvr, mv"]),
-                                         (["--clips-per-class", "0"], ["at least 1"])])
+                                         (["--clips-per-class", "0"], ["at least 1"]),
+                                         (["--seed", "1", "1"], ["distinct"])])
 def test_bad_arguments_are_refused_in_one_line(argv, words):
     proc = subprocess.run([sys.executable, str(SCRIPT), *argv], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and all(w in proc.stderr for w in words)
