@@ -69,6 +69,11 @@ RECIPES = (
                                                      ("float_ends", True))),
     Recipe("minmax-256-float-ends", 256, (("method", "minmax"), ("float_ends", True))),
     Recipe("entropy-256-float-ends", 256, (("method", "entropy"), ("float_ends", True))),
+    # the default with empirical bias correction (quantize.bias) on the first 64 calibration clips
+    Recipe("percentile-99.99-256-float-ends-bias", 256, (("method", "percentile"), ("percentile", 99.99),
+                                                          ("float_ends", True), ("bias_correction", True))),
+    Recipe("percentile-99.99-256-bias", 256, (("method", "percentile"), ("percentile", 99.99),
+                                              ("bias_correction", True))),
     Recipe("uint8-asym-minmax-256", 256, (("method", "minmax"), ("activations", "uint8-asymmetric"))),  # diagnostic
 )
 
