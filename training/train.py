@@ -105,19 +105,63 @@ def ensure_cache(data: DataSection, specs, progress: bool = True, rgb: bool = Fa
     return build_cache_in_parts(place, data.dataset, data.cache, spec, workers=data.workers, progress=progress)
 
 
-def make_loader(dataset, batch_size: int, shuffle: bool, seed: int, workers: int, sampler=None):
-    """A DataLoader of ``dataset``; ``sampler`` (a data-parallel run's share of the items) replaces
-    the loader's own order, ``shuffle`` and ``seed`` then do nothing."""
+def make_loader(dataset, batch_size: int, shuffle: bool, seed: int, workers: int, sampler=None, *,
+                persistent: bool = False, pin_memory: bool = False):
+    """A DataLoader of ``dataset``; ``sampler`` (a data-parallel run's share of the items, or an
+    :class:`EpochItems`) replaces the loader's own order, ``shuffle`` and ``seed`` then do nothing.
+    ``persistent``: its worker processes live as long as the loader (a loader iterated every epoch
+    then starts its workers once, not once per epoch); ``pin_memory``: batches come in page-locked
+    memory, so a CUDA copy with ``non_blocking`` overlaps the next step."""
     import torch
     from torch.utils.data import DataLoader
 
-    if sampler is not None:
-        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, drop_last=False,
-                          persistent_workers=False)
-    g = torch.Generator()
+    options = {"num_workers": workers, "drop_last": False, "persistent_workers": persistent and workers > 0,
+               "pin_memory": pin_memory}
+    g = torch.Generator()  # the loader's own draws (its workers' base seed) never touch the global RNG
     g.manual_seed(seed)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=g, num_workers=workers,
-                      drop_last=False, persistent_workers=False)
+    if sampler is not None:
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, generator=g, **options)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=g, **options)
+
+
+class EpochItems:
+    """The training items of each epoch, as ``(epoch, index)`` pairs for ``CachedClips``: the
+    epoch travels with the index, so worker processes kept alive across epochs (a persistent
+    loader) draw each item's sampling and augmentation for the epoch it is fetched in.
+
+    Order: ``inner``'s (a DistributedSampler, given the epoch too), else a permutation seeded by
+    ``seed_base + epoch`` (``shuffle``), else 0..length-1. The permutation is the one a fresh
+    ``DataLoader(shuffle=True, generator=Generator().manual_seed(seed_base + epoch))`` made, which
+    draws its workers' base seed from that generator first: runs keep the order of the releases
+    that made a loader per epoch (``tests/test_train_loader.py`` checks it against such a loader)."""
+
+    def __init__(self, length: int, seed_base: int, shuffle: bool = True, inner=None):
+        self.length, self.seed_base, self.shuffle, self.inner = int(length), int(seed_base), shuffle, inner
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        if self.inner is not None and hasattr(self.inner, "set_epoch"):
+            self.inner.set_epoch(epoch)
+
+    def order(self) -> list[int]:
+        import torch
+
+        if self.inner is not None:
+            return [int(i) for i in self.inner]
+        if not self.shuffle:
+            return list(range(self.length))
+        g = torch.Generator()
+        g.manual_seed(self.seed_base + self.epoch)
+        torch.empty((), dtype=torch.int64).random_(generator=g)  # what a fresh shuffling DataLoader drew first
+        return torch.randperm(self.length, generator=g).tolist()
+
+    def __iter__(self):
+        epoch = self.epoch
+        return iter([(epoch, i) for i in self.order()])
+
+    def __len__(self) -> int:
+        return len(self.inner) if self.inner is not None else self.length
 
 
 def evaluate_loader(model, loader, device, input_names, autocast, feeds=None) -> dict:
@@ -310,7 +354,8 @@ def _train(cfg: TrainConfig, place: Distributed, *, resume: bool, overwrite: boo
                                                     classes, stage.teacher)
     workers = cfg.data.workers
     val_sampler = distributed.ShardSampler(len(val_ds), place) if place.active else None
-    val_loader = make_loader(val_ds, bs, False, 0, workers, sampler=val_sampler)
+    pin = device.type == "cuda"
+    val_loader = make_loader(val_ds, bs, False, 0, workers, sampler=val_sampler, persistent=True, pin_memory=pin)
     groups = stages.parameter_groups(model, [*stage.lr_mult.items(), *needs.lr_mult], t_cfg.lr,
                                      config_patterns=list(stage.lr_mult))
 
@@ -335,6 +380,10 @@ def _train(cfg: TrainConfig, place: Distributed, *, resume: bool, overwrite: boo
         train_sampler = DistributedSampler(train_ds, num_replicas=place.world_size, rank=place.rank, shuffle=True,
                                            seed=t_cfg.seed, drop_last=False)
     epochs = t_cfg.epochs
+    # one loader for every epoch: its workers start once (a loader per epoch started them per epoch,
+    # which on a GPU cost more than the epoch's steps: benchmarks/loader.py)
+    train_order = EpochItems(len(train_ds), t_cfg.seed * 1000, shuffle=True, inner=train_sampler)
+    loader = make_loader(train_ds, bs, True, 0, workers, sampler=train_order, persistent=True, pin_memory=pin)
     steps_per_epoch = math.ceil((len(train_sampler) if train_sampler is not None else len(train_ds)) / bs)
     if t_cfg.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, t_cfg.max_steps_per_epoch)
@@ -389,9 +438,7 @@ def _train(cfg: TrainConfig, place: Distributed, *, resume: bool, overwrite: boo
     for epoch in range(start_epoch, epochs):
         t0 = time.perf_counter()
         train_ds.set_epoch(epoch)
-        if train_sampler is not None:
-            train_sampler.set_epoch(epoch)
-        loader = make_loader(train_ds, bs, True, t_cfg.seed * 1000 + epoch, workers, sampler=train_sampler)
+        train_order.set_epoch(epoch)  # the DistributedSampler's too
         model.train()
         for norm in frozen_norms:  # frozen layers keep their running statistics
             norm.eval()

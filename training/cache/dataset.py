@@ -298,10 +298,17 @@ class CachedClips:
             out, label = self.augmenter.apply(out, (*self.specs, *self.companion_specs), label, rng)
         return out, label
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, key) -> dict:
+        """Item ``key`` as torch tensors (plus ``label``). ``key``: an index, drawn for the epoch of
+        :meth:`set_epoch`, or an ``(epoch, index)`` pair (``training.train.EpochItems``), drawn for
+        that epoch: what a worker process kept across epochs is told."""
         import torch
 
-        arrays, label = self.item(i)
+        if isinstance(key, tuple):
+            epoch, i = key
+            arrays, label = self.item(i, np.random.default_rng((self.seed, epoch, i)))
+        else:
+            arrays, label = self.item(key)
         out = {k: torch.from_numpy(v) for k, v in arrays.items()}
         out["label"] = torch.tensor(label, dtype=torch.int64)
         return out
