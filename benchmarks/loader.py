@@ -91,7 +91,7 @@ def time_loaders(dataset, batch_size: int, workers: int, epochs: int, seed_base:
             seconds.append(time.perf_counter() - t0)
         del loader
         total = sum(seconds)
-        figures[kind] = {"seconds_per_epoch": [round(s, 3) for s in seconds],
+        figures[kind] = {"seconds": round(total, 4), "seconds_per_epoch": [round(s, 3) for s in seconds],
                          "first_epoch_s": round(seconds[0], 3),
                          "later_epochs_median_s": round(statistics.median(seconds[1:]), 3) if epochs > 1 else None,
                          "clips_per_s": round(n * epochs / total, 1), "batches_per_epoch": batches}

@@ -38,7 +38,7 @@ def test_both_loaders_read_every_clip_and_agree(report):
         for kind in ("fresh_per_epoch", "persistent"):
             f = figures[kind]
             assert f["batches_per_epoch"] == -(-n // 4) and len(f["seconds_per_epoch"]) == 2
-            assert f["clips_per_s"] == pytest.approx(2 * n / sum(f["seconds_per_epoch"]), rel=0.02)
+            assert f["seconds"] > 0 and f["clips_per_s"] == pytest.approx(2 * n / f["seconds"], rel=0.01, abs=0.1)
         assert figures["speedup"] == pytest.approx(
             figures["persistent"]["clips_per_s"] / figures["fresh_per_epoch"]["clips_per_s"], rel=0.01)
     assert report["item_ms_in_process"] > 0

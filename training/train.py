@@ -380,8 +380,8 @@ def _train(cfg: TrainConfig, place: Distributed, *, resume: bool, overwrite: boo
         train_sampler = DistributedSampler(train_ds, num_replicas=place.world_size, rank=place.rank, shuffle=True,
                                            seed=t_cfg.seed, drop_last=False)
     epochs = t_cfg.epochs
-    # one loader for every epoch: its workers start once (a loader per epoch started them per epoch,
-    # which on a GPU cost more than the epoch's steps: benchmarks/loader.py)
+    # one loader for every epoch: its workers start once (a loader made per epoch started them every
+    # epoch; benchmarks/loader.py times both)
     train_order = EpochItems(len(train_ds), t_cfg.seed * 1000, shuffle=True, inner=train_sampler)
     loader = make_loader(train_ds, bs, True, 0, workers, sampler=train_order, persistent=True, pin_memory=pin)
     steps_per_epoch = math.ceil((len(train_sampler) if train_sampler is not None else len(train_ds)) / bs)
