@@ -16,6 +16,7 @@ companion inputs (flow, RGB) are not read. Prints ONE JSON object; progress on s
 """
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -104,7 +105,7 @@ def time_loaders(dataset, batch_size: int, workers: int, epochs: int, seed_base:
             "speedup": round(figures["persistent"]["clips_per_s"] / figures["fresh_per_epoch"]["clips_per_s"], 3)}
 
 
-def time_model_step(cfg, specs, dataset, batch_size: int, steps: int, device_name: str) -> dict:
+def time_model_step(cfg, dataset, batch_size: int, steps: int, device_name: str) -> dict:
     """Clips per second of the config's model trained with cross-entropy and AdamW on one batch
     already on the device (no loader): the rate an epoch could reach if the loader kept up."""
     import torch
@@ -122,7 +123,7 @@ def time_model_step(cfg, specs, dataset, batch_size: int, steps: int, device_nam
     use_amp = device.type == "cuda"
 
     def step():
-        with torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else _null():
+        with torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else contextlib.nullcontext():
             logits = model(**model_inputs(model, batch))
             loss = torch.nn.functional.cross_entropy(logits.float(), batch["label"])
         optimizer.zero_grad(set_to_none=True)
@@ -142,14 +143,6 @@ def time_model_step(cfg, specs, dataset, batch_size: int, steps: int, device_nam
     clips = steps * len(items)
     return {"device": str(device), "batch": len(items), "steps": steps, "seconds": round(seconds, 3),
             "clips_per_s": round(clips / seconds, 1), "bf16_autocast": use_amp}
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def main(argv=None) -> int:
@@ -181,7 +174,6 @@ def _run(args, argv) -> int:
     n = min(len(full), args.max_clips) if args.max_clips else len(full)
     dataset = _Subset(full, n)
     batch_size = cfg.train.batch_size
-    torch.set_num_threads(max(1, torch.get_num_threads()))
 
     # one pass over every clip first, untimed by the loaders: the cache's pages are then in memory for
     # all of them alike (the first loader timed would otherwise read them from disk for the rest)
@@ -196,7 +188,7 @@ def _run(args, argv) -> int:
         loaders[str(workers)] = time_loaders(dataset, batch_size, workers, args.epochs, cfg.train.seed * 1000)
     step = None
     if args.steps:
-        step = time_model_step(cfg, specs, dataset, batch_size, args.steps, args.device or cfg.train.device)
+        step = time_model_step(cfg, dataset, batch_size, args.steps, args.device or cfg.train.device)
         _say(f"model step alone: {step['clips_per_s']} clips/s on {step['device']}")
     best = max(v["persistent"]["clips_per_s"] for v in loaders.values())
     report = {

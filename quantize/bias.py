@@ -27,18 +27,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from edgekit._onnxgraph import consumers
+
 _CORRECTED = ("Conv", "ConvTranspose", "Gemm")
 INT32 = np.iinfo(np.int32)
-
-
-def _session(model):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
 def _with_outputs(model, tensors: Sequence[str]):
@@ -56,14 +48,15 @@ def _with_outputs(model, tensors: Sequence[str]):
 
 def _channel_means(model, tensors: Sequence[str], inputs: Sequence[dict]) -> dict[str, np.ndarray]:
     """Mean of every channel (axis 1) of each of ``tensors`` over ``inputs``, float64."""
-    session = _session(_with_outputs(model, tensors))
-    feeds = {i.name for i in session.get_inputs()}
+    from targets import load_backend
+
     sums: dict[str, np.ndarray] = {}
     counts: dict[str, int] = {}
-    for clip in inputs:
-        values = session.run(list(tensors), {k: v for k, v in clip.items() if k in feeds})
-        for name, value in zip(tensors, values):
-            value = np.asarray(value, np.float64)
+    with load_backend("cpu", _with_outputs(model, tensors).SerializeToString(), threads=1) as backend:
+        runs = [backend.run(clip) for clip in inputs]
+    for outputs in runs:
+        for name in tensors:
+            value = np.asarray(outputs[name], np.float64)
             if value.ndim < 2:
                 raise ValueError(f"bias correction: {name} has shape {value.shape}, expected (N, C, ...)")
             per_channel = np.moveaxis(value, 1, 0).reshape(value.shape[1], -1)
@@ -72,35 +65,38 @@ def _channel_means(model, tensors: Sequence[str], inputs: Sequence[dict]) -> dic
     return {name: sums[name] / counts[name] for name in tensors}
 
 
-def _bias_slot(model, node):
-    """How ``node``'s bias is stored: ("int8", values int32 initializer, scale) when a
-    DequantizeLinear of int32 values with zero point 0 feeds it, ("float", initializer, None) for a
-    float initializer, None otherwise (no bias, a computed one, or one shared with another node)."""
+def _bias_slots(model) -> dict[str, tuple]:
+    """How each weighted node's bias is stored, by node name: ("int8", values int32 initializer,
+    scale) when a DequantizeLinear of int32 values with zero point 0 feeds it, ("float",
+    initializer, None) for a float initializer. Nodes without a bias of their own (none, a computed
+    one, or one shared with another node) are absent."""
     from onnx import numpy_helper
 
-    if len(node.input) < 3 or not node.input[2]:
-        return None
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
-    users = sum(name == node.input[2] for n in graph.node for name in n.input)
-    if users != 1:
-        return None
-    bias = node.input[2]
-    if bias in inits:
-        return ("float", inits[bias], None)
-    producer = next((n for n in graph.node if bias in n.output), None)
-    if producer is None or producer.op_type != "DequantizeLinear":
-        return None
-    values, scale = inits.get(producer.input[0]), inits.get(producer.input[1])
-    zero = inits.get(producer.input[2]) if len(producer.input) > 2 and producer.input[2] else None
-    if values is None or scale is None or numpy_helper.to_array(values).dtype != np.int32:
-        return None
-    if zero is not None and np.any(numpy_helper.to_array(zero)):
-        return None
-    shared = sum(name == producer.input[0] for n in graph.node for name in n.input)
-    if shared != 1:
-        return None
-    return ("int8", values, scale)
+    users = consumers(graph)
+    producers = {out: n for n in graph.node for out in n.output}
+    slots = {}
+    for node in graph.node:
+        if node.op_type not in _CORRECTED or len(node.input) < 3 or not node.input[2]:
+            continue
+        bias = node.input[2]
+        if len(users[bias]) != 1:
+            continue
+        if bias in inits:
+            slots[node.name] = ("float", inits[bias], None)
+            continue
+        producer = producers.get(bias)
+        if producer is None or producer.op_type != "DequantizeLinear" or len(users[producer.input[0]]) != 1:
+            continue
+        values, scale = inits.get(producer.input[0]), inits.get(producer.input[1])
+        zero = inits.get(producer.input[2]) if len(producer.input) > 2 and producer.input[2] else None
+        if values is None or scale is None or numpy_helper.to_array(values).dtype != np.int32:
+            continue
+        if zero is not None and np.any(numpy_helper.to_array(zero)):
+            continue
+        slots[node.name] = ("int8", values, scale)
+    return slots
 
 
 def _shift_bias(slot, delta: np.ndarray) -> float:
@@ -133,11 +129,12 @@ def correct_biases(reference, model, inputs: Sequence[dict]) -> dict:
         raise ValueError("bias correction needs at least one calibration clip")
     t0 = time.perf_counter()
     ref_outputs = {n.name: n.output[0] for n in reference.graph.node if n.op_type in _CORRECTED and n.name}
+    slots = _bias_slots(model)
     targets, skipped = [], []
     for node in model.graph.node:
         if node.op_type not in _CORRECTED:
             continue
-        slot = _bias_slot(model, node)
+        slot = slots.get(node.name)
         if slot is None or node.name not in ref_outputs:
             skipped.append(node.name)
             continue

@@ -437,8 +437,7 @@ def _train(cfg: TrainConfig, place: Distributed, *, resume: bool, overwrite: boo
     reduce_device = device if place.backend == "nccl" else None
     for epoch in range(start_epoch, epochs):
         t0 = time.perf_counter()
-        train_ds.set_epoch(epoch)
-        train_order.set_epoch(epoch)  # the DistributedSampler's too
+        train_order.set_epoch(epoch)  # the items' epoch, and the DistributedSampler's
         model.train()
         for norm in frozen_norms:  # frozen layers keep their running statistics
             norm.eval()

@@ -265,12 +265,17 @@ class CachedClips:
         """Item ``i`` as float32 numpy arrays keyed by input name (the inputs of :meth:`item`)."""
         return self.item(i, rng)[0]
 
+    def item_rng(self, i: int, epoch: int | None = None) -> np.random.Generator:
+        """The draws of item ``i`` in ``epoch`` (default: the epoch of :meth:`set_epoch`), seeded by
+        (seed, epoch, i): the same in any process."""
+        return np.random.default_rng((self.seed, self.epoch if epoch is None else epoch, i))
+
     def item(self, i: int, rng: np.random.Generator | None = None) -> tuple[dict[str, np.ndarray], int]:
         """Item ``i``: float32 numpy arrays keyed by input name, and its label (an augmented flip
         may have swapped it for its mirror image). Draws come from ``rng`` (default: seeded by
         (seed, epoch, i)): the augmenter's temporal view, the sampling rule's, then the augmenter's."""
         clip = self.clips[i]
-        rng = rng or np.random.default_rng((self.seed, self.epoch, i))
+        rng = rng or self.item_rng(i)
         kinds, where = clip_frames(clip)
         view = self.augmenter.temporal_view(len(kinds), rng) if self.augmenter is not None else None
         norm = self.spec["normalization"]
@@ -304,11 +309,8 @@ class CachedClips:
         that epoch: what a worker process kept across epochs is told."""
         import torch
 
-        if isinstance(key, tuple):
-            epoch, i = key
-            arrays, label = self.item(i, np.random.default_rng((self.seed, epoch, i)))
-        else:
-            arrays, label = self.item(key)
+        epoch, i = key if isinstance(key, tuple) else (self.epoch, key)
+        arrays, label = self.item(i, self.item_rng(i, epoch))
         out = {k: torch.from_numpy(v) for k, v in arrays.items()}
         out["label"] = torch.tensor(label, dtype=torch.int64)
         return out
