@@ -18,8 +18,11 @@ three parts of --clips each (default 200):
 Each clip runs through ``Recognizer(package).windows(clip)`` with the package's own threshold, as
 an application reads it. A window is a *false event* when its reported label is neither ``static``
 nor ``none``. Per part: windows, false events, their rate with a 95 % Wilson interval, clips with
-at least one false event, which labels were reported, and each clip's window labels; per package,
-the rate over all parts.
+at least one false event, which labels were reported, each clip's window labels, each window's best
+real label and calibrated score (``per_clip_top``), and ``threshold_at_target``: the lowest
+threshold at which this part alone would be within the 5 % target (``edgekit.calibration
+.choose_threshold`` on its windows: what fitting the threshold on such clips would set); per
+package, the rate over all parts.
 
 Clips are made into --workdir (reused when already there). Prints ONE JSON object on stdout;
 progress goes to stderr.
@@ -37,6 +40,8 @@ import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+
+import numpy as np
 
 BENCHMARKS = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCHMARKS.parent))  # this tree's edgekit and training, run as a script
@@ -108,7 +113,7 @@ def rate(events: int, windows: int) -> dict:
 
 def run_package(kind: str, parts: dict[str, list[str]]) -> dict:
     """Every clip of every part through the package's Recognizer: figures per part and overall."""
-    from edgekit.calibration import NO_EVENT_LABELS
+    from edgekit.calibration import NO_EVENT_LABELS, choose_threshold
     from edgekit.recognizer import DEFAULT_PACKAGES, Recognizer
 
     path = DEFAULT_PACKAGES[kind] if kind in DEFAULT_PACKAGES else Path(kind)
@@ -116,11 +121,14 @@ def run_package(kind: str, parts: dict[str, list[str]]) -> dict:
     t0 = time.perf_counter()
     with Recognizer(path) as recognizer:
         for part, clips in parts.items():
-            labels, per_clip = Counter(), []
+            labels, per_clip, per_clip_top, scores = Counter(), [], {}, []
             for n, clip in enumerate(clips, 1):
-                reported = [w.label for w in recognizer.windows(clip)]
+                windows = list(recognizer.windows(clip))
+                reported = [w.label for w in windows]
                 labels.update(reported)
                 per_clip.append((Path(clip).name, reported))
+                per_clip_top[Path(clip).name] = [[w.top_label, round(float(w.score), 6)] for w in windows]
+                scores.extend(w.scores for w in windows)
                 if n % 50 == 0:
                     log(f"{kind} {part}: {n}/{len(clips)} clips")
             flags = [[label not in NO_EVENT_LABELS for label in reported] for _, reported in per_clip]
@@ -129,7 +137,9 @@ def run_package(kind: str, parts: dict[str, list[str]]) -> dict:
             out[part] = {**rate(events, windows), "clips": len(clips),
                          "clips_with_an_event": sum(any(f) for f in flags),
                          "reported": dict(labels.most_common()),
-                         "per_clip": {name: labels_ for name, labels_ in per_clip}}
+                         "threshold_at_target": choose_threshold({part: np.array(scores)}, recognizer.labels, TARGET)
+                         if scores else None,
+                         "per_clip": {name: labels_ for name, labels_ in per_clip}, "per_clip_top": per_clip_top}
         threshold = recognizer.threshold
         model = recognizer.package.manifest.model
     return {"package": path.name, "model": model, "threshold": threshold, "parts": out,

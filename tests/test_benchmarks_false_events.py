@@ -51,6 +51,16 @@ def test_rates_follow_from_the_listed_windows(run):
         assert figures["within_target"] == (events / windows <= 0.05)
         assert sum(figures["reported"].values()) == windows
         total_windows, total_events = total_windows + windows, total_events + events
+        # each window's best real label and score; the target's threshold silences all but 5 % of them
+        tops = [top for clip_tops in figures["per_clip_top"].values() for top in clip_tops]
+        assert len(tops) == windows and list(figures["per_clip_top"]) == list(figures["per_clip"])
+        for (top_label, score), label in zip(tops, [l for ls in figures["per_clip"].values() for l in ls]):
+            assert label in (top_label, "none") and 0 < score <= 1
+            assert (label == "none") == (score < result["threshold"])
+        at = figures["threshold_at_target"]
+        assert sum(top_label not in ("static", "none") and score >= at for top_label, score in tops) \
+            <= int(0.05 * windows)
+        assert at == 0 or sum(top_label != "static" and score >= at - 1e-3 for top_label, score in tops) > 0
     assert (result["all"]["windows"], result["all"]["false_events"]) == (total_windows, total_events)
     # the listed labels are the Recognizer's own, window for window
     name, labels = next(iter(result["parts"]["noise"]["per_clip"].items()))
