@@ -41,8 +41,6 @@ from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import numpy as np
-
 BENCHMARKS = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCHMARKS.parent))  # this tree's edgekit and training, run as a script
 sys.path.append(str(BENCHMARKS))
@@ -121,25 +119,25 @@ def run_package(kind: str, parts: dict[str, list[str]]) -> dict:
     t0 = time.perf_counter()
     with Recognizer(path) as recognizer:
         for part, clips in parts.items():
-            labels, per_clip, per_clip_top, scores = Counter(), [], {}, []
+            labels, per_clip, per_clip_top, scores = Counter(), {}, {}, []
             for n, clip in enumerate(clips, 1):
                 windows = list(recognizer.windows(clip))
-                reported = [w.label for w in windows]
-                labels.update(reported)
-                per_clip.append((Path(clip).name, reported))
-                per_clip_top[Path(clip).name] = [[w.top_label, round(float(w.score), 6)] for w in windows]
+                name = Path(clip).name
+                per_clip[name] = [w.label for w in windows]
+                per_clip_top[name] = [[w.top_label, round(float(w.score), 6)] for w in windows]
+                labels.update(per_clip[name])
                 scores.extend(w.scores for w in windows)
                 if n % 50 == 0:
                     log(f"{kind} {part}: {n}/{len(clips)} clips")
-            flags = [[label not in NO_EVENT_LABELS for label in reported] for _, reported in per_clip]
+            flags = [[label not in NO_EVENT_LABELS for label in reported] for reported in per_clip.values()]
             windows, events = sum(map(len, flags)), sum(map(sum, flags))
             total_windows, total_events = total_windows + windows, total_events + events
             out[part] = {**rate(events, windows), "clips": len(clips),
                          "clips_with_an_event": sum(any(f) for f in flags),
                          "reported": dict(labels.most_common()),
-                         "threshold_at_target": choose_threshold({part: np.array(scores)}, recognizer.labels, TARGET)
+                         "threshold_at_target": choose_threshold({part: scores}, recognizer.labels, TARGET)
                          if scores else None,
-                         "per_clip": {name: labels_ for name, labels_ in per_clip}, "per_clip_top": per_clip_top}
+                         "per_clip": per_clip, "per_clip_top": per_clip_top}
         threshold = recognizer.threshold
         model = recognizer.package.manifest.model
     return {"package": path.name, "model": model, "threshold": threshold, "parts": out,
