@@ -3,6 +3,7 @@ with their class, parameters that cover the promised ranges, determinism, and ol
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections import Counter
@@ -241,6 +242,75 @@ def test_broad_motion_and_scene_draws_cover_the_promised_ranges():
     assert not any(any(m["broad"]["camera_drift_px_per_frame"]) for m in plans["scene_left"])
 
 
+def test_broad_sensor_draws_cover_their_ranges():
+    small = Canvas(96, 72, 6)
+    sensors = [broad.plan_broad_scene(label, np.random.default_rng(i), small, sensor=True).metadata["broad"]["sensor"]
+               for i in range(150) for label in ("move_right", "static")]
+    for key, share in (("vignette", broad.VIGNETTE_SHARE), ("shot_k", broad.SHOT_SHARE), ("row_sigma", broad.ROW_SHARE)):
+        values = np.array([s[key] for s in sensors])
+        assert share - 0.12 < np.mean(values > 0) < share + 0.12, key
+    assert max(s["vignette"] for s in sensors) > 0.5 * broad.VIGNETTE_MAX
+    shots = [s["shot_k"] for s in sensors if s["shot_k"]]
+    assert min(shots) >= broad.SHOT_K_RANGE[0] and min(shots) < 0.05 and max(shots) > 0.5
+    rows = [s["row_sigma"] for s in sensors if s["row_sigma"]]
+    assert min(rows) >= broad.ROW_SIGMA_RANGE[0] and max(rows) <= broad.ROW_SIGMA_RANGE[1]
+    statics = [s for s in sensors[1::2]]  # static clips get sensors like the rest: no cue to the class
+    assert any(s["shot_k"] for s in statics) and any(s["row_sigma"] for s in statics)
+
+
+def test_broad_sensor_is_drawn_last_and_only_when_asked():
+    small = Canvas(96, 72, 6)
+    for i, label in enumerate(("move_right", "static", "scene_left", "approach")):
+        plain = broad.plan_broad_scene(label, np.random.default_rng(i), small)
+        with_sensor = broad.plan_broad_scene(label, np.random.default_rng(i), small, sensor=True)
+        assert plain.sensor is None and "sensor" not in plain.metadata["broad"]
+        assert with_sensor.sensor is not None
+        # everything else is the clip made without it: same draws, same noise, same layers
+        drawn = dict(with_sensor.metadata, broad={k: v for k, v in with_sensor.metadata["broad"].items()
+                                                   if k != "sensor"})
+        assert drawn == plain.metadata
+        assert with_sensor.noise_seed == plain.noise_seed
+        np.testing.assert_array_equal(with_sensor.gain, plain.gain)
+        np.testing.assert_array_equal(with_sensor.background, plain.background)
+
+
+def test_sensor_setting_is_checked_and_kept_out_of_old_manifests():
+    from training.synth.config import ConfigError, resolve_config
+
+    assert "sensor" not in resolve_config("broad-tiny").to_dict()  # folders made before it still match
+    assert resolve_config("broad-tiny", sensor=True).to_dict()["sensor"] is True
+    with pytest.raises(ConfigError, match="broad presets"):
+        resolve_config("small", sensor=True)
+    with pytest.raises(ConfigError, match="broad presets"):
+        resolve_config(None, renderer="heldout", sensor=True)
+    with pytest.raises(ConfigError, match="true or false"):
+        resolve_config("broad-tiny", sensor=1)
+
+
+def test_render_applies_shot_row_and_vignette_sensor_effects():
+    from training.synth.render import render
+    from training.synth.scene import Sensor
+
+    small = Canvas(160, 120, 3)
+    plan = broad.plan_broad_scene("static", np.random.default_rng(3), small)
+    flat = dataclasses.replace(plan, background=np.full_like(plan.background, 128.0), layers=(),
+                               gain=np.ones_like(plan.gain), noise_sigma=0.0)
+    clean = render(dataclasses.replace(flat, sensor=None)).frames.astype(np.float32)
+    assert np.all(clean == 128)
+    shot = render(dataclasses.replace(flat, sensor=Sensor(0.0, 0.5, 0.0, 1))).frames.astype(np.float32)
+    assert np.std(shot - 128) == pytest.approx(np.sqrt(0.5 * 128), rel=0.05)  # variance k * I
+    dark = dataclasses.replace(flat, background=np.full_like(plan.background, 32.0))
+    shot_dark = render(dataclasses.replace(dark, sensor=Sensor(0.0, 0.5, 0.0, 1))).frames.astype(np.float32)
+    assert np.std(shot_dark - 32) == pytest.approx(np.sqrt(0.5 * 32), rel=0.05)  # brighter is noisier
+    rows = render(dataclasses.replace(flat, sensor=Sensor(0.0, 0.0, 2.0, 1))).frames.astype(np.float32)
+    assert np.ptp(rows, axis=(2, 3)).max() <= 1  # one offset per row (8-bit rounding aside)
+    assert np.std(rows.mean(axis=(2, 3)) - 128) == pytest.approx(2.0, rel=0.2)
+    assert not np.array_equal(rows[0], rows[1])  # a new offset every frame
+    vignette = render(dataclasses.replace(flat, sensor=Sensor(0.5, 0.0, 0.0, 1))).frames.astype(np.float32)
+    assert vignette[0, 60, 80, 0] == 128 and vignette[0, 0, 0, 0] == pytest.approx(64, abs=1)
+    assert np.array_equal(vignette[0], vignette[2])  # fixed in the image
+
+
 def test_broad_static_ground_truth_is_still_and_pan_flow_matches(broad_tiny):
     for clip in _clips(broad_tiny):
         truth = load_ground_truth(broad_tiny / "flow" / clip["flow"])
@@ -371,3 +441,21 @@ def test_class_subsets_are_validated(capsys, tmp_path):
     assert resolve_config(None, renderer="heldout", classes="fixed").class_names == FIXED_CLASS_NAMES
     assert training_main(["synth", "--preset", "tiny", "--classes", "nope", "--out", str(tmp_path / "x")]) == 2
     assert "unknown class(es) ['nope']" in capsys.readouterr().err
+
+
+def test_synth_cli_sensor_flag(tmp_path):
+    import subprocess
+    import sys
+
+    bad = subprocess.run([sys.executable, "-m", "edgekit.cli", "synth", "--preset", "tiny", "--sensor",
+                          "--out", str(tmp_path / "tiny")], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "broad presets" in bad.stderr, bad.stderr
+    assert not (tmp_path / "tiny").exists()
+    out = tmp_path / "sensor"
+    ok = subprocess.run([sys.executable, "-m", "edgekit.cli", "synth", "--preset", "broad-tiny", "--sensor",
+                         "--classes", "static,move_left", "--clips-per-class", "2", "--frames", "6", "--workers", "1",
+                         "--no-progress", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0, ok.stderr
+    lines = [json.loads(line) for line in (out / "metadata.jsonl").read_text().splitlines()]
+    assert len(lines) == 4 and all(set(m["broad"]["sensor"]) == {"vignette", "shot_k", "row_sigma"} for m in lines)
+    assert json.loads((out / "synth.json").read_text())["sensor"] is True

@@ -21,7 +21,10 @@ exact flow) and the class list. A broad clip draws, from its own RNG, in this or
    of clips (sigma 0.1-1 px x unit, log-uniform) and, under object motion, a slow pan in half the clips (at most 0.3 px/frame x unit and a quarter of the labelled speed; the
    labelled objects keep their image-space motion: the background drifts under them), lighting
    (gain ramp 0.6-1.4, an exposure step in 25 % of clips, sinusoidal flicker up to 6 % and random
-   flicker up to 4 %), sensor noise sigma 0.5-8 levels (log-uniform, the same draw for every class).
+   flicker up to 4 %), sensor noise sigma 0.5-8 levels (log-uniform, the same draw for every class);
+4. only with ``sensor`` (``edgekit synth --sensor``), its camera sensor (:func:`draw_sensor`, drawn
+   last so the draws above are unchanged by it): lens vignetting in half the clips, shot noise that
+   grows with brightness in 60 %, row banding in 40 %.
 
 What keeps a label true: ``static`` gets no shake, no pan and still distractors (only lighting and
 noise change); ``scene_*`` gets shake but no extra pan (the pan is the label);
@@ -45,7 +48,7 @@ from training.synth.config import SynthConfig
 from training.synth.encode import ClipEncoding
 from training.synth.motion import MOTIONS as STANDARD_MOTIONS
 from training.synth.motion import Canvas, ClassMotion, Track
-from training.synth.scene import OCCLUDER_PROBABILITY, Layer, ScenePlan, pose_matrices
+from training.synth.scene import OCCLUDER_PROBABILITY, Layer, ScenePlan, Sensor, pose_matrices
 
 SIZES_PX = ((160, 120), (176, 144), (240, 180), (320, 240), (340, 256), (352, 288), (480, 360), (512, 288),
             (640, 360), (640, 480), (848, 480), (960, 540), (1024, 576), (1280, 720))
@@ -66,6 +69,11 @@ PAN_SHARE = 0.5
 SHAKE_SHARE = 0.4
 SHAKE_SIGMA_RANGE = (0.1, 1.0)
 NOISE_SIGMA_RANGE = (0.5, 8.0)  # sensor noise, levels of 255, log-uniform: most clips moderate, some dark
+# What a camera's sensor adds beyond that (training.synth.scene.Sensor). Cheap cameras show all
+# three: lens vignetting, photon (shot) noise that grows with brightness, row banding of the read-out.
+VIGNETTE_SHARE, VIGNETTE_MAX = 0.5, 0.6
+SHOT_SHARE, SHOT_K_RANGE = 0.6, (0.02, 1.0)   # variance k * I levels^2: 0.02-1.0 -> 1.6-11 levels at I = 128
+ROW_SHARE, ROW_SIGMA_RANGE = 0.4, (0.2, 2.0)  # levels, one offset per row and frame
 OBJECT_CLASSES_WITHOUT_PAN = ("static", "scene_left", "scene_right")
 
 
@@ -254,8 +262,9 @@ def _drifting_track(rng: np.random.Generator, canvas: Canvas, centre: np.ndarray
     return Track(path, rng.uniform(0, 2 * np.pi) + spin * steps, np.ones(t))
 
 
-def plan_broad_scene(label: str, rng: np.random.Generator, canvas: Canvas) -> ScenePlan:
-    """Draw a broad clip of class ``label`` at ``canvas`` size (see the module docstring).
+def plan_broad_scene(label: str, rng: np.random.Generator, canvas: Canvas, sensor: bool = False) -> ScenePlan:
+    """Draw a broad clip of class ``label`` at ``canvas`` size (see the module docstring); with
+    ``sensor``, also its camera sensor (:func:`draw_sensor`), drawn last.
 
     Raises:
         KeyError: ``label`` is not a benchmark class.
@@ -369,5 +378,23 @@ def plan_broad_scene(label: str, rng: np.random.Generator, canvas: Canvas) -> Sc
             "flicker_period_frames": float(flicker_period),
         },
     }
+    noise_seed = int(rng.integers(2**31))
+    camera_sensor = None
+    if sensor:  # drawn after everything above: the rest of the clip is the clip made without it
+        camera_sensor = draw_sensor(rng)
+        metadata["broad"]["sensor"] = {"vignette": camera_sensor.vignette, "shot_k": camera_sensor.shot_k,
+                                       "row_sigma": camera_sensor.row_sigma}
     return ScenePlan(canvas, bg, bg_to_image, tuple(layers), gain.astype(np.float32), noise_sigma,
-                     int(rng.integers(2**31)), metadata)
+                     noise_seed, metadata, camera_sensor)
+
+
+def draw_sensor(rng: np.random.Generator) -> Sensor:
+    """The sensor effects of one broad clip (:class:`~training.synth.scene.Sensor`), each on in a
+    share of the clips and drawn the same way for every class (no cue to ``static``): vignetting
+    (:data:`VIGNETTE_SHARE`, up to :data:`VIGNETTE_MAX`), shot noise (:data:`SHOT_SHARE`, k
+    log-uniform in :data:`SHOT_K_RANGE`), row noise (:data:`ROW_SHARE`, std uniform in
+    :data:`ROW_SIGMA_RANGE`)."""
+    vignette = float(rng.uniform(0.0, VIGNETTE_MAX)) if rng.random() < VIGNETTE_SHARE else 0.0
+    shot_k = _log_uniform(rng, *SHOT_K_RANGE) if rng.random() < SHOT_SHARE else 0.0
+    row_sigma = float(rng.uniform(*ROW_SIGMA_RANGE)) if rng.random() < ROW_SHARE else 0.0
+    return Sensor(vignette, float(shot_k), row_sigma, int(rng.integers(2**31)))

@@ -32,6 +32,7 @@ examples:
   python -m training synth --preset broad-small --out data/synth-broad-small    # sizes, fps, encoders drawn per clip
   python -m training synth --renderer heldout --out data/heldout --clips-per-class 10   # the domain-shift check
   python -m training synth --preset broad-small --classes motion --out data/synth-broad-motion   # the defaults' data
+  python -m training synth --preset broad-small --classes motion --sensor --out data/synth-broad-motion-sensor
 
 Broad presets and the held-out renderer draw each clip's size (up to the preset's, or --size),
 frame rate and encoder settings: --codec and --fps do not apply to them.
@@ -66,6 +67,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="all (default), motion (the 15 classes motion alone defines: the default models'), "
                              "fixed (the 12 fixed classes) or a comma-separated list; the clips are the ones "
                              "the full run makes for those classes")
+    parser.add_argument("--sensor", action="store_true", default=None,
+                        help="broad presets: every clip also gets a camera sensor model (shot noise that grows "
+                             "with brightness, row banding, lens vignetting), drawn last so the rest of each clip "
+                             "is unchanged")
     parser.add_argument("--config", default=None, metavar="FILE.toml", help="TOML file with a [synth] table")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -89,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     if args.size is not None:
         settings["width_px"], settings["height_px"] = parse_size(args.size)
     flags = {"codec": args.codec, "seed": args.seed, "frames": args.frames, "fps": args.fps,
-             "clips_per_class": args.clips_per_class, "renderer": args.renderer, "classes": args.classes}
+             "clips_per_class": args.clips_per_class, "renderer": args.renderer, "classes": args.classes,
+             "sensor": args.sensor}
     settings.update({k: v for k, v in flags.items() if v is not None})
     config = resolve_config(preset, **settings)
 

@@ -67,7 +67,9 @@ class SynthConfig:
     ``renderer``: "synth" (this package's renderer) or "heldout" (``training.synth.heldout``, the
     domain-shift check, 12 fixed classes). With a broad preset or the held-out renderer, ``codec``
     is "mixed" and ``fps`` 0: both are drawn per clip, and ``width_px`` x ``height_px`` is the
-    largest frame size drawn.
+    largest frame size drawn. ``sensor`` (broad presets only): every clip also draws a camera
+    sensor model (vignetting, shot noise, row banding; ``training.synth.broad.draw_sensor``), drawn
+    after everything else, so a clip differs from the same clip without it only by those effects.
     """
 
     preset: str
@@ -80,6 +82,7 @@ class SynthConfig:
     fps: int
     renderer: str = "synth"
     classes: str = "all"
+    sensor: bool = False
 
     @property
     def variety(self) -> str:
@@ -99,6 +102,8 @@ class SynthConfig:
             del values["renderer"]
         if self.classes == "all":  # likewise for folders made before class subsets existed
             del values["classes"]
+        if not self.sensor:  # and before the sensor model existed
+            del values["sensor"]
         return values
 
     @property
@@ -111,7 +116,8 @@ class SynthConfig:
         return tuple(n for n in CLASS_NAMES if n in names)  # label order, whatever order they were listed in
 
 
-OVERRIDABLE = ("codec", "seed", "clips_per_class", "width_px", "height_px", "frames", "fps", "renderer", "classes")
+OVERRIDABLE = ("codec", "seed", "clips_per_class", "width_px", "height_px", "frames", "fps", "renderer", "classes",
+               "sensor")
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -161,7 +167,8 @@ def resolve_config(preset: str | None = "small", **overrides) -> SynthConfig:
     Raises:
         ConfigError: unknown preset, codec or renderer, a size that is not a multiple of 4 or out of
             [64x48, 1920x1088], fewer than 2 frames, non-positive fps or clip count, negative seed;
-            a codec or fps given where they are drawn per clip (broad presets, held-out renderer).
+            a codec or fps given where they are drawn per clip (broad presets, held-out renderer);
+            ``sensor`` not a boolean, or set for anything but a broad preset of the training renderer.
     """
     renderer = overrides.get("renderer") or "synth"
     if renderer not in RENDERERS:
@@ -188,9 +195,16 @@ def resolve_config(preset: str | None = "small", **overrides) -> SynthConfig:
     else:
         config = SynthConfig(preset, "mpeg4", 0, p.clips_per_class, p.width_px, p.height_px, p.frames, p.fps)
     for f in fields(SynthConfig):
+        if f.name == "sensor":
+            if "sensor" in given and not isinstance(given["sensor"], bool):
+                raise ConfigError(f"sensor must be true or false, got {given['sensor']!r}")
+            continue
         if f.name in given and f.name not in ("codec", "renderer", "classes") and not isinstance(given[f.name], int):
             raise ConfigError(f"{f.name} must be an integer, got {given[f.name]!r}")
     config = replace(config, **given)
+    if config.sensor and (p.variety != "broad" or renderer != "synth"):
+        raise ConfigError(f"sensor applies to the broad presets of the synth renderer (broad-tiny, broad-small, "
+                          f"broad), not to preset {preset!r} with renderer {renderer!r}")
 
     if not per_clip and config.codec not in CODECS:  # per clip: "mixed", checked above
         raise ConfigError(f"unknown codec {config.codec!r}; choose one of {', '.join(CODECS)}")

@@ -128,7 +128,7 @@ def make_clip(job: ClipJob) -> tuple[RenderedClip, ClipEncoding, dict]:
         from training.synth.broad import draw_encoding, plan_broad_scene
 
         (width_px, height_px), encoding = draw_encoding(rng, config)
-        plan = plan_broad_scene(job.label, rng, Canvas(width_px, height_px, config.frames))
+        plan = plan_broad_scene(job.label, rng, Canvas(width_px, height_px, config.frames), sensor=config.sensor)
         return render(plan), encoding, plan.metadata
     plan = plan_scene(job.label, rng, Canvas(config.width_px, config.height_px, config.frames))
     return render(plan), ClipEncoding(SETTINGS[config.codec], config.fps), plan.metadata

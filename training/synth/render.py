@@ -70,6 +70,20 @@ def _layer_flow(matrix_prev_from_cur: np.ndarray, xs: np.ndarray, ys: np.ndarray
     return (xs - qx).astype(np.float32), (ys - qy).astype(np.float32)
 
 
+def _apply_sensor(image: np.ndarray, sensor, vignette: np.ndarray, rng: np.random.Generator) -> None:
+    """Vignetting, shot noise and row noise of ``sensor`` on ``image`` (float32 (H, W, 3), levels),
+    in place (see :class:`~training.synth.scene.Sensor`)."""
+    h, w = image.shape[:2]
+    if sensor.vignette:
+        image *= vignette
+    if sensor.shot_k:
+        shot = _GAUSSIAN_LUT[np.frombuffer(rng.bytes(h * w * 3), np.uint8)].reshape(h, w, 3)
+        shot *= np.sqrt(np.maximum(image, 0.0) * sensor.shot_k)
+        image += shot
+    if sensor.row_sigma:
+        image += (rng.standard_normal(h).astype(np.float32) * sensor.row_sigma)[:, None, None]
+
+
 def render(plan: ScenePlan) -> RenderedClip:
     """Draw every frame of ``plan`` and its ground-truth flow (see the module docstring)."""
     w, h, t = plan.canvas.width_px, plan.canvas.height_px, plan.canvas.frames
@@ -79,6 +93,11 @@ def render(plan: ScenePlan) -> RenderedClip:
     actor_q = np.zeros((t, h // stride, w // stride), bool)
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
     noise_rng = np.random.default_rng(plan.noise_seed)
+    sensor = plan.sensor
+    if sensor is not None:
+        sensor_rng = np.random.default_rng(sensor.seed)
+        r2 = ((xs - (w - 1) / 2) ** 2 + (ys - (h - 1) / 2) ** 2) / (((w - 1) / 2) ** 2 + ((h - 1) / 2) ** 2)
+        vignette = (1.0 - sensor.vignette * r2)[..., None].astype(np.float32)
     actor_ids = [k for k, layer in enumerate(plan.layers, start=1) if layer.is_actor]
 
     for i in range(t):
@@ -105,6 +124,8 @@ def render(plan: ScenePlan) -> RenderedClip:
         noise = _GAUSSIAN_LUT[np.frombuffer(noise_rng.bytes(h * w * 3), np.uint8)].reshape(h, w, 3)
         noise *= plan.noise_sigma
         image *= plan.gain[i]
+        if sensor is not None:
+            _apply_sensor(image, sensor, vignette, sensor_rng)
         image += noise + 0.5
         np.clip(image, 0, 255, out=image)
         frames[i] = image.astype(np.uint8)

@@ -42,7 +42,8 @@ class ScenePlan:
     ``background`` float32 (Hc, Wc, 3) canvas and ``background_to_image`` (T, 2, 3);
     ``layers`` back to front; ``gain`` (T,) multiplies the image (lighting ramp and flicker);
     ``noise_sigma`` is the sensor noise std in 8-bit levels, drawn from ``noise_seed``;
-    ``metadata`` is JSON-ready.
+    ``sensor`` (broad clips only; None: none) adds what a camera's sensor does beyond that
+    signal-independent noise (:class:`Sensor`); ``metadata`` is JSON-ready.
     """
 
     canvas: Canvas
@@ -53,6 +54,26 @@ class ScenePlan:
     noise_sigma: float
     noise_seed: int
     metadata: dict
+    sensor: Sensor | None = None
+
+
+@dataclass(frozen=True)
+class Sensor:
+    """A camera sensor's signal-dependent and fixed-pattern effects, applied by ``render`` after the
+    lighting gain and before the noise of ``noise_sigma``; each term is off at 0.
+
+    - ``vignette``: fall-off of the lens towards the corners, ``I * (1 - vignette * r^2)`` with r the
+      distance from the centre over the half-diagonal (fixed in the image: the scene moves under it);
+    - ``shot_k``: photon (shot) noise, Gaussian with variance ``shot_k * I`` in 8-bit levels (so
+      bright areas are noisier; at ``shot_k`` 0.5, 7 levels at mid-grey);
+    - ``row_sigma``: row (banding) noise of the read-out, one offset per row and frame, std in levels;
+    - ``seed``: the generator of the shot and row noise (separate from ``noise_seed``).
+    """
+
+    vignette: float
+    shot_k: float
+    row_sigma: float
+    seed: int
 
 
 def pose_matrices(track: Track, patch_size_px: int, camera_px: np.ndarray) -> np.ndarray:
