@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from training.synth.config import FLOW_STRIDE_PX
-from training.synth.scene import ScenePlan
+from training.synth.scene import ScenePlan, Sensor
 
 
 # Gaussian quantiles of 256 equal-probability bins: random bytes -> standard-normal noise at a
@@ -70,9 +70,9 @@ def _layer_flow(matrix_prev_from_cur: np.ndarray, xs: np.ndarray, ys: np.ndarray
     return (xs - qx).astype(np.float32), (ys - qy).astype(np.float32)
 
 
-def _apply_sensor(image: np.ndarray, sensor, vignette: np.ndarray, rng: np.random.Generator) -> None:
+def _apply_sensor(image: np.ndarray, sensor: Sensor, vignette: np.ndarray, rng: np.random.Generator) -> None:
     """Vignetting, shot noise and row noise of ``sensor`` on ``image`` (float32 (H, W, 3), levels),
-    in place (see :class:`~training.synth.scene.Sensor`)."""
+    in place."""
     h, w = image.shape[:2]
     if sensor.vignette:
         image *= vignette
