@@ -142,6 +142,27 @@ def false_event_rate(scores: np.ndarray, labels: Sequence[str], threshold: float
     return float(is_event(scores.max(axis=1), top, threshold).mean())
 
 
+def set_thresholds(negatives: Mapping[str, np.ndarray], labels: Sequence[str],
+                   max_false_event_rate: float) -> dict[str, tuple[float, int]]:
+    """Each negative set's own lowest threshold and how many of its windows may stay events:
+    name -> (threshold, allowed), threshold 0 when the set is already within
+    ``max_false_event_rate``, unrounded; empty sets are left out. :func:`choose_threshold` takes the
+    highest of them. A set of fewer than 1 / ``max_false_event_rate`` windows allows none, so its
+    single highest-scoring event window sets its threshold."""
+    out = {}
+    for name, scores in negatives.items():
+        scores = np.asarray(scores, np.float64)
+        if len(scores) == 0:
+            continue
+        top = [labels[i] for i in scores.argmax(axis=1)]
+        event_scores = np.sort(scores.max(axis=1)[is_event(scores.max(axis=1), top, 0.0)])[::-1]
+        allowed = int(math.floor(max_false_event_rate * len(scores) + 1e-9))
+        # silence every event window scoring at most the (allowed+1)-th highest
+        out[name] = (float(np.nextafter(event_scores[allowed], np.inf)) if len(event_scores) > allowed else 0.0,
+                     allowed)
+    return out
+
+
 def choose_threshold(negatives: Mapping[str, np.ndarray], labels: Sequence[str],
                      max_false_event_rate: float) -> float:
     """The lowest threshold at which at most ``max_false_event_rate`` of the windows of every set in
@@ -154,18 +175,22 @@ def choose_threshold(negatives: Mapping[str, np.ndarray], labels: Sequence[str],
     if not any(len(s) for s in negatives.values()):
         raise ConfigError("no windows without a motion event to choose a threshold on (static or noise-only "
                           "clips); give a fixed threshold instead")
-    threshold = 0.0
-    for scores in negatives.values():
-        scores = np.asarray(scores, np.float64)
-        if len(scores) == 0:
-            continue
-        top = [labels[i] for i in scores.argmax(axis=1)]
-        event_scores = np.sort(scores.max(axis=1)[is_event(scores.max(axis=1), top, 0.0)])[::-1]
-        allowed = int(math.floor(max_false_event_rate * len(scores) + 1e-9))
-        if len(event_scores) > allowed:  # silence every event window scoring at most the (allowed+1)-th highest
-            threshold = max(threshold, float(np.nextafter(event_scores[allowed], np.inf)))
+    threshold = max((t for t, _ in set_thresholds(negatives, labels, max_false_event_rate).values()), default=0.0)
     scale = 10 ** THRESHOLD_DECIMALS
     return min(math.ceil(threshold * scale) / scale, 1.0)
+
+
+def binding_set(negatives: Mapping[str, np.ndarray], labels: Sequence[str],
+                max_false_event_rate: float) -> dict | None:
+    """The negative set that sets :func:`choose_threshold`'s threshold (the first, on a tie):
+    ``set``, ``windows`` and ``events_allowed`` (how many of its windows may stay events: with 0,
+    its one highest-scoring event window sets the threshold). None when every set is already within
+    the rate (threshold 0)."""
+    own = set_thresholds(negatives, labels, max_false_event_rate)
+    name = max(own, key=lambda n: own[n][0], default=None)
+    if name is None or own[name][0] == 0.0:
+        return None
+    return {"set": name, "windows": int(len(negatives[name])), "events_allowed": own[name][1]}
 
 
 def event_accuracy(scores: np.ndarray, truth: Sequence[str], labels: Sequence[str], threshold: float) -> float:
@@ -362,15 +387,17 @@ def noise_clips(folder: str | os.PathLike, count: int, *, first_seed: int = NOIS
 class CalibrationRun:
     """What :func:`calibrate_package` found: the new ``calibration`` (an
     ``edgekit.manifest.Calibration``), the trade-off table on the fitting split (rows of
-    :func:`tradeoff`), and the windows of each negative set."""
+    :func:`tradeoff`), the windows of each negative set, and the set that set the threshold
+    (:func:`binding_set`; None for a fixed threshold or one of 0)."""
 
     calibration: object
     tradeoff: list
     negative_windows: dict
+    binding: dict | None = None
 
     def to_dict(self) -> dict:
         return {"calibration": self.calibration.to_dict(), "tradeoff": self.tradeoff,
-                "negative_windows": self.negative_windows}
+                "negative_windows": self.negative_windows, "binding": self.binding}
 
 
 def split_scores(results: Sequence[ClipLogits], temperature: float,
@@ -444,9 +471,11 @@ def calibrate_package(package, data: str | os.PathLike, *, split: str = "val", t
     fitted = fit(np.stack([r.video_logits for r in labelled]), truth)
     negatives, events = split_scores(results, fitted.temperature, extra_results)
     negatives = {name: s for name, s in negatives.items() if len(s)}
+    binding = None
     if threshold is None:
         chosen, rule = choose_threshold(negatives, labels, max_false_event_rate), \
             f"max_false_event_rate={max_false_event_rate:g}"
+        binding = binding_set(negatives, labels, max_false_event_rate)
     else:
         chosen, rule = float(threshold), "fixed"
     rates = {name: round(false_event_rate(s, labels, chosen), 6) for name, s in negatives.items()}
@@ -455,7 +484,7 @@ def calibrate_package(package, data: str | os.PathLike, *, split: str = "val", t
                               nll_after=round(fitted.nll_after, 6), ece_before=round(fitted.ece_before, 6),
                               ece_after=round(fitted.ece_after, 6), rule=rule, false_event_rate=rates)
     rows = tradeoff(events, negatives, labels, [0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, chosen])
-    return CalibrationRun(calibration, rows, {name: len(s) for name, s in negatives.items()})
+    return CalibrationRun(calibration, rows, {name: len(s) for name, s in negatives.items()}, binding)
 
 
 def with_calibration(manifest, calibration):

@@ -94,6 +94,27 @@ def test_the_threshold_silences_all_but_the_allowed_fraction_of_false_events():
         choose_threshold({"static": np.zeros((0, 2))}, labels, 0.05)
 
 
+def test_each_set_has_its_own_threshold_and_the_highest_is_named():
+    from edgekit.calibration import binding_set, set_thresholds
+
+    labels = ["move_left", "static"]
+    many = np.array([[s, 1 - s] for s in (0.5, 0.6, 0.7, 0.8)] + [[0.1, 0.9]] * 16)  # 20 windows: 1 may stay
+    few = np.array([[0.65, 0.35]] + [[0.1, 0.9]] * 9)  # 10 windows: none may stay, its one event decides
+    quiet = np.array([[0.1, 0.9]] * 30)  # no event at all
+    own = set_thresholds({"many": many, "few": few, "quiet": quiet, "empty": np.zeros((0, 2))}, labels, 0.05)
+    assert set(own) == {"many", "few", "quiet"}
+    assert own["many"][1] == 1 and 0.7 < own["many"][0] <= 0.7001
+    assert own["few"][1] == 0 and 0.65 < own["few"][0] <= 0.6501
+    assert own["quiet"] == (0.0, 1)
+    assert binding_set({"many": many, "few": few}, labels, 0.05) == {"set": "many", "windows": 20,
+                                                                    "events_allowed": 1}
+    louder = np.array([[0.9, 0.1]] + [[0.1, 0.9]] * 9)  # now the small set's single window is the highest
+    assert binding_set({"many": many, "few": louder}, labels, 0.05) == {"set": "few", "windows": 10,
+                                                                       "events_allowed": 0}
+    assert choose_threshold({"many": many, "few": louder}, labels, 0.05) == pytest.approx(0.9, abs=1e-4)
+    assert binding_set({"quiet": quiet}, labels, 0.05) is None  # threshold 0: nothing sets it
+
+
 # ---------------------------------------------------------------------------------- the manifest
 
 
@@ -211,6 +232,13 @@ def test_calibrate_writes_a_verifiable_package_with_the_same_onnx(uncalibrated, 
     assert report["calibration"] == calibration.to_dict() and report["negative_windows"]["static"] == 1
     assert report["negative_windows"]["noise"] == 6  # 2 noise-only clips of 96 frames: 3 windows each
     assert report["integrity_sha256"] == after.integrity_sha256 and report["signed"] is False
+    binding = report["binding"]  # the set whose own threshold is the chosen one (None: threshold 0)
+    if calibration.threshold > 0:
+        assert binding["set"] in ("static", "noise")
+        assert binding["windows"] == report["negative_windows"][binding["set"]]
+        assert calibration.false_event_rate[binding["set"]] <= 0.05
+    else:
+        assert binding is None
     with Recognizer(out) as rec:
         assert rec.threshold == calibration.threshold and rec.temperature == calibration.temperature
 
@@ -254,6 +282,15 @@ def test_calibrate_holds_the_rate_on_a_folder_of_negatives(uncalibrated, tiny_da
     assert labels and all(label in NO_EVENT_LABELS for label in labels)
     # the temperature is fitted on the labelled clips only: the negatives do not move it
     assert calibration.temperature == load_package(plain).manifest.calibration.temperature
+    # at rate 0 no window of any set may stay an event: the text report names the set that set the
+    # threshold and says that its one highest-scoring window did
+    binding = report["binding"]
+    assert binding["events_allowed"] == 0 and binding["windows"] == report["negative_windows"][binding["set"]]
+    text = [a for a in common if a != "--json"]
+    assert cli_main([*text, "--negatives", str(folder), "-o", str(tmp_path / "text.edgepkg")]) == 0
+    out = capsys.readouterr().out
+    assert f"  set by {binding['set']}: {binding['windows']} windows, at most 0 of them events\n" in out
+    assert f"so the one highest-scoring event window of {binding['set']} sets the threshold" in out
 
 
 def test_negative_folders_are_listed_and_named(tmp_path):

@@ -103,4 +103,12 @@ def calibrate(args: argparse.Namespace) -> int:
         rates = "  ".join(f"{name} {rate:6.1%}" for name, rate in row["false_event_rate"].items())
         mark = "  <- chosen" if row["threshold"] == round(c.threshold, 4) else ""
         print(f"  {row['threshold']:9.4f}  {row['event_top1']:11.1%}  {rates}{mark}")
+    if run.binding:
+        b = run.binding
+        print(f"  set by {b['set']}: {b['windows']} windows, at most {b['events_allowed']} of them events")
+        if b["events_allowed"] == 0:
+            more = {"static": f"more static clips in the {args.split} split", "noise": "more --noise-clips"}.get(
+                b["set"], "more videos in that folder")
+            print(f"  note: with {b['windows']} windows none may be an event at {args.max_false_event_rate:g}, so the "
+                  f"one highest-scoring event window of {b['set']} sets the threshold; {more} give a steadier one")
     return 0
