@@ -24,12 +24,19 @@ threshold at which this part alone would be within the 5 % target (``edgekit.cal
 .choose_threshold`` on its windows: what fitting the threshold on such clips would set); per
 package, the rate over all parts.
 
+``--zero vectors`` / ``--zero residual`` (for packages with one ``mv_residual`` input, such as
+``edge-mvr``) also run each package with that half of its input set to 0 (channels dx, dy or the
+three residual channels; the input's normalisation is a pure scale, so 0 is "no vector" / "no
+residual"), as ``KIND:no-vectors`` / ``KIND:no-residual``: which half of the input the false
+events come from.
+
 Clips are made into --workdir (reused when already there). Prints ONE JSON object on stdout;
 progress goes to stderr.
 
 Example (the committed docs/results/false-events.json):
     python benchmarks/false_events.py --workdir /tmp/edgekit-false-events > docs/results/false-events.json
     python benchmarks/false_events.py --clips 4 --kinds mv --workdir /tmp/fe-smoke     # smoke test
+    python benchmarks/false_events.py --kinds mvr --parts heldout --zero vectors residual   # which input fires
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ from _env import machine, script_parser, wilson  # noqa: E402
 
 NOISE_FIRST_SEED = 3_000_000  # far from edgekit calibrate's 1,000,000 and calibration.py's 2,000,000
 PARTS = ("broad", "heldout", "noise")
+ZEROABLE = {"vectors": slice(0, 2), "residual": slice(2, 5)}  # channels of an mv_residual input (dx, dy, r0-r2)
 TARGET = 0.05  # the issue's limit on the share of windows reported as an event
 
 
@@ -65,6 +73,9 @@ def parse_args(argv=None):
     p.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="parts to make (default all)")
     p.add_argument("--seed", type=int, default=101, help="seed of the broad and held-out clips (default 101)")
     p.add_argument("--workers", type=int, default=2, metavar="N", help="processes making clips (default 2)")
+    p.add_argument("--zero", nargs="+", choices=tuple(ZEROABLE), default=[], metavar="PART",
+                   help="also run each package with this half of its mv_residual input set to 0: vectors, "
+                   "residual (reported as KIND:no-vectors, KIND:no-residual)")
     p.add_argument("--workdir", default="/tmp/edgekit-false-events", metavar="DIR",
                    help="where made clips are kept and reused (default /tmp/edgekit-false-events)")
     args = p.parse_args(argv)
@@ -109,8 +120,29 @@ def rate(events: int, windows: int) -> dict:
             "ci95": [round(low, 4), round(high, 4)], "within_target": bool(windows and events / windows <= TARGET)}
 
 
-def run_package(kind: str, parts: dict[str, list[str]]) -> dict:
-    """Every clip of every part through the package's Recognizer: figures per part and overall."""
+def zero_input(recognizer, part: str) -> None:
+    """Make ``recognizer`` feed its model with ``part`` ("vectors" or "residual") of its one
+    ``mv_residual`` input set to 0. Raises SystemExit for a package without such an input."""
+    import numpy as np
+
+    specs = recognizer.specs
+    if len(specs) != 1 or specs[0].modality != "mv_residual":
+        raise SystemExit(f"--zero needs a package with one mv_residual input; "
+                         f"{recognizer.package.path} has {[s.modality for s in specs]}")
+    name, channels, prepare = specs[0].name, ZEROABLE[part], recognizer.prepare_inputs
+
+    def prepare_zeroed(*args, **kwargs):
+        inputs = prepare(*args, **kwargs)
+        x = np.array(inputs[name], copy=True)
+        x[:, :, channels] = 0  # (B, S, C, H, W): the channel axis
+        return {**inputs, name: x}
+
+    recognizer.prepare_inputs = prepare_zeroed
+
+
+def run_package(kind: str, parts: dict[str, list[str]], zero: str | None = None) -> dict:
+    """Every clip of every part through the package's Recognizer (with ``zero``: that half of its
+    input set to 0, :func:`zero_input`): figures per part and overall."""
     from edgekit.calibration import NO_EVENT_LABELS, choose_threshold
     from edgekit.recognizer import DEFAULT_PACKAGES, Recognizer
 
@@ -118,6 +150,8 @@ def run_package(kind: str, parts: dict[str, list[str]]) -> dict:
     out, total_events, total_windows = {}, 0, 0
     t0 = time.perf_counter()
     with Recognizer(path) as recognizer:
+        if zero:
+            zero_input(recognizer, zero)
         for part, clips in parts.items():
             labels, per_clip, per_clip_top, scores = Counter(), {}, {}, []
             for n, clip in enumerate(clips, 1):
@@ -140,7 +174,7 @@ def run_package(kind: str, parts: dict[str, list[str]]) -> dict:
                          "per_clip": per_clip, "per_clip_top": per_clip_top}
         threshold = recognizer.threshold
         model = recognizer.package.manifest.model
-    return {"package": path.name, "model": model, "threshold": threshold, "parts": out,
+    return {"package": path.name, "model": model, "threshold": threshold, "zeroed": zero, "parts": out,
             "all": rate(total_events, total_windows), "seconds": round(time.perf_counter() - t0, 1)}
 
 
@@ -164,10 +198,12 @@ def main(argv=None) -> int:
                           "clips": len(parts[part]), "seconds_to_make": round(time.perf_counter() - t1, 1)}
     results = {}
     for kind in args.kinds:
-        log(f"running {kind}")
-        results[kind] = run_package(kind, parts)
-        log(f"{kind}: {results[kind]['all']['false_events']} false events in {results[kind]['all']['windows']} "
-            f"windows ({100 * results[kind]['all']['rate']:.1f} %)")
+        for zero in [None, *args.zero]:
+            key = kind if zero is None else f"{kind}:no-{zero}"
+            log(f"running {key}")
+            results[key] = run_package(kind, parts, zero)
+            log(f"{key}: {results[key]['all']['false_events']} false events in {results[key]['all']['windows']} "
+                f"windows ({100 * results[key]['all']['rate']:.1f} %)")
     command = "python benchmarks/false_events.py " + " ".join(sys.argv[1:] if argv is None else argv)
     print(json.dumps({"benchmark": "false_events", "command": command,
                       "target": {"max_rate": TARGET}, "sets": made, "results": results, "env": machine(),

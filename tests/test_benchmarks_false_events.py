@@ -74,3 +74,38 @@ def test_wilson_interval():
     assert low == pytest.approx(0.0274, abs=5e-4) and high == pytest.approx(0.0899, abs=5e-4)
     assert script.wilson(0, 200)[0] == 0 and script.wilson(0, 200)[1] == pytest.approx(0.0188, abs=5e-4)
     assert script.wilson(0, 0) == (0.0, 1.0)
+
+
+@pytest.mark.parametrize("part, zeroed, kept", [("vectors", slice(0, 2), slice(2, 5)),
+                                                ("residual", slice(2, 5), slice(0, 2))])
+def test_zero_input_feeds_the_model_without_that_half(part, zeroed, kept):
+    """--zero: on the demo clip (real motion, real residual) every input the model is fed has the
+    named channels at 0 and the others not; the windows' scores change."""
+    import numpy as np
+
+    import edgekit
+    from edgekit.recognizer import DEFAULT_PACKAGES
+
+    script = load_benchmark("false_events.py")
+    demo = str(Path(edgekit.__file__).parent / "assets" / "demo.mp4")
+    with edgekit.Recognizer(DEFAULT_PACKAGES["mvr"]) as recognizer:
+        plain = [w.scores for w in recognizer.windows(demo)]
+        fed = []
+        run = recognizer.backend.run
+        recognizer.backend.run = lambda inputs: fed.append(inputs["mv_residual"]) or run(inputs)
+        script.zero_input(recognizer, part)
+        zeroed_scores = [w.scores for w in recognizer.windows(demo)]
+    assert fed and len(zeroed_scores) == len(plain)
+    for x in fed:
+        assert x.shape[2] == 5 and not x[:, :, zeroed].any() and x[:, :, kept].any()
+    assert not np.allclose(np.stack(plain), np.stack(zeroed_scores))
+
+
+def test_zero_input_refuses_a_package_without_an_mv_residual_input():
+    import edgekit
+    from edgekit.recognizer import DEFAULT_PACKAGES
+
+    script = load_benchmark("false_events.py")
+    with edgekit.Recognizer(DEFAULT_PACKAGES["mv"]) as recognizer:
+        with pytest.raises(SystemExit, match="one mv_residual input"):
+            script.zero_input(recognizer, "vectors")
