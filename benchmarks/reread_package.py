@@ -53,8 +53,9 @@ def main(argv=None) -> int:
     manifest = package.manifest
     extra = json.loads(json.dumps(dict(manifest.preprocessing.extra)))  # a plain, deep copy
     spec = extra.get("cache_spec")
-    if not isinstance(spec, dict) or not package.manifest.inputs:
-        raise ConfigError(f"{args.package} records no cache_spec: it was not exported from a trained model")
+    if not isinstance(spec, dict):
+        raise SystemExit(f"reread_package.py: error: {args.package} records no cache_spec: it was not exported "
+                         "from a trained model")
     old = spec.get("min_gain")
     spec["min_gain"] = gain
     preprocessing = dataclasses.replace(manifest.preprocessing, extra=types.MappingProxyType(extra))

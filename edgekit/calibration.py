@@ -190,7 +190,7 @@ def binding_set(negatives: Mapping[str, np.ndarray], labels: Sequence[str],
     name = max(own, key=lambda n: own[n][0], default=None)
     if name is None or own[name][0] == 0.0:
         return None
-    return {"set": name, "windows": int(len(negatives[name])), "events_allowed": own[name][1]}
+    return {"set": name, "windows": len(negatives[name]), "events_allowed": own[name][1]}
 
 
 def event_accuracy(scores: np.ndarray, truth: Sequence[str], labels: Sequence[str], threshold: float) -> float:

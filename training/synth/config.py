@@ -194,12 +194,11 @@ def resolve_config(preset: str | None = "small", **overrides) -> SynthConfig:
                              PER_CLIP_FPS, renderer)
     else:
         config = SynthConfig(preset, "mpeg4", 0, p.clips_per_class, p.width_px, p.height_px, p.frames, p.fps)
+    if "sensor" in given and not isinstance(given["sensor"], bool):
+        raise ConfigError(f"sensor must be true or false, got {given['sensor']!r}")
     for f in fields(SynthConfig):
-        if f.name == "sensor":
-            if "sensor" in given and not isinstance(given["sensor"], bool):
-                raise ConfigError(f"sensor must be true or false, got {given['sensor']!r}")
-            continue
-        if f.name in given and f.name not in ("codec", "renderer", "classes") and not isinstance(given[f.name], int):
+        if f.name in given and f.name not in ("codec", "renderer", "classes", "sensor") \
+                and not isinstance(given[f.name], int):
             raise ConfigError(f"{f.name} must be an integer, got {given[f.name]!r}")
     config = replace(config, **given)
     if config.sensor and (p.variety != "broad" or renderer != "synth"):
