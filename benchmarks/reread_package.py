@@ -2,7 +2,7 @@
 unchanged: how much of a model's behaviour on a set of clips comes from the vectors its reader keeps.
 
 ``edge-mvr`` is trained on vectors that predict their 8x8 cell better than no motion by
-``min_gain`` = 2 grey levels per pixel (README, "Vectors no better than none"). This script writes
+``min_gain`` = 4 grey levels per pixel (README, "Vectors no better than none"). This script writes
 ``PKG`` again (same ONNX bytes, labels, calibration) with ``preprocessing.cache_spec.min_gain`` set
 to ``--min-gain``, so ``edgekit.Recognizer`` reads with that margin, and prints one JSON object
 (the paths, the old and new margin, the new package's integrity digest). Run the other benchmarks
